@@ -1,0 +1,92 @@
+"""The OpenSky source agent: a leader-only Faust timer that polls and publishes.
+
+    OpenSky /states/all --poll--> validate --> flight-raw-data       (valid)
+                                           \-> flight-invalid-data   (rejected, with reason)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+import aiohttp
+import mode
+
+from flights_app.app import app, settings
+from flights_app.opensky.auth import TokenProvider
+from flights_app.opensky.backoff import Backoff
+from flights_app.opensky.client import OpenSkyClient
+from flights_app.records import InvalidState, StateVector
+from flights_app.source import StateSource
+from flights_app.topics import invalid_states, raw_states
+
+log = logging.getLogger("flights_app.source")
+
+
+async def publish(valid: Sequence[StateVector], invalid: Sequence[InvalidState]) -> None:
+    """Hand every state to the producer's buffer at once, then wait for all acks together."""
+    sends = [raw_states.send_soon(key=s.icao24, value=s) for s in valid]
+    sends += [invalid_states.send_soon(key=r.icao24 or "", value=r) for r in invalid]
+    if sends:
+        await asyncio.gather(*sends)
+
+
+def describe_poll_plan() -> str:
+    plan = settings.poll
+    who = "authenticated" if settings.authenticated else "anonymous"
+    box = "global" if settings.bbox is None else f"box {settings.bbox.as_query()}"
+    if plan.derived:
+        credits = "unlimited credits" if settings.daily_credits == 0 else f"{settings.daily_credits} credits/day"
+        return f"every {plan.interval_s:g} s (derived: {who}, {credits}, {box})"
+    return f"every {plan.interval_s:g} s (FLIGHTS_POLL_INTERVAL; {who}, {box})"
+
+
+@app.service
+class OpenSkySourceService(mode.Service):
+    """Owns the one aiohttp session and the source for the worker's lifetime."""
+
+    instance: OpenSkySourceService | None = None
+    source: StateSource | None = None
+
+    async def on_start(self) -> None:
+        self.session = aiohttp.ClientSession(headers={"User-Agent": "flights-app/0.1"})
+        tokens = None
+        if settings.authenticated:
+            tokens = TokenProvider(
+                self.session, settings.opensky_token_url, settings.opensky_client_id,
+                settings.opensky_client_secret, timeout_s=settings.opensky_timeout_s,
+            )
+        client = OpenSkyClient(
+            self.session, settings.opensky_url, bbox=settings.bbox, tokens=tokens,
+            timeout_s=settings.opensky_timeout_s,
+        )
+        backoff = Backoff(base_s=max(settings.poll.interval_s, 1.0), max_s=settings.backoff_max_s)
+        self.source = StateSource(client.fetch_states, publish, backoff, interval_s=settings.poll.interval_s)
+        OpenSkySourceService.instance = self
+        log.info("OpenSky source: %s %s", client.url, describe_poll_plan())
+        exhausted = settings.poll.credits_exhausted_after_s
+        if exhausted is not None:
+            at = time.strftime("%H:%M UTC", time.gmtime(time.time() + exhausted))
+            log.warning(
+                "At one poll every %g s the %d daily credits run out after %.1f h (about %s); "
+                "after that OpenSky answers 429 until they reset. Unset FLIGHTS_POLL_INTERVAL "
+                "to derive an interval that lasts the day.",
+                settings.poll.interval_s, settings.daily_credits, exhausted / 3600, at,
+            )
+
+    async def on_stop(self) -> None:
+        await self.session.close()
+
+
+#: The timer is a heartbeat: the source itself decides when a poll is due (its
+#: interval, a server's retry-after, backoff), so the first poll goes out at start.
+HEARTBEAT_S = min(settings.poll.interval_s, 1.0)
+
+
+@app.timer(HEARTBEAT_S, on_leader=True)
+async def poll_opensky() -> None:
+    service = OpenSkySourceService.instance
+    if service is not None and service.source is not None:
+        await service.source.tick()

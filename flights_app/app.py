@@ -1,0 +1,39 @@
+"""The Faust application: ``faust -A flights_app.app worker -l info``.
+
+Declarations live here and in the modules imported at the bottom (topics,
+then one module per agent); the agents themselves are thin loops over plain
+functions that are tested without Kafka.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from flights_app.settings import SettingsError, load_settings
+
+try:
+    settings = load_settings()
+except SettingsError as error:  # a user's mistake: one line, no traceback
+    raise SystemExit(f"flights-app: configuration error: {error}") from None
+
+app = faust.App(
+    settings.app_id,
+    broker=settings.broker_url,
+    store=settings.store,
+    datadir=str(settings.datadir / "worker"),
+    web_bind=settings.web_bind,
+    web_port=settings.web_port,
+    web_host=settings.web_bind,
+    topic_partitions=settings.topic_partitions,
+    topic_replication_factor=settings.topic_replication,
+    processing_guarantee="at_least_once",
+    Worker="flights_app.worker:Worker",
+    # Broker not reachable yet: keep retrying with a clear log line instead of dying.
+    broker_request_timeout=90.0,
+    producer_acks=-1,
+)
+
+# Import for their side effect of registering topics, tasks and agents on `app`.
+from flights_app import topics  # noqa: E402,F401
+from agents import source  # noqa: E402,F401
+from web import endpoints  # noqa: E402,F401

@@ -1,0 +1,352 @@
+"""``flights-app``: the command line.
+
+    flights-app up [--source auto|live|sim|replay FILE]   everything, on embedded defaults
+    flights-app worker [faust worker options]             the Faust worker (= faust -A flights_app.app worker)
+    flights-app broker [--port N]                         the embedded Kafka alone
+    flights-app opensky-fake (--simulate N | --replay P)  the OpenSky-compatible fake server
+
+A user's mistake (a bad setting, a busy port, a missing file) ends with one
+line saying what is wrong and what to do, and exit status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from flights_app.embedded.broker import BrokerError, EmbeddedBroker, _die_with_parent, accepts_connections
+from flights_app.settings import SettingsError, load_settings
+
+EXIT_USAGE = 2
+#: Seconds to wait for a child to stop after SIGTERM before killing it.
+STOP_GRACE_S = 30.0
+PROBE_TIMEOUT_S = 5.0
+SIM_AIRCRAFT = 400
+SIM_POLL_INTERVAL_S = 5.0
+REPLAY_POLL_INTERVAL_S = 1.0
+
+
+def fail(message: str) -> SystemExit:
+    print(f"flights-app: {message}", file=sys.stderr)
+    return SystemExit(EXIT_USAGE)
+
+
+def _settings():
+    try:
+        return load_settings()
+    except SettingsError as error:
+        raise fail(f"configuration error: {error}") from None
+
+
+def _wait_for_signal() -> int:
+    """Block until SIGINT or SIGTERM; return the signal number."""
+    received: list[int] = []
+    done = threading.Event()
+
+    def handler(signum, _frame):
+        received.append(signum)
+        done.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+    done.wait()
+    return received[0]
+
+
+# -- worker -------------------------------------------------------------------------------
+
+
+def cmd_worker(extra: list[str]) -> None:
+    settings = _settings()
+    from flights_app.app import app
+
+    if not any(a in ("-l", "--loglevel") or a.startswith("--loglevel=") for a in extra):
+        extra = ["-l", settings.log_level, *extra]
+    sys.argv = ["flights-app", "worker", *extra]
+    app.main()
+
+
+# -- broker -------------------------------------------------------------------------------
+
+
+def _embedded_broker(settings, port: int | None = None, data_dir: Path | None = None) -> EmbeddedBroker:
+    return EmbeddedBroker(
+        data_dir or settings.datadir / "kafka",
+        port or settings.embedded_broker_port,
+        heap_mb=settings.kafka_heap_mb,
+        lib_dir=settings.kafka_lib,
+        partitions=settings.topic_partitions,
+    )
+
+
+def cmd_broker(args: argparse.Namespace) -> None:
+    settings = _settings()
+    broker = _embedded_broker(settings, args.port, Path(args.data_dir) if args.data_dir else None)
+    print(f"Starting the embedded Kafka on {broker.bootstrap} (data in {broker.data_dir}, log {broker.log_file})...",
+          flush=True)
+    try:
+        broker.start()
+    except BrokerError as error:
+        raise fail(str(error)) from None
+    print(f"Kafka is ready: FLIGHTS_BROKER={broker.url}   (Ctrl-C stops it)", flush=True)
+    try:
+        _wait_for_signal()
+    finally:
+        print("Stopping the embedded Kafka...", flush=True)
+        broker.stop()
+        print("Stopped.", flush=True)
+
+
+# -- fake OpenSky -------------------------------------------------------------------------
+
+
+def cmd_opensky_fake(args: argparse.Namespace) -> None:
+    from aiohttp import web
+
+    from flights_app.fake_opensky.faults import FaultError
+    from flights_app.fake_opensky.recordings import RecordingError, load_recording
+    from flights_app.fake_opensky.server import FakeState, ReplaySource, SimulatedSource, initial_faults, make_app
+    from flights_app.fake_opensky.simulator import Simulator
+
+    try:
+        if args.replay:
+            polls = load_recording(args.replay)
+            source = ReplaySource(polls, pace=args.pace, speed=args.speed, loop=args.loop,
+                                  shift_to_present=args.shift_to_present)
+            what = f"replaying {len(polls)} polls from {args.replay} ({args.pace} pace, x{args.speed:g})"
+        else:
+            simulator = Simulator(args.simulate, seed=args.seed, epoch=time.time(), anomaly_rate=args.anomaly_rate)
+            source = SimulatedSource(simulator)
+            what = f"simulating {args.simulate} aircraft (seed {args.seed}, anomaly rate {args.anomaly_rate:g})"
+        faults = initial_faults(args.fault or [], args.corrupt_rate)
+    except (RecordingError, FaultError, ValueError) as error:
+        raise fail(str(error)) from None
+    if args.labels_out:
+        Path(args.labels_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.labels_out).write_text("")
+    state = FakeState(
+        source=source, client_id=args.client_id, client_secret=args.client_secret,
+        require_auth=args.require_auth, token_ttl_s=args.token_ttl, credits=args.credits,
+        faults=faults, labels_out=Path(args.labels_out) if args.labels_out else None,
+    )
+    if not _port_free(args.host, args.port):
+        raise fail(f"port {args.port} on {args.host} is already in use: choose another with --port")
+    base = f"http://{args.host}:{args.port}"
+    print(f"Fake OpenSky {what}\n  OPENSKY_URL={base}/api\n  OPENSKY_TOKEN_URL={base}/auth/realms/"
+          "opensky-network/protocol/openid-connect/token", flush=True)
+    logging.basicConfig(level=logging.WARNING)
+    web.run_app(make_app(state), host=args.host, port=args.port, print=None, access_log=None)
+
+
+def _port_free(host: str, port: int) -> bool:
+    from flights_app.embedded.broker import port_is_free
+
+    try:
+        return port_is_free(host, port)
+    except OSError as error:
+        raise fail(f"cannot bind {host}:{port}: {error}") from None
+
+
+# -- up -----------------------------------------------------------------------------------
+
+
+def probe_opensky(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
+    """None when the API answers at all (even 401/429); else why it does not."""
+    probe = f"{url.rstrip('/')}/states/all?lamin=0&lomin=0&lamax=0.1&lomax=0.1"
+    try:
+        with urllib.request.urlopen(probe, timeout=timeout_s):
+            return None
+    except urllib.error.HTTPError:
+        return None
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        return f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__
+
+
+class Child:
+    """A process started by ``up``, stopped by SIGTERM and, if stuck, SIGKILL."""
+
+    def __init__(self, name: str, argv: list[str], env: dict):
+        self.name = name
+        self.process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        if not self.alive():
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            print(f"flights-app: {self.name} did not stop in {STOP_GRACE_S:.0f} s; killing it", file=sys.stderr)
+            self.process.kill()
+            self.process.wait()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    settings = _settings()
+    env = dict(os.environ)
+    broker: EmbeddedBroker | None = None
+    children: list[Child] = []
+    me = [sys.executable, "-m", "flights_app.cli"]
+
+    def stop_all() -> None:
+        for child in reversed(children):
+            child.stop()
+        if broker is not None:
+            print("flights-app: stopping the embedded Kafka...", flush=True)
+            broker.stop()
+
+    try:
+        if settings.uses_embedded_broker:
+            if accepts_connections("127.0.0.1", settings.embedded_broker_port):
+                print(f"flights-app: using the Kafka already listening on 127.0.0.1:{settings.embedded_broker_port}")
+            else:
+                broker = _embedded_broker(settings)
+                print(f"flights-app: starting the embedded Kafka on {broker.bootstrap} "
+                      f"(log: {broker.log_file})...", flush=True)
+                broker.start()
+            env["FLIGHTS_BROKER"] = settings.broker_url
+
+        source = args.source
+        if source == "auto":
+            why = probe_opensky(settings.opensky_url)
+            if why is None:
+                source = "live"
+            else:
+                print(f"flights-app: OpenSky at {settings.opensky_url} does not answer ({why}); "
+                      "starting the bundled fake OpenSky server in simulator mode instead", flush=True)
+                source = "sim"
+        if source in ("sim", "replay"):
+            port = _free_port()
+            fake = [*me, "opensky-fake", "--port", str(port)]
+            if source == "sim":
+                fake += ["--simulate", str(args.aircraft), "--seed", "1",
+                         "--labels-out", str(settings.datadir / "fake-opensky-labels.jsonl")]
+            else:
+                fake += ["--replay", args.replay_path, "--shift-to-present", "--loop"]
+            children.append(Child("fake OpenSky", fake, env))
+            env["OPENSKY_URL"] = f"http://127.0.0.1:{port}/api"
+            env["OPENSKY_TOKEN_URL"] = f"http://127.0.0.1:{port}/auth/realms/opensky-network/protocol/openid-connect/token"
+            env.setdefault("FLIGHTS_DAILY_CREDITS", "0")
+            if "FLIGHTS_POLL_INTERVAL" not in os.environ:
+                env["FLIGHTS_POLL_INTERVAL"] = str(SIM_POLL_INTERVAL_S if source == "sim" else REPLAY_POLL_INTERVAL_S)
+            deadline = time.monotonic() + 30
+            while not accepts_connections("127.0.0.1", port):
+                if not children[-1].alive() or time.monotonic() > deadline:
+                    raise fail("the fake OpenSky server did not start")
+                time.sleep(0.1)
+        print(f"flights-app: source = {source} ({env.get('OPENSKY_URL', settings.opensky_url)})", flush=True)
+
+        children.append(Child("worker", [*me, "worker"], env))
+        print(f"flights-app: worker started; web endpoints on http://{settings.web_bind}:{settings.web_port}/ "
+              "(Ctrl-C stops everything)", flush=True)
+        _supervise(children)
+    except BrokerError as error:
+        stop_all()
+        raise fail(str(error)) from None
+    except BaseException:
+        stop_all()
+        raise
+    stop_all()
+    print("flights-app: stopped.", flush=True)
+
+
+def _supervise(children: list[Child]) -> None:
+    """Return on Ctrl-C / SIGTERM, or when any child exits on its own."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        for child in children:
+            if not child.alive():
+                print(f"flights-app: the {child.name} exited with code {child.process.returncode}; "
+                      "stopping the rest", file=sys.stderr, flush=True)
+                return
+
+
+# -- main ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flights-app", description="Real-time flight tracking on Faust.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start the broker (if embedded), the source and the worker")
+    up.add_argument("--source", choices=("auto", "live", "sim", "replay"), default="auto",
+                    help="auto: the real OpenSky if it answers, else the simulator (default)")
+    up.add_argument("replay_path", nargs="?", metavar="FILE", help="recording to replay with --source replay")
+    up.add_argument("--aircraft", type=int, default=SIM_AIRCRAFT, help="simulated aircraft (default %(default)s)")
+
+    sub.add_parser("worker", help="the Faust worker; other options go to `faust worker`", add_help=False)
+
+    broker = sub.add_parser("broker", help="run the embedded Kafka broker alone")
+    broker.add_argument("--port", type=int, help="client port (default FLIGHTS_EMBEDDED_BROKER_PORT, 9092)")
+    broker.add_argument("--data-dir", help="storage directory (default $FLIGHTS_DATADIR/kafka)")
+
+    fake = sub.add_parser("opensky-fake", help="run the OpenSky-compatible fake server")
+    what = fake.add_mutually_exclusive_group(required=True)
+    what.add_argument("--simulate", type=int, metavar="N", help="simulate N aircraft")
+    what.add_argument("--replay", metavar="PATH", help="replay a recording (file, directory or zip)")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=8081)
+    fake.add_argument("--seed", type=int, default=1)
+    fake.add_argument("--anomaly-rate", type=float, default=0.01, help="share of airborne states with an injected anomaly")
+    fake.add_argument("--labels-out", metavar="FILE", help="append anomaly labels here as JSON lines")
+    fake.add_argument("--pace", choices=("clock", "request"), default="clock",
+                      help="replay: move on with the clock at the recorded cadence, or one poll per request")
+    fake.add_argument("--speed", type=float, default=1.0, help="replay: cadence multiplier")
+    fake.add_argument("--loop", action="store_true", help="replay: start again at the end (times keep increasing)")
+    fake.add_argument("--shift-to-present", action="store_true", help="replay: move timestamps to now")
+    fake.add_argument("--client-id", help="accept only this OAuth2 client (default: any)")
+    fake.add_argument("--client-secret", help="its secret")
+    fake.add_argument("--require-auth", action="store_true", help="refuse anonymous calls")
+    fake.add_argument("--token-ttl", type=float, default=1800.0, help="token lifetime, seconds")
+    fake.add_argument("--credits", type=int, default=0, help="credits per reset period; 0 = unlimited")
+    fake.add_argument("--fault", action="append", metavar="KIND[:ARG]",
+                      help="queue a fault for the next request (repeatable): 429:S 500 502 503 slow:S "
+                           "malformed truncated big empty duplicate future past disconnect")
+    fake.add_argument("--corrupt-rate", type=float, default=0.0, help="share of rows with a corrupted field")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "worker":  # everything after goes to Faust's own worker command
+        return cmd_worker(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.command == "up":
+        if args.source == "replay" and not args.replay_path:
+            raise fail("--source replay needs a recording: flights-app up --source replay FILE")
+        if args.replay_path and args.source != "replay":
+            raise fail(f"a FILE ({args.replay_path}) only goes with --source replay")
+        if args.replay_path and not Path(args.replay_path).exists():
+            raise fail(f"{args.replay_path}: no such file or directory")
+        cmd_up(args)
+    elif args.command == "broker":
+        cmd_broker(args)
+    elif args.command == "opensky-fake":
+        cmd_opensky_fake(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""The records that travel between agents: one ``faust.Record`` per topic.
+
+Field order and meaning follow OpenSky's ``/states/all`` state vector
+(https://openskynetwork.github.io/opensky-api/rest.html#all-state-vectors).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+#: OpenSky's state vector fields, in the order of the JSON arrays it sends.
+STATE_FIELDS: tuple[str, ...] = (
+    "icao24",
+    "callsign",
+    "origin_country",
+    "time_position",
+    "last_contact",
+    "longitude",
+    "latitude",
+    "baro_altitude",
+    "on_ground",
+    "velocity",
+    "true_track",
+    "vertical_rate",
+    "sensors",
+    "geo_altitude",
+    "squawk",
+    "spi",
+    "position_source",
+    "category",
+)
+
+
+class StateVector(faust.Record, serializer="json", include_metadata=False):
+    """One aircraft's state as OpenSky reports it, after validation.
+
+    Fields and units:
+      icao24          -- ICAO 24-bit transponder address, 6 lower-case hex digits
+      callsign        -- 8 characters at most, trailing spaces removed; None if empty
+      origin_country  -- country of registration, from the ICAO address
+      time_position   -- Unix seconds of the last position update; None if none in 15 s
+      last_contact    -- Unix seconds of the last message from the transponder
+      longitude       -- WGS-84 degrees, -180..180
+      latitude        -- WGS-84 degrees, -90..90
+      baro_altitude   -- barometric altitude, metres; None (on the ground, or unknown)
+      on_ground       -- True when the position came from a surface report
+      velocity        -- ground speed, metres per second
+      true_track      -- track over ground, degrees clockwise from north; None if unknown
+      vertical_rate   -- metres per second, positive climbing; None if unknown
+      sensors         -- receiver ids that contributed (only when asked for); usually None
+      geo_altitude    -- geometric altitude, metres; None if unknown
+      squawk          -- transponder code, 4 octal digits as a string; None if unknown
+      spi             -- special purpose indicator
+      position_source -- 0 ADS-B, 1 ASTERIX, 2 MLAT, 3 FLARM
+      category        -- aircraft category 0..20 (only with extended=1); None otherwise
+      ingest_time     -- Unix seconds (float) when the source agent received the poll
+      poll_id         -- number of the poll that carried this state, per source run
+    """
+
+    icao24: str
+    callsign: str | None
+    origin_country: str
+    time_position: int | None
+    last_contact: int
+    longitude: float
+    latitude: float
+    baro_altitude: float | None
+    on_ground: bool
+    velocity: float
+    true_track: float | None
+    vertical_rate: float | None
+    sensors: list[int] | None
+    geo_altitude: float | None
+    squawk: str | None
+    spi: bool
+    position_source: int
+    category: int | None
+    ingest_time: float
+    poll_id: str
+
+    @property
+    def event_time(self) -> int:
+        """When the state was true: its position time, else its last contact."""
+        return self.time_position if self.time_position is not None else self.last_contact
+
+
+class InvalidState(faust.Record, serializer="json", include_metadata=False):
+    """A state vector the validator rejected, kept as it arrived.
+
+      reason      -- machine-readable code, e.g. ``latitude_out_of_range``
+      detail      -- the same in words, with the offending value
+      field_name  -- the state vector field at fault, or None for the whole row
+      raw         -- the row exactly as OpenSky sent it (JSON values)
+      icao24      -- the row's icao24 if it had a readable one, else None
+      ingest_time -- Unix seconds when the poll was received
+      poll_id     -- the poll that carried the row
+    """
+
+    reason: str
+    detail: str
+    field_name: str | None
+    raw: Any
+    icao24: str | None
+    ingest_time: float
+    poll_id: str

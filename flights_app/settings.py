@@ -1,0 +1,342 @@
+"""All of the app's settings, read once from the environment.
+
+Every setting is an environment variable with a documented default (the
+README's settings table is generated from ``SETTINGS_DOC``). A wrong value
+raises ``SettingsError`` with a message naming the variable and what it
+accepts; the CLI and the app module turn that into one line, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+#: OpenSky's public API, the default source.
+OPENSKY_API_URL = "https://opensky-network.org/api"
+#: OpenSky's OAuth2 token endpoint (client credentials grant).
+OPENSKY_TOKEN_PATH = "/auth/realms/opensky-network/protocol/openid-connect/token"
+OPENSKY_TOKEN_URL = "https://auth.opensky-network.org" + OPENSKY_TOKEN_PATH
+
+#: Credits a day OpenSky grants (2026): anonymous (per IP) and a standard account.
+ANONYMOUS_DAILY_CREDITS = 400
+AUTHENTICATED_DAILY_CREDITS = 4000
+#: OpenSky's time resolution: polling faster only returns the same snapshot again.
+ANONYMOUS_RESOLUTION_S = 10.0
+AUTHENTICATED_RESOLUTION_S = 5.0
+SECONDS_PER_DAY = 86400
+
+EMBEDDED_BROKER_PORT = 9092
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A setting has a value the app cannot use; the message says which and why."""
+
+
+class Secret(str):
+    """A string that never shows itself in a repr, a log line or a traceback."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self else "Secret('')"
+
+
+@dataclass(frozen=True)
+class BoundingBox:
+    """A latitude/longitude box in degrees, as OpenSky's lamin/lomin/lamax/lomax."""
+
+    lamin: float
+    lomin: float
+    lamax: float
+    lomax: float
+
+    @property
+    def square_degrees(self) -> float:
+        return (self.lamax - self.lamin) * (self.lomax - self.lomin)
+
+    def as_query(self) -> dict[str, str]:
+        return {k: repr(getattr(self, k)) for k in ("lamin", "lomin", "lamax", "lomax")}
+
+    def contains(self, latitude: float, longitude: float) -> bool:
+        return self.lamin <= latitude <= self.lamax and self.lomin <= longitude <= self.lomax
+
+
+def credit_cost(bbox: BoundingBox | None) -> int:
+    """Credits one ``/states/all`` call costs (OpenSky's table: by box area)."""
+    if bbox is None:
+        return 4
+    area = bbox.square_degrees
+    if area <= 25:
+        return 1
+    if area <= 100:
+        return 2
+    if area <= 400:
+        return 3
+    return 4
+
+
+@dataclass(frozen=True)
+class PollPlan:
+    """How often the source polls, and why."""
+
+    interval_s: float
+    derived: bool
+    #: Seconds until the daily credits run out at this interval, None if they last the day.
+    credits_exhausted_after_s: float | None
+
+
+def plan_polling(
+    explicit_interval_s: float | None,
+    authenticated: bool,
+    bbox: BoundingBox | None,
+    daily_credits: int,
+) -> PollPlan:
+    """Choose the poll interval so the daily credits last the day.
+
+    The derived interval is never below OpenSky's time resolution (faster polls
+    return the same snapshot). An explicit interval is kept as given; when it
+    spends the credits before the day ends, the plan says after how long.
+    ``daily_credits`` 0 means unlimited (a fake server, a private mirror).
+    """
+    resolution = AUTHENTICATED_RESOLUTION_S if authenticated else ANONYMOUS_RESOLUTION_S
+    cost = credit_cost(bbox)
+    if explicit_interval_s is None:
+        if daily_credits <= 0:
+            return PollPlan(resolution, True, None)
+        interval = max(resolution, SECONDS_PER_DAY * cost / daily_credits)
+        return PollPlan(interval, True, None)
+    exhausted = None
+    if daily_credits > 0:
+        polls_per_day = SECONDS_PER_DAY / explicit_interval_s
+        if polls_per_day * cost > daily_credits:
+            exhausted = daily_credits / cost * explicit_interval_s
+    return PollPlan(explicit_interval_s, False, exhausted)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The app's configuration. Build it with ``load_settings()``."""
+
+    app_id: str
+    broker: str | None
+    embedded_broker_port: int
+    store: str
+    datadir: Path
+    web_bind: str
+    web_port: int
+    dashboard_port: int
+    topic_partitions: int
+    topic_replication: int
+    topic_prefix: str
+    opensky_url: str
+    opensky_token_url: str
+    opensky_client_id: str | None
+    opensky_client_secret: Secret | None = field(repr=False)
+    opensky_timeout_s: float
+    poll: PollPlan
+    daily_credits: int
+    bbox: BoundingBox | None
+    backoff_max_s: float
+    kafka_lib: Path
+    kafka_heap_mb: int
+    log_level: str
+
+    @property
+    def authenticated(self) -> bool:
+        return bool(self.opensky_client_id and self.opensky_client_secret)
+
+    @property
+    def broker_url(self) -> str:
+        """The broker the app talks to: the configured one, or the embedded default."""
+        return self.broker or f"kafka://127.0.0.1:{self.embedded_broker_port}"
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return self.broker is None
+
+    def topic_name(self, base: str) -> str:
+        return f"{self.topic_prefix}{base}"
+
+
+#: name -> (default shown to users, what it means). The README's table comes from here.
+SETTINGS_DOC: dict[str, tuple[str, str]] = {
+    "FLIGHTS_APP_ID": ("flights-app", "Faust application id (consumer group, changelog topic prefix)"),
+    "FLIGHTS_BROKER": ("unset", "Kafka bootstrap servers, `kafka://host:port[;host:port]`; unset starts the embedded broker"),
+    "FLIGHTS_EMBEDDED_BROKER_PORT": ("9092", "port of the embedded broker (its controller uses the next port)"),
+    "FLIGHTS_STORE": ("rocksdb://", "Faust table store (`rocksdb://` with the rocksdict driver, or `memory://`)"),
+    "FLIGHTS_DATADIR": ("./var", "where tables, the embedded broker's logs and data live"),
+    "FLIGHTS_WEB_BIND": ("127.0.0.1", "address the Faust web server and the dashboard bind to"),
+    "FLIGHTS_WEB_PORT": ("6066", "Faust web server port (table inspection, stats)"),
+    "FLIGHTS_DASHBOARD_PORT": ("5006", "Panel dashboard port"),
+    "FLIGHTS_TOPIC_PARTITIONS": ("4", "partitions of the app's topics"),
+    "FLIGHTS_TOPIC_REPLICATION": ("1", "replication factor of the app's topics"),
+    "FLIGHTS_TOPIC_PREFIX": ("empty", "prefix for every topic name (isolates test runs)"),
+    "OPENSKY_URL": (OPENSKY_API_URL, "OpenSky REST API base URL"),
+    "OPENSKY_TOKEN_URL": ("OpenSky's auth server", "OAuth2 token endpoint (client credentials)"),
+    "OPENSKY_CLIENT_ID": ("unset", "OAuth2 client id; anonymous without it"),
+    "OPENSKY_CLIENT_SECRET": ("unset", "OAuth2 client secret (never logged)"),
+    "OPENSKY_TIMEOUT": ("20", "seconds one OpenSky request may take"),
+    "FLIGHTS_POLL_INTERVAL": ("derived", "seconds between polls; derived so the daily credits last the day"),
+    "FLIGHTS_DAILY_CREDITS": ("400 / 4000", "credits a day (anonymous / authenticated); 0 = unlimited"),
+    "FLIGHTS_BBOX": ("unset (global)", "`lamin,lomin,lamax,lomax` in degrees"),
+    "FLIGHTS_BACKOFF_MAX": ("300", "longest wait in seconds between failed polls"),
+    "FLIGHTS_KAFKA_LIB": ("./.kafka/lib", "where `make install` puts the embedded Kafka's jars"),
+    "FLIGHTS_KAFKA_HEAP_MB": ("512", "embedded broker's JVM heap"),
+    "FLIGHTS_LOG_LEVEL": ("info", "log level of the worker"),
+}
+
+_APP_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+_HOSTPORT_RE = re.compile(r"^[A-Za-z0-9.\-_]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$")
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class _Reader:
+    """Reads one variable at a time, turning bad values into SettingsError."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self.environ = environ
+
+    def raw(self, name: str) -> str | None:
+        value = self.environ.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def integer(self, name: str, default: int, lo: int, hi: int) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise SettingsError(f"{name}={value!r} is not a whole number") from None
+        if not lo <= number <= hi:
+            raise SettingsError(f"{name}={number} is out of range: expected {lo}..{hi}")
+        return number
+
+    def port(self, name: str, default: int) -> int:
+        return self.integer(name, default, 1, 65535)
+
+    def seconds(self, name: str, default: float | None, lo: float, hi: float) -> float | None:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise SettingsError(f"{name}={value!r} is not a number of seconds") from None
+        if not math.isfinite(number) or not lo <= number <= hi:
+            raise SettingsError(f"{name}={value} is out of range: expected {lo:g}..{hi:g} seconds")
+        return number
+
+    def url(self, name: str, default: str) -> str:
+        value = self.raw(name) or default
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise SettingsError(f"{name}={value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
+
+def parse_broker(value: str) -> str:
+    """Normalise ``kafka://h:p;h:p`` (or a bare ``h:p,h:p``) and check every server."""
+    body = value[len("kafka://"):] if value.startswith("kafka://") else value
+    if "://" in body:
+        raise SettingsError(f"FLIGHTS_BROKER={value!r}: only the kafka:// scheme is supported")
+    servers = [s.strip() for s in re.split(r"[;,]", body) if s.strip()]
+    if not servers:
+        raise SettingsError(f"FLIGHTS_BROKER={value!r} names no server")
+    for server in servers:
+        if not _HOSTPORT_RE.match(server) or not 0 < int(server.rsplit(":", 1)[1]) < 65536:
+            raise SettingsError(
+                f"FLIGHTS_BROKER={value!r}: {server!r} is not host:port "
+                "(expected e.g. kafka://127.0.0.1:9092)"
+            )
+    return "kafka://" + ";".join(servers)
+
+
+def parse_bbox(value: str) -> BoundingBox:
+    parts = [p.strip() for p in value.split(",")]
+    try:
+        lamin, lomin, lamax, lomax = (float(p) for p in parts)
+    except ValueError:
+        raise SettingsError(
+            f"FLIGHTS_BBOX={value!r} must be four numbers: lamin,lomin,lamax,lomax"
+        ) from None
+    if not (-90 <= lamin < lamax <= 90):
+        raise SettingsError(f"FLIGHTS_BBOX={value!r}: need -90 <= lamin < lamax <= 90")
+    if not (-180 <= lomin < lomax <= 180):
+        raise SettingsError(f"FLIGHTS_BBOX={value!r}: need -180 <= lomin < lomax <= 180")
+    return BoundingBox(lamin, lomin, lamax, lomax)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise SettingsError on the first bad one."""
+    env = _Reader(os.environ if environ is None else environ)
+
+    app_id = env.raw("FLIGHTS_APP_ID") or "flights-app"
+    if not _APP_ID_RE.match(app_id):
+        raise SettingsError(f"FLIGHTS_APP_ID={app_id!r}: use letters, digits, '.', '_' or '-'")
+    topic_prefix = env.raw("FLIGHTS_TOPIC_PREFIX") or ""
+    if topic_prefix and not _APP_ID_RE.match(topic_prefix):
+        raise SettingsError(f"FLIGHTS_TOPIC_PREFIX={topic_prefix!r}: use letters, digits, '.', '_' or '-'")
+
+    broker_raw = env.raw("FLIGHTS_BROKER")
+    broker = parse_broker(broker_raw) if broker_raw else None
+
+    store = env.raw("FLIGHTS_STORE") or "rocksdb://"
+    if store not in ("rocksdb://", "memory://"):
+        raise SettingsError(f"FLIGHTS_STORE={store!r}: expected rocksdb:// or memory://")
+
+    client_id = env.raw("OPENSKY_CLIENT_ID")
+    client_secret_raw = env.raw("OPENSKY_CLIENT_SECRET")
+    if bool(client_id) != bool(client_secret_raw):
+        missing = "OPENSKY_CLIENT_SECRET" if client_id else "OPENSKY_CLIENT_ID"
+        raise SettingsError(f"OpenSky credentials are incomplete: {missing} is not set")
+    client_secret = Secret(client_secret_raw) if client_secret_raw else None
+    authenticated = bool(client_id)
+
+    bbox_raw = env.raw("FLIGHTS_BBOX")
+    bbox = parse_bbox(bbox_raw) if bbox_raw else None
+    default_credits = AUTHENTICATED_DAILY_CREDITS if authenticated else ANONYMOUS_DAILY_CREDITS
+    daily_credits = env.integer("FLIGHTS_DAILY_CREDITS", default_credits, 0, 10_000_000)
+    explicit_interval = env.seconds("FLIGHTS_POLL_INTERVAL", None, 0.01, SECONDS_PER_DAY)
+    poll = plan_polling(explicit_interval, authenticated, bbox, daily_credits)
+
+    log_level = (env.raw("FLIGHTS_LOG_LEVEL") or "info").lower()
+    if log_level not in _LOG_LEVELS:
+        raise SettingsError(f"FLIGHTS_LOG_LEVEL={log_level!r}: expected one of {', '.join(_LOG_LEVELS)}")
+
+    web_bind = env.raw("FLIGHTS_WEB_BIND") or "127.0.0.1"
+    if not re.match(r"^[A-Za-z0-9.:\-]+$", web_bind):
+        raise SettingsError(f"FLIGHTS_WEB_BIND={web_bind!r} is not an address")
+
+    return Settings(
+        app_id=app_id,
+        broker=broker,
+        embedded_broker_port=env.port("FLIGHTS_EMBEDDED_BROKER_PORT", EMBEDDED_BROKER_PORT),
+        store=store,
+        datadir=Path(env.raw("FLIGHTS_DATADIR") or "var").absolute(),
+        web_bind=web_bind,
+        web_port=env.port("FLIGHTS_WEB_PORT", 6066),
+        dashboard_port=env.port("FLIGHTS_DASHBOARD_PORT", 5006),
+        topic_partitions=env.integer("FLIGHTS_TOPIC_PARTITIONS", 4, 1, 1000),
+        topic_replication=env.integer("FLIGHTS_TOPIC_REPLICATION", 1, 1, 10),
+        topic_prefix=topic_prefix,
+        opensky_url=env.url("OPENSKY_URL", OPENSKY_API_URL),
+        opensky_token_url=env.url("OPENSKY_TOKEN_URL", OPENSKY_TOKEN_URL),
+        opensky_client_id=client_id,
+        opensky_client_secret=client_secret,
+        opensky_timeout_s=env.seconds("OPENSKY_TIMEOUT", 20.0, 0.1, 600),
+        poll=poll,
+        daily_credits=daily_credits,
+        bbox=bbox,
+        backoff_max_s=env.seconds("FLIGHTS_BACKOFF_MAX", 300.0, 0.1, SECONDS_PER_DAY),
+        kafka_lib=Path(env.raw("FLIGHTS_KAFKA_LIB") or PROJECT_ROOT / ".kafka" / "lib").absolute(),
+        kafka_heap_mb=env.integer("FLIGHTS_KAFKA_HEAP_MB", 512, 128, 16384),
+        log_level=log_level,
+    )

@@ -1,0 +1,139 @@
+"""The OpenSky source: one poll at a time, validated, handed to a publisher.
+
+Knows nothing of HTTP (the client does) nor of Kafka (the publisher does).
+Every outcome is counted; nothing a source does can raise out of ``poll()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from flights_app.opensky.backoff import Backoff
+from flights_app.opensky.client import PollResult
+from flights_app.records import InvalidState, StateVector
+from flights_app.validation import validate_state
+
+log = logging.getLogger("flights_app.source")
+
+Publisher = Callable[[Sequence[StateVector], Sequence[InvalidState]], Awaitable[None]]
+Fetcher = Callable[[], Awaitable[PollResult]]
+
+
+@dataclass
+class SourceStats:
+    """Counters of the source since it started."""
+
+    polls: int = 0
+    polls_ok: int = 0
+    failures: Counter = field(default_factory=Counter)
+    states_received: int = 0
+    valid: int = 0
+    invalid: Counter = field(default_factory=Counter)
+    credits_remaining: int | None = None
+    last_response_time: int | None = None
+    last_poll_at: float | None = None
+    consecutive_failures: int = 0
+
+    def as_dict(self) -> dict:
+        return {
+            "polls": self.polls,
+            "polls_ok": self.polls_ok,
+            "failures": dict(self.failures),
+            "states_received": self.states_received,
+            "valid": self.valid,
+            "invalid": sum(self.invalid.values()),
+            "invalid_by_reason": dict(self.invalid),
+            "credits_remaining": self.credits_remaining,
+            "last_response_time": self.last_response_time,
+            "last_poll_at": self.last_poll_at,
+            "consecutive_failures": self.consecutive_failures,
+        }
+
+
+class StateSource:
+    def __init__(
+        self,
+        fetch: Fetcher,
+        publish: Publisher,
+        backoff: Backoff,
+        *,
+        interval_s: float,
+        wall_clock: Callable[[], float] = time.time,
+        run_id: str | None = None,
+    ):
+        self._fetch = fetch
+        self._publish = publish
+        self.backoff = backoff
+        self.interval_s = interval_s
+        self._next_due = 0.0  # on the backoff's clock; 0 = poll at once
+        self._wall_clock = wall_clock
+        self.run_id = run_id or secrets.token_hex(4)
+        self.stats = SourceStats()
+        self._last_failure_logged: str | None = None
+
+    def due(self) -> bool:
+        return self.backoff.clock() >= self._next_due
+
+    async def tick(self) -> None:
+        """Called often (the timer's heartbeat): polls when the interval and any backoff allow."""
+        if not self.due():
+            return
+        if not self.backoff.ready():
+            return
+        self._next_due = self.backoff.clock() + self.interval_s
+        await self.poll()
+
+    async def poll(self) -> None:
+        """One poll now: fetch, validate every row, publish; or count why not."""
+        self.stats.polls += 1
+        poll_id = f"{self.run_id}-{self.stats.polls}"
+        result = await self._fetch()
+        ingest_time = self._wall_clock()
+        self.stats.last_poll_at = ingest_time
+        if result.credits_remaining is not None:
+            self.stats.credits_remaining = result.credits_remaining
+        if not result.ok:
+            self._on_failure(result)
+            return
+
+        response = result.response
+        valid: list[StateVector] = []
+        invalid: list[InvalidState] = []
+        for row in response.rows:
+            checked = validate_state(row, response.time, ingest_time=ingest_time, poll_id=poll_id)
+            (valid if isinstance(checked, StateVector) else invalid).append(checked)
+        await self._publish(valid, invalid)
+
+        self.backoff.success()
+        if self._last_failure_logged is not None:
+            log.info("OpenSky answers again after %d failed polls", self.stats.consecutive_failures)
+        self._last_failure_logged = None
+        self.stats.consecutive_failures = 0
+        self.stats.polls_ok += 1
+        self.stats.last_response_time = response.time
+        self.stats.states_received += len(response.rows)
+        self.stats.valid += len(valid)
+        self.stats.invalid.update(r.reason for r in invalid)
+        credits = "" if result.credits_remaining is None else f"; credits left {result.credits_remaining}"
+        log.info(
+            "poll %s (time %d): %d states -> %d valid, %d invalid%s [total %d valid, %d invalid]",
+            poll_id, response.time, len(response.rows), len(valid), len(invalid), credits,
+            self.stats.valid, sum(self.stats.invalid.values()),
+        )
+
+    def _on_failure(self, result: PollResult) -> None:
+        self.stats.failures[result.failure] += 1
+        self.stats.consecutive_failures += 1
+        wait = self.backoff.failure(result.retry_after_s)
+        # One line per kind of failure in a row, so a long outage does not flood the log.
+        level = logging.WARNING if result.failure != self._last_failure_logged else logging.DEBUG
+        if result.permanent:
+            level = logging.ERROR if result.failure != self._last_failure_logged else logging.DEBUG
+        log.log(level, "OpenSky poll failed (%s): %s; next attempt in %.1f s",
+                result.failure, result.detail, wait)
+        self._last_failure_logged = result.failure

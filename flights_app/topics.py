@@ -1,0 +1,44 @@
+"""The app's Kafka topics, declared once.
+
+Topics that carry per-aircraft state are keyed by icao24, so one aircraft's
+states stay in order on one partition.
+"""
+
+from __future__ import annotations
+
+from flights_app.app import app, settings
+from flights_app.records import InvalidState, StateVector
+
+RAW = "flight-raw-data"
+INVALID = "flight-invalid-data"
+PROCESSED = "flight-processed-data"
+AGGREGATED = "flight-aggregated-data"
+
+#: One week: long enough to replay after an outage, bounded so the disk stays bounded.
+RETENTION_S = 7 * 24 * 3600
+
+
+def _topic(base: str, value_type=None):
+    return app.topic(
+        settings.topic_name(base),
+        key_type=str,
+        value_type=value_type,
+        partitions=settings.topic_partitions,
+        replicas=settings.topic_replication,
+        retention=RETENTION_S,
+    )
+
+
+raw_states = _topic(RAW, StateVector)
+invalid_states = _topic(INVALID, InvalidState)
+processed_states = _topic(PROCESSED)
+aggregated_stats = _topic(AGGREGATED)
+
+ALL_TOPICS = (raw_states, invalid_states, processed_states, aggregated_stats)
+
+
+@app.task
+async def declare_topics() -> None:
+    """Create every topic at start, so sinks exist before the first send."""
+    for topic in ALL_TOPICS:
+        await topic.maybe_declare()

@@ -1,0 +1,210 @@
+"""Validation of one OpenSky state vector row: a pure function.
+
+A row is accepted as a ``StateVector`` or rejected with a machine-readable
+reason. The bounds are physical (what no aircraft's real state can be), not
+anomaly thresholds: a 700 m/s jet is unusual and goes on to be scored; a
+4,000 m/s one is a broken report and stops here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from flights_app.records import STATE_FIELDS, InvalidState, StateVector
+
+# Physical bounds of a state an aircraft can really be in.
+MAX_VELOCITY_MPS = 1200.0  # beyond Mach 3.5: no aircraft OpenSky tracks
+MIN_ALTITUDE_M = -1500.0  # below the Dead Sea, with room for altimeter setting errors
+MAX_ALTITUDE_M = 30000.0  # above any airliner's or business jet's ceiling
+MAX_ABS_VERTICAL_RATE_MPS = 500.0  # a report beyond this is garbage, not a dive
+# Time consistency against the response's own `time`.
+FUTURE_TOLERANCE_S = 60  # clock skew allowed between a receiver and OpenSky
+MAX_CONTACT_AGE_S = 3600  # OpenSky drops aircraft after 300 s; older is a stale replay
+MIN_PLAUSIBLE_UNIX_S = 946684800  # 2000-01-01: earlier is not a real timestamp
+ROW_LENGTHS = (17, 18)  # 18 with extended=1 (category)
+
+_ICAO24_RE = re.compile(r"^[0-9a-f]{6}$")
+_SQUAWK_RE = re.compile(r"^[0-7]{4}$")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    reason: str
+    detail: str
+    field_name: str | None = None
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, detail: str, field_name: str | None = None):
+        self.rejection = Rejection(reason, detail, field_name)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number(row: dict, name: str, required: bool) -> float | None:
+    value = row[name]
+    if value is None:
+        if required:
+            raise _Reject(f"missing_{name}", f"{name} is null", name)
+        return None
+    if not _is_number(value):
+        raise _Reject(f"invalid_{name}", f"{name}={value!r} is not a number", name)
+    return float(value)
+
+
+def _timestamp(row: dict, name: str, required: bool) -> int | None:
+    value = _number(row, name, required)
+    if value is None:
+        return None
+    if value < MIN_PLAUSIBLE_UNIX_S:
+        raise _Reject(f"invalid_{name}", f"{name}={row[name]!r} is not a plausible Unix time", name)
+    return int(value)
+
+
+def _optional_str(row: dict, name: str) -> str | None:
+    value = row[name]
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _Reject(f"invalid_{name}", f"{name}={value!r} is not a string", name)
+    return value
+
+
+def _check_range(name: str, value: float | None, lo: float, hi: float, unit: str) -> None:
+    if value is not None and not lo <= value <= hi:
+        raise _Reject(f"{name}_out_of_range", f"{name}={value:g} {unit} is outside {lo:g}..{hi:g}", name)
+
+
+def clean_callsign(value: str | None) -> str | None:
+    """OpenSky pads callsigns with spaces and sends '' or '000000' when there is none."""
+    if value is None:
+        return None
+    callsign = value.strip()
+    if not callsign or set(callsign) == {"0"}:
+        return None
+    return callsign
+
+
+def _validate(row: Any, response_time: int) -> dict:
+    if not isinstance(row, list) or len(row) not in ROW_LENGTHS:
+        kind = type(row).__name__ if not isinstance(row, list) else f"list of {len(row)}"
+        raise _Reject("malformed_row", f"expected a list of 17 or 18 values, got a {kind}")
+    named = dict(zip(STATE_FIELDS, row, strict=False))
+    named.setdefault("category", None)
+
+    icao24 = named["icao24"]
+    if not isinstance(icao24, str) or not _ICAO24_RE.match(icao24.strip().lower()):
+        raise _Reject("invalid_icao24", f"icao24={icao24!r} is not 6 hex digits", "icao24")
+    icao24 = icao24.strip().lower()
+
+    callsign = clean_callsign(_optional_str(named, "callsign"))
+    country = named["origin_country"]
+    if not isinstance(country, str):
+        raise _Reject("invalid_origin_country", f"origin_country={country!r} is not a string", "origin_country")
+
+    last_contact = _timestamp(named, "last_contact", required=True)
+    time_position = _timestamp(named, "time_position", required=False)
+    for name, stamp in (("last_contact", last_contact), ("time_position", time_position)):
+        if stamp is None:
+            continue
+        if stamp > response_time + FUTURE_TOLERANCE_S:
+            raise _Reject("timestamp_in_future", f"{name}={stamp} is {stamp - response_time} s after the response time", name)
+        if stamp < response_time - MAX_CONTACT_AGE_S:
+            raise _Reject("timestamp_too_old", f"{name}={stamp} is {response_time - stamp} s before the response time", name)
+
+    latitude = _number(named, "latitude", required=True)
+    longitude = _number(named, "longitude", required=True)
+    _check_range("latitude", latitude, -90, 90, "deg")
+    _check_range("longitude", longitude, -180, 180, "deg")
+
+    on_ground = named["on_ground"]
+    if not isinstance(on_ground, bool):
+        raise _Reject("invalid_on_ground", f"on_ground={on_ground!r} is not true/false", "on_ground")
+
+    velocity = _number(named, "velocity", required=True)
+    _check_range("velocity", velocity, 0, MAX_VELOCITY_MPS, "m/s")
+
+    baro_altitude = _number(named, "baro_altitude", required=False)
+    geo_altitude = _number(named, "geo_altitude", required=False)
+    _check_range("baro_altitude", baro_altitude, MIN_ALTITUDE_M, MAX_ALTITUDE_M, "m")
+    _check_range("geo_altitude", geo_altitude, MIN_ALTITUDE_M, MAX_ALTITUDE_M, "m")
+    if baro_altitude is None and geo_altitude is None and not on_ground:
+        raise _Reject("missing_altitude", "airborne state has neither baro_altitude nor geo_altitude", "baro_altitude")
+
+    true_track = _number(named, "true_track", required=False)
+    _check_range("true_track", true_track, 0, 360, "deg")
+    vertical_rate = _number(named, "vertical_rate", required=False)
+    _check_range("vertical_rate", vertical_rate, -MAX_ABS_VERTICAL_RATE_MPS, MAX_ABS_VERTICAL_RATE_MPS, "m/s")
+
+    sensors = named["sensors"]
+    if sensors is not None and not (isinstance(sensors, list) and all(_is_number(s) for s in sensors)):
+        raise _Reject("invalid_sensors", f"sensors={sensors!r} is not a list of receiver ids", "sensors")
+
+    squawk = _optional_str(named, "squawk")
+    if squawk is not None:
+        squawk = squawk.strip() or None
+    if squawk is not None and not _SQUAWK_RE.match(squawk):
+        raise _Reject("invalid_squawk", f"squawk={squawk!r} is not 4 octal digits", "squawk")
+
+    spi = named["spi"]
+    if not isinstance(spi, bool):
+        raise _Reject("invalid_spi", f"spi={spi!r} is not true/false", "spi")
+    position_source = named["position_source"]
+    if not (isinstance(position_source, int) and not isinstance(position_source, bool) and 0 <= position_source <= 3):
+        raise _Reject("invalid_position_source", f"position_source={position_source!r} is not 0..3", "position_source")
+    category = named["category"]
+    if category is not None and not (isinstance(category, int) and not isinstance(category, bool) and 0 <= category <= 20):
+        raise _Reject("invalid_category", f"category={category!r} is not 0..20", "category")
+
+    return dict(
+        icao24=icao24,
+        callsign=callsign,
+        origin_country=country,
+        time_position=time_position,
+        last_contact=last_contact,
+        longitude=longitude,
+        latitude=latitude,
+        baro_altitude=baro_altitude,
+        on_ground=on_ground,
+        velocity=velocity,
+        true_track=true_track,
+        vertical_rate=vertical_rate,
+        sensors=[int(s) for s in sensors] if sensors is not None else None,
+        geo_altitude=geo_altitude,
+        squawk=squawk,
+        spi=spi,
+        position_source=position_source,
+        category=category,
+    )
+
+
+def validate_state(
+    row: Any, response_time: int, *, ingest_time: float, poll_id: str
+) -> StateVector | InvalidState:
+    """Accept ``row`` (one element of ``states``) as a StateVector, or reject it.
+
+    Never raises on any JSON value: a rejection carries the row as it came,
+    a reason code, the offending field and a sentence.
+    """
+    try:
+        fields = _validate(row, response_time)
+    except _Reject as rejected:
+        r = rejected.rejection
+        icao24 = None
+        if isinstance(row, list) and row and isinstance(row[0], str) and _ICAO24_RE.match(row[0].strip().lower()):
+            icao24 = row[0].strip().lower()
+        return InvalidState(
+            reason=r.reason,
+            detail=r.detail,
+            field_name=r.field_name,
+            raw=row,
+            icao24=icao24,
+            ingest_time=ingest_time,
+            poll_id=poll_id,
+        )
+    return StateVector(**fields, ingest_time=ingest_time, poll_id=poll_id)

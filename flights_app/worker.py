@@ -1,0 +1,46 @@
+"""The Faust worker class the app uses (``App(Worker=...)``).
+
+With ``FLIGHTS_BROKER`` unset, the worker makes sure the embedded broker runs
+before the app connects: it uses one already listening on the embedded port
+(``flights-app broker``, or ``flights-app up``), and otherwise starts one of
+its own and stops it when the worker stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import faust
+
+from flights_app.embedded.broker import BrokerError, EmbeddedBroker, accepts_connections
+
+
+class Worker(faust.Worker):
+    embedded_broker: EmbeddedBroker | None = None
+
+    async def on_first_start(self) -> None:
+        from flights_app.app import settings
+
+        await super().on_first_start()  # sets up logging first, so our lines are seen
+
+        if settings.uses_embedded_broker and not accepts_connections(
+            "127.0.0.1", settings.embedded_broker_port
+        ):
+            broker = EmbeddedBroker(
+                settings.datadir / "kafka",
+                settings.embedded_broker_port,
+                heap_mb=settings.kafka_heap_mb,
+                lib_dir=settings.kafka_lib,
+                partitions=settings.topic_partitions,
+            )
+            self.log.info("FLIGHTS_BROKER is unset: starting the embedded Kafka on %s", broker.bootstrap)
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, broker.start)
+            except BrokerError as error:
+                raise SystemExit(f"flights-app: {error}") from None
+            self.embedded_broker = broker
+
+    async def on_shutdown(self) -> None:
+        await super().on_shutdown()
+        if self.embedded_broker is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.embedded_broker.stop)
