@@ -8,11 +8,7 @@ from __future__ import annotations
 
 from flights_app.app import app, settings
 from flights_app.records import InvalidState, StateVector
-
-RAW = "flight-raw-data"
-INVALID = "flight-invalid-data"
-PROCESSED = "flight-processed-data"
-AGGREGATED = "flight-aggregated-data"
+from flights_app.topic_names import AGGREGATED, INVALID, PROCESSED, RAW
 
 #: One week: long enough to replay after an outage, bounded so the disk stays bounded.
 RETENTION_S = 7 * 24 * 3600

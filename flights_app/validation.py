@@ -137,7 +137,10 @@ def _validate(row: Any, response_time: int) -> dict:
         raise _Reject("missing_altitude", "airborne state has neither baro_altitude nor geo_altitude", "baro_altitude")
 
     true_track = _number(named, "true_track", required=False)
-    _check_range("true_track", true_track, 0, 360, "deg")
+    # FLARM receivers report tracks as -180..180; the same direction, another convention.
+    _check_range("true_track", true_track, -360, 360, "deg")
+    if true_track is not None:
+        true_track %= 360.0
     vertical_rate = _number(named, "vertical_rate", required=False)
     _check_range("vertical_rate", vertical_rate, -MAX_ABS_VERTICAL_RATE_MPS, MAX_ABS_VERTICAL_RATE_MPS, "m/s")
 

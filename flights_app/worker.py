@@ -21,6 +21,7 @@ class Worker(faust.Worker):
     async def on_first_start(self) -> None:
         from flights_app.app import settings
 
+        (settings.datadir / "worker").mkdir(parents=True, exist_ok=True)
         await super().on_first_start()  # sets up logging first, so our lines are seen
 
         if settings.uses_embedded_broker and not accepts_connections(

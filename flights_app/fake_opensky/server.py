@@ -128,6 +128,9 @@ class FakeState:
     credits_reset_at: float = 0.0
 
 
+FAKE = web.AppKey("fake", FakeState)
+
+
 def _bbox(query) -> BoundingBox | None:
     keys = ("lamin", "lomin", "lamax", "lomax")
     if not any(k in query for k in keys):
@@ -144,7 +147,7 @@ def _bearer(request: web.Request) -> str | None:
 
 
 async def states_all(request: web.Request) -> web.StreamResponse:
-    state: FakeState = request.app["fake"]
+    state: FakeState = request.app[FAKE]
     now = time.time()
     record = {"at": now, "status": 200, "states": 0, "fault": None}
     state.requests.append(record)
@@ -248,7 +251,7 @@ def _record_labels(state: FakeState, labels: list[AnomalyLabel]) -> None:
 
 
 async def token(request: web.Request) -> web.Response:
-    state: FakeState = request.app["fake"]
+    state: FakeState = request.app[FAKE]
     state.token_requests += 1
     fault = state.faults.token_queue.popleft() if state.faults.token_queue else None
     if fault is not None:
@@ -267,12 +270,12 @@ async def token(request: web.Request) -> web.Response:
 
 
 async def labels(request: web.Request) -> web.Response:
-    state: FakeState = request.app["fake"]
+    state: FakeState = request.app[FAKE]
     return web.json_response([{"icao24": k[0], "last_contact": k[1], "kind": v} for k, v in state.labels.items()])
 
 
 async def stats(request: web.Request) -> web.Response:
-    state: FakeState = request.app["fake"]
+    state: FakeState = request.app[FAKE]
     return web.json_response({
         "requests": len(state.requests), "states_served": state.states_served,
         "token_requests": state.token_requests, "exhausted": state.source.exhausted,
@@ -284,7 +287,7 @@ async def stats(request: web.Request) -> web.Response:
 async def control(request: web.Request) -> web.Response:
     """``{"faults": ["503", "429:2"], "token_faults": ["503"], "corrupt_rate": 0.1, "paused": true,
     "expire_tokens": true}``"""
-    state: FakeState = request.app["fake"]
+    state: FakeState = request.app[FAKE]
     try:
         body = await request.json()
     except ValueError:
@@ -312,7 +315,7 @@ async def control(request: web.Request) -> web.Response:
 
 def make_app(state: FakeState) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
-    app["fake"] = state
+    app[FAKE] = state
     app.router.add_get(STATES_PATH, states_all)
     app.router.add_post(OPENSKY_TOKEN_PATH, token)
     app.router.add_get("/_fake/labels", labels)

@@ -291,9 +291,10 @@ class Simulator:
         if kind == "speed_spike":
             row["velocity"] = min(1100.0, row["velocity"] * (2.5 + u))
         elif kind == "altitude_jump":
-            row["alt"] = min(25000.0, max(0.0, row["alt"] + sign * (3000 + 3000 * u)))
-            if row["alt"] == 0.0:
-                row["alt"] = row["alt"] + 3000 + 3000 * u
+            jump = 3000 + 3000 * u
+            if row["alt"] - jump < 0:  # a jump below the ground goes up instead
+                sign = 1
+            row["alt"] = row["alt"] + sign * jump
         elif kind == "position_jump":
             row["lat"] = max(-89.0, min(89.0, row["lat"] + sign * (1 + 2 * u)))
             row["lon"] = ((row["lon"] + sign * (1 + 2 * u) + 180) % 360) - 180

@@ -102,9 +102,13 @@ class OpenSkyClient:
                     )
                 if (response.content_length or 0) > MAX_BODY_BYTES:
                     return PollResult(failure="body_too_large", detail=f"{response.content_length} bytes")
-                body = await response.content.read(MAX_BODY_BYTES + 1)
-                if len(body) > MAX_BODY_BYTES:
-                    return PollResult(failure="body_too_large", detail=f"more than {MAX_BODY_BYTES} bytes")
+                chunks, size = [], 0
+                async for chunk in response.content.iter_chunked(1 << 20):
+                    size += len(chunk)
+                    if size > MAX_BODY_BYTES:
+                        return PollResult(failure="body_too_large", detail=f"more than {MAX_BODY_BYTES} bytes")
+                    chunks.append(chunk)
+                body = b"".join(chunks)
         except (TimeoutError, asyncio.TimeoutError):
             return PollResult(failure="timeout", detail=f"no answer within {self._timeout.total:g} s")
         except aiohttp.ClientPayloadError as error:

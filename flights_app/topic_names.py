@@ -1,0 +1,6 @@
+"""The base names of the app's topics (before FLIGHTS_TOPIC_PREFIX); importable without the app."""
+
+RAW = "flight-raw-data"
+INVALID = "flight-invalid-data"
+PROCESSED = "flight-processed-data"
+AGGREGATED = "flight-aggregated-data"

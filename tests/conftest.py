@@ -1,0 +1,30 @@
+"""Shared fixtures: one embedded Kafka broker per test session, on free ports."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from flights_app.embedded.broker import EmbeddedBroker
+from flights_app.settings import PROJECT_ROOT
+from tests.harness import SHARED_DATA, free_port_pair
+
+KAFKA_LIB = Path(os.environ.get("FLIGHTS_KAFKA_LIB", PROJECT_ROOT / ".kafka" / "lib"))
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory) -> EmbeddedBroker:
+    """A real single-node Kafka for the whole session; every test uses its own topics."""
+    broker = EmbeddedBroker(tmp_path_factory.mktemp("kafka"), free_port_pair(), lib_dir=KAFKA_LIB, heap_mb=768)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"the shared OpenSky recordings are not at {SHARED_DATA} (CI has ../shared beside the clone)")
+    return SHARED_DATA

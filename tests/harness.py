@@ -1,0 +1,227 @@
+"""Real processes for integration tests: the fake OpenSky server, workers, and a topic reader.
+
+Everything waits on a condition with a deadline, and everything started is stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_port_pair() -> int:
+    """A port whose successor is free too (the embedded broker's controller)."""
+    for _ in range(100):
+        port = free_port()
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free pair of ports")
+
+
+class WorkerDied(AssertionError):
+    """Raised from inside a wait: no point waiting longer."""
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.1):
+    """Poll ``condition`` until it returns something truthy; fail with ``what`` after the deadline."""
+    deadline = time.monotonic() + timeout_s
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+            if result:
+                return result
+        except WorkerDied:
+            raise
+        except Exception as error:  # the condition may fail while things start
+            last_error = error
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}" +
+                         (f" (last error: {last_error!r})" if last_error else ""))
+
+
+def http_json(url: str, body: dict | None = None, timeout_s: float = 5.0):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        return json.loads(response.read())
+
+
+class Proc:
+    """A child process with its output in a file, stopped by SIGTERM then SIGKILL."""
+
+    def __init__(self, name: str, argv: list[str], env: dict, log_path: Path):
+        self.name = name
+        self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(log_path, "ab")
+        self.process = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, cwd=ROOT, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        if self.alive():
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+class FakeOpenSky(Proc):
+    def __init__(self, tmp: Path, *args: str):
+        self.port = free_port()
+        super().__init__("fake-opensky", [PYTHON, "-m", "flights_app.cli", "opensky-fake", "--port",
+                                          str(self.port), *args], dict(os.environ), tmp / "fake-opensky.log")
+        self.base = f"http://127.0.0.1:{self.port}"
+        wait_until(lambda: self._up(), 30, "the fake OpenSky server to listen")
+
+    def _up(self) -> bool:
+        if not self.alive():
+            raise AssertionError(f"fake OpenSky exited:\n{self.tail()}")
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base}/api"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.base}/auth/realms/opensky-network/protocol/openid-connect/token"
+
+    def stats(self) -> dict:
+        return http_json(f"{self.base}/_fake/stats")
+
+    def labels(self) -> list[dict]:
+        return http_json(f"{self.base}/_fake/labels")
+
+    def control(self, **body) -> dict:
+        return http_json(f"{self.base}/_fake/control", body)
+
+
+class TestApp:
+    """A fresh app id, topic prefix and data directory: one test's own app on the shared broker."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, tmp: Path, broker_url: str, **env: str):
+        tag = uuid.uuid4().hex[:8]
+        self.tmp = tmp
+        self.prefix = f"t{tag}-"
+        self.broker_url = broker_url
+        self.env = dict(os.environ)
+        self.env.update({
+            "FLIGHTS_BROKER": broker_url,
+            "FLIGHTS_APP_ID": f"test-{tag}",
+            "FLIGHTS_TOPIC_PREFIX": self.prefix,
+            "FLIGHTS_DAILY_CREDITS": "0",
+            "FLIGHTS_LOG_LEVEL": "info",
+        })
+        self.env.update(env)
+        self.workers: list[Proc] = []
+
+    def topic(self, base: str) -> str:
+        return self.prefix + base
+
+    def start_worker(self, name: str = "worker", **env: str) -> Proc:
+        worker_env = dict(self.env)
+        worker_env.setdefault("FLIGHTS_DATADIR", str(self.tmp / name))
+        worker_env.setdefault("FLIGHTS_WEB_PORT", str(free_port()))
+        worker_env.update(env)
+        worker = Proc(name, [PYTHON, "-m", "flights_app.cli", "worker"], worker_env, self.tmp / f"{name}.log")
+        worker.web_port = int(worker_env["FLIGHTS_WEB_PORT"])
+        self.workers.append(worker)
+        return worker
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+    def check_workers(self) -> None:
+        for worker in self.workers:
+            if not worker.alive():
+                raise WorkerDied(f"{worker.name} exited with {worker.process.returncode}:\n{worker.tail()}")
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker_url.removeprefix("kafka://")
+
+
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[tuple[str | None, dict]]:
+    """Every record now on ``topic`` (all partitions), as (key, decoded JSON value)."""
+    return asyncio.run(_read_topic(bootstrap, topic, timeout_s))
+
+
+async def _read_topic(bootstrap: str, topic: str, timeout_s: float):
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        out = []
+        deadline = time.monotonic() + timeout_s
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < end[tp] for tp in tps])
+
+        while await behind():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"reading {topic} took longer than {timeout_s} s")
+            batches = await consumer.getmany(timeout_ms=500, max_records=10000)
+            for records in batches.values():
+                for r in records:
+                    key = r.key.decode() if r.key is not None else None
+                    out.append((key, json.loads(r.value)))
+        return out
+    finally:
+        await consumer.stop()

@@ -1,0 +1,121 @@
+"""The fake OpenSky server's sources: the simulator and recorded replays."""
+
+import collections
+
+import pytest
+
+from flights_app.fake_opensky.recordings import RecordingError, load_recording
+from flights_app.fake_opensky.server import ReplaySource
+from flights_app.fake_opensky.simulator import ANOMALY_KINDS, Simulator
+from flights_app.records import StateVector
+from flights_app.validation import validate_state
+
+EPOCH = 1_800_000_000
+
+
+def test_same_seed_same_traffic_and_other_seed_other_traffic():
+    a = Simulator(30, seed=5, epoch=EPOCH).states_at(EPOCH)
+    b = Simulator(30, seed=5, epoch=EPOCH).states_at(EPOCH)
+    c = Simulator(30, seed=6, epoch=EPOCH).states_at(EPOCH)
+    assert a == b and a[0] != c[0]
+
+
+def test_simulated_states_are_valid_and_show_every_phase_of_flight():
+    sim = Simulator(300, seed=1, epoch=EPOCH, anomaly_rate=0)
+    rows, labels = sim.states_at(EPOCH)
+    assert len(rows) == 300 and labels == []
+    states = [validate_state(r, EPOCH, ingest_time=0, poll_id="x") for r in rows]
+    assert all(isinstance(s, StateVector) for s in states), [s for s in states if not isinstance(s, StateVector)][:3]
+    on_ground = [s for s in states if s.on_ground]
+    airborne = [s for s in states if not s.on_ground]
+    climbing = [s for s in airborne if s.vertical_rate > 3]
+    descending = [s for s in airborne if s.vertical_rate < -3]
+    cruising = [s for s in airborne if abs(s.vertical_rate) < 1 and s.baro_altitude > 9000]
+    assert on_ground and climbing and descending and cruising
+    assert all(150 <= s.velocity <= 260 for s in cruising)
+    assert len({s.origin_country for s in states}) > 10
+
+
+def test_aircraft_move_plausibly_between_seconds():
+    sim = Simulator(50, seed=2, epoch=EPOCH, anomaly_rate=0)
+    from flights_app.fake_opensky.simulator import haversine_m
+
+    before = {r[0]: r for r in sim.states_at(EPOCH)[0]}
+    after = {r[0]: r for r in sim.states_at(EPOCH + 10)[0]}
+    for icao, row in after.items():
+        old = before[icao]
+        if row[8] or old[8]:
+            continue
+        dt = row[3] - old[3]
+        implied = haversine_m(old[6], old[5], row[6], row[5]) / dt
+        assert implied < 320, (icao, implied)
+
+
+def test_anomalies_are_injected_at_the_rate_and_labelled_with_their_kind():
+    sim = Simulator(200, seed=3, epoch=EPOCH, anomaly_rate=0.05)
+    labels = []
+    for t in range(EPOCH, EPOCH + 100):
+        labels += sim.states_at(t)[1]
+    kinds = collections.Counter(lb.kind for lb in labels)
+    assert set(kinds) == set(ANOMALY_KINDS)
+    airborne_states = 100 * sum(1 for r in sim.states_at(EPOCH)[0] if not r[8])
+    assert 0.03 < len(labels) / airborne_states < 0.07
+
+
+def test_injected_anomalies_really_change_the_state():
+    clean = Simulator(200, seed=4, epoch=EPOCH, anomaly_rate=0)
+    dirty = Simulator(200, seed=4, epoch=EPOCH, anomaly_rate=0.2)
+    for t in range(EPOCH, EPOCH + 5):
+        clean_rows = {r[0]: r for r in clean.states_at(t)[0]}
+        rows, labels = dirty.states_at(t)
+        by_icao = {r[0]: r for r in rows}
+        for label in labels:
+            row, ref = by_icao[label.icao24], clean_rows[label.icao24]
+            assert label.last_contact == row[4]
+            changed = {
+                "speed_spike": row[9] > 2 * ref[9],
+                "altitude_jump": abs(row[7] - ref[7]) >= 2999,
+                "position_jump": abs(row[6] - ref[6]) >= 0.99,
+                "emergency_squawk": row[14] in ("7500", "7600", "7700"),
+                "frozen_position": row[4] - row[3] >= 120,
+                "impossible_vertical_rate": abs(row[11]) >= 60,
+            }[label.kind]
+            assert changed, (label, row, ref)
+
+
+def test_recordings_load_in_natural_order(tmp_path):
+    for i in (10, 2, 1):
+        (tmp_path / f"data-{i}.json").write_text(f'{{"time": {100 + i}, "states": []}}')
+    assert [p.time for p in load_recording(tmp_path)] == [101, 102, 110]
+
+
+def test_a_bad_recording_is_refused_with_a_reason(tmp_path):
+    with pytest.raises(RecordingError, match="no such file"):
+        load_recording(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("[1]")
+    with pytest.raises(RecordingError, match="not a /states/all response"):
+        load_recording(tmp_path / "bad.json")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RecordingError, match="holds no"):
+        load_recording(tmp_path / "empty")
+
+
+@pytest.mark.recordings
+def test_the_shared_recordings_load_as_documented(shared_data):
+    dulles = load_recording(shared_data / "opensky_dulles_2023-03-14_450polls.zip")
+    assert len(dulles) == 450 and sum(len(p.states or []) for p in dulles) == 4237
+    assert len({p.time for p in dulles}) == 337
+    (snapshot,) = load_recording(shared_data / "opensky_global_snapshot_2021-10-17.json.gz")
+    assert snapshot.time == 1634471390 and len(snapshot.states) == 5485
+
+
+def test_replay_by_request_serves_each_poll_once_then_null(tmp_path):
+    from flights_app.fake_opensky.recordings import RecordedPoll
+
+    polls = [RecordedPoll(str(i), 100 + i, [["abcdef"] + [None] * 2 + [100 + i, 100 + i] + [None] * 12]) for i in range(3)]
+    replay = ReplaySource(polls, pace="request")
+    assert [replay.response(None)[0] for _ in range(3)] == [100, 101, 102]
+    assert replay.response(None)[1] is None and replay.exhausted
+    looping = ReplaySource(polls, pace="request", loop=True, shift_to_present=True, clock=lambda: 1000.0)
+    times = [looping.response(None)[0] for _ in range(7)]
+    assert times == sorted(times) and len(set(times)) == 7 and times[0] == 1000

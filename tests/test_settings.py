@@ -1,0 +1,87 @@
+import pytest
+
+from flights_app.settings import (
+    BoundingBox,
+    Secret,
+    SettingsError,
+    credit_cost,
+    load_settings,
+    plan_polling,
+)
+
+
+def test_defaults_use_the_embedded_broker_and_the_real_api():
+    s = load_settings({})
+    assert s.broker is None and s.uses_embedded_broker
+    assert s.broker_url == "kafka://127.0.0.1:9092"
+    assert s.opensky_url == "https://opensky-network.org/api"
+    assert (s.web_port, s.dashboard_port, s.topic_partitions, s.store) == (6066, 5006, 4, "rocksdb://")
+    assert s.web_bind == "127.0.0.1"
+    assert not s.authenticated
+
+
+@pytest.mark.parametrize(
+    "env, words",
+    [
+        ({"FLIGHTS_WEB_PORT": "http"}, "FLIGHTS_WEB_PORT='http' is not a whole number"),
+        ({"FLIGHTS_WEB_PORT": "70000"}, "out of range"),
+        ({"FLIGHTS_TOPIC_PARTITIONS": "0"}, "FLIGHTS_TOPIC_PARTITIONS=0 is out of range"),
+        ({"FLIGHTS_BROKER": "localhost"}, "is not host:port"),
+        ({"FLIGHTS_BROKER": "http://x:1"}, "only the kafka:// scheme"),
+        ({"OPENSKY_URL": "ftp://x"}, "not an http(s) URL"),
+        ({"FLIGHTS_BBOX": "1,2,3"}, "four numbers"),
+        ({"FLIGHTS_BBOX": "50,0,40,10"}, "lamin < lamax"),
+        ({"FLIGHTS_POLL_INTERVAL": "-1"}, "out of range"),
+        ({"FLIGHTS_POLL_INTERVAL": "soon"}, "not a number of seconds"),
+        ({"FLIGHTS_STORE": "redis://"}, "expected rocksdb:// or memory://"),
+        ({"OPENSKY_CLIENT_ID": "me"}, "OPENSKY_CLIENT_SECRET is not set"),
+        ({"FLIGHTS_LOG_LEVEL": "loud"}, "expected one of"),
+    ],
+)
+def test_a_wrong_value_names_the_variable_and_what_it_accepts(env, words):
+    with pytest.raises(SettingsError) as error:
+        load_settings(env)
+    assert words in str(error.value)
+
+
+def test_broker_list_is_normalised():
+    s = load_settings({"FLIGHTS_BROKER": "k1:9092, k2:9092"})
+    assert s.broker_url == "kafka://k1:9092;k2:9092"
+
+
+def test_secret_never_shows_in_repr():
+    s = load_settings({"OPENSKY_CLIENT_ID": "me", "OPENSKY_CLIENT_SECRET": "hunter2-very-secret"})
+    assert s.authenticated
+    assert "hunter2" not in repr(s)
+    assert "hunter2" not in repr(Secret("hunter2"))
+    assert str(s.opensky_client_secret) == "hunter2-very-secret"
+
+
+@pytest.mark.parametrize("box, cost", [
+    (None, 4), (BoundingBox(0, 0, 5, 5), 1), (BoundingBox(0, 0, 10, 10), 2),
+    (BoundingBox(0, 0, 20, 20), 3), (BoundingBox(0, 0, 30, 30), 4),
+])
+def test_credit_cost_follows_the_box_area(box, cost):
+    assert credit_cost(box) == cost
+
+
+def test_derived_interval_makes_the_credits_last_the_day():
+    anonymous_global = plan_polling(None, False, None, 400)
+    assert anonymous_global.interval_s == pytest.approx(86400 * 4 / 400)  # 864 s
+    assert anonymous_global.derived and anonymous_global.credits_exhausted_after_s is None
+    small_box = BoundingBox(38, -78, 39, -77)
+    authenticated = plan_polling(None, True, small_box, 4000)
+    assert authenticated.interval_s == pytest.approx(86400 / 4000)  # 21.6 s
+
+
+def test_derived_interval_never_goes_below_the_api_resolution():
+    assert plan_polling(None, False, BoundingBox(0, 0, 1, 1), 10**6).interval_s == 10.0
+    assert plan_polling(None, True, BoundingBox(0, 0, 1, 1), 10**6).interval_s == 5.0
+    assert plan_polling(None, True, None, 0).interval_s == 5.0  # unlimited credits
+
+
+def test_explicit_interval_that_spends_the_credits_says_when():
+    plan = plan_polling(10.0, False, None, 400)
+    assert plan.interval_s == 10.0 and not plan.derived
+    assert plan.credits_exhausted_after_s == pytest.approx(400 / 4 * 10.0)  # 100 polls
+    assert plan_polling(900.0, False, None, 400).credits_exhausted_after_s is None
