@@ -1,4 +1,4 @@
-"""The OpenSky source agent: a leader-only Faust timer that polls and publishes.
+r"""The OpenSky source agent: a leader-only Faust timer that polls and publishes.
 
     OpenSky /states/all --poll--> validate --> flight-raw-data       (valid)
                                            \-> flight-invalid-data   (rejected, with reason)

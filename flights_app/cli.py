@@ -23,7 +23,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from flights_app.embedded.broker import BrokerError, EmbeddedBroker, _die_with_parent, accepts_connections
+from flights_app.embedded.broker import (
+    BrokerError,
+    EmbeddedBroker,
+    _die_with_parent,
+    accepts_connections,
+)
 from flights_app.settings import SettingsError, load_settings
 
 EXIT_USAGE = 2
@@ -114,7 +119,13 @@ def cmd_opensky_fake(args: argparse.Namespace) -> None:
 
     from flights_app.fake_opensky.faults import FaultError
     from flights_app.fake_opensky.recordings import RecordingError, load_recording
-    from flights_app.fake_opensky.server import FakeState, ReplaySource, SimulatedSource, initial_faults, make_app
+    from flights_app.fake_opensky.server import (
+        FakeState,
+        ReplaySource,
+        SimulatedSource,
+        initial_faults,
+        make_app,
+    )
     from flights_app.fake_opensky.simulator import Simulator
 
     try:

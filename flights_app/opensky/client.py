@@ -7,7 +7,6 @@ failure with a reason code and how long to wait.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 import aiohttp
@@ -109,7 +108,7 @@ class OpenSkyClient:
                         return PollResult(failure="body_too_large", detail=f"more than {MAX_BODY_BYTES} bytes")
                     chunks.append(chunk)
                 body = b"".join(chunks)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             return PollResult(failure="timeout", detail=f"no answer within {self._timeout.total:g} s")
         except aiohttp.ClientPayloadError as error:
             return PollResult(failure="truncated_body", detail=type(error).__name__)

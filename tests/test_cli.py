@@ -1,0 +1,170 @@
+"""The command line as a user meets it: clear one-line errors, and `up` starting and stopping everything."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flights_app.embedded.broker import BrokerError, EmbeddedBroker
+from tests.conftest import KAFKA_LIB
+from tests.harness import ROOT, Proc, free_port, free_port_pair, wait_until
+
+FLIGHTS_APP = [sys.executable, "-m", "flights_app.cli"]
+
+
+def run(argv, env_extra=None, env=None, timeout=60):
+    env = dict(os.environ if env is None else env)
+    env.update(env_extra or {})
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def assert_one_clear_line(result, *words):
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("argv", [
+    FLIGHTS_APP + ["worker"],
+    [sys.executable, "-m", "faust", "-A", "flights_app.app", "worker", "-l", "info"],
+])
+def test_a_bad_setting_stops_the_worker_with_one_line(argv):
+    result = run(argv, {"FLIGHTS_WEB_PORT": "sixty"})
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "configuration error: FLIGHTS_WEB_PORT='sixty' is not a whole number" in result.stderr
+
+
+def test_up_names_what_is_missing():
+    assert_one_clear_line(run(FLIGHTS_APP + ["up", "--source", "replay"]), "--source replay needs a recording")
+    assert_one_clear_line(run(FLIGHTS_APP + ["up", "--source", "replay", "/nonexistent.zip"]), "no such file")
+    assert_one_clear_line(run(FLIGHTS_APP + ["up"], {"FLIGHTS_BBOX": "north"}), "FLIGHTS_BBOX")
+
+
+def test_fake_server_refuses_a_bad_recording_and_a_busy_port(tmp_path):
+    assert_one_clear_line(run(FLIGHTS_APP + ["opensky-fake", "--replay", str(tmp_path)]), "holds no")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run(FLIGHTS_APP + ["opensky-fake", "--simulate", "3", "--port", str(port)])
+    assert_one_clear_line(result, f"port {port}", "already in use")
+    assert_one_clear_line(run(FLIGHTS_APP + ["opensky-fake", "--simulate", "3", "--fault", "boom"]), "unknown fault")
+
+
+def test_broker_on_a_busy_port_says_which_port(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run(FLIGHTS_APP + ["broker", "--port", str(port), "--data-dir", str(tmp_path)],
+                     {"FLIGHTS_KAFKA_LIB": str(KAFKA_LIB)})
+    assert_one_clear_line(result, f"port {port}", "already in use")
+
+
+def test_broker_without_java_says_what_to_install(tmp_path):
+    env = {k: v for k, v in os.environ.items()}
+    env["PATH"] = str(Path(sys.executable).parent)  # no java on this PATH
+    result = run(FLIGHTS_APP + ["broker", "--port", str(free_port()), "--data-dir", str(tmp_path)], env=env)
+    assert_one_clear_line(result, "Java is not installed", "apt-get install openjdk-17-jre-headless")
+
+
+def test_embedded_broker_keeps_its_topics_across_a_restart(tmp_path):
+    """Storage is formatted once; a second start reuses it."""
+    broker = EmbeddedBroker(tmp_path / "kafka", free_port_pair(), lib_dir=KAFKA_LIB)
+    broker.start()
+    try:
+        import asyncio
+
+        from aiokafka import AIOKafkaProducer
+
+        async def produce():
+            producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+            await producer.start()
+            await producer.send_and_wait("kept", b"hello")
+            await producer.stop()
+
+        asyncio.run(produce())
+        broker.stop()
+        assert not broker.running
+        broker.start()
+        assert [v for _, v in read_topic_raw(broker.bootstrap, "kept")] == [b"hello"]
+    finally:
+        broker.stop()
+    with pytest.raises(BrokerError, match="already in use"):
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", broker.port))
+            busy.listen()
+            broker.start()
+
+
+def read_topic_raw(bootstrap, topic):
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+
+    async def read():
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                    group_id=None, consumer_timeout_ms=1000)
+        await consumer.start()
+        try:
+            batch = await consumer.getmany(timeout_ms=10000)
+            return [(r.key, r.value) for records in batch.values() for r in records]
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+def processes_with_marker(marker: str) -> list[int]:
+    """Pids whose environment carries ``marker`` (everything `up` started inherits it)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if marker.encode() in (entry / "environ").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_up_on_embedded_defaults_shows_states_and_ctrl_c_stops_everything(tmp_path):
+    """The newcomer's path: no broker, no internet. `up` starts Kafka, the simulator and the worker;
+    states flow with count lines; Ctrl-C stops every process it started."""
+    marker = f"FLIGHTS_UP_TEST_{os.getpid()}_{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLIGHTS_", "OPENSKY_"))}
+    env.update({
+        marker: "1",
+        "FLIGHTS_DATADIR": str(tmp_path / "var"),
+        "FLIGHTS_EMBEDDED_BROKER_PORT": str(free_port_pair()),
+        "FLIGHTS_WEB_PORT": str(free_port()),
+        "FLIGHTS_KAFKA_LIB": str(KAFKA_LIB),
+        "OPENSKY_URL": f"http://127.0.0.1:{free_port()}/api",  # nothing listens: like an offline machine
+    })
+    up = Proc("up", FLIGHTS_APP + ["up"], env, tmp_path / "up.log")
+    try:
+        wait_until(lambda: re.search(r"poll \S+ .*: \d+ states -> [1-9]\d* valid", up.log_text()), 90,
+                   "a poll line with valid states")
+        text = up.log_text()
+        assert "does not answer" in text and "starting the bundled fake OpenSky server in simulator mode" in text
+        assert len(processes_with_marker(marker)) >= 3  # up, the fake server, the worker (+ Kafka)
+        up.process.send_signal(signal.SIGINT)
+        up.process.wait(90)
+        assert up.process.returncode == 0, up.tail()
+        wait_until(lambda: not processes_with_marker(marker), 30, "every process `up` started to exit")
+        assert "flights-app: stopped." in up.log_text()
+    finally:
+        up.kill()
+        for pid in processes_with_marker(marker):
+            os.kill(pid, signal.SIGKILL)
