@@ -85,3 +85,15 @@ def test_explicit_interval_that_spends_the_credits_says_when():
     assert plan.interval_s == 10.0 and not plan.derived
     assert plan.credits_exhausted_after_s == pytest.approx(400 / 4 * 10.0)  # 100 polls
     assert plan_polling(900.0, False, None, 400).credits_exhausted_after_s is None
+
+
+def test_the_readme_documents_every_setting():
+    from flights_app.settings import PROJECT_ROOT, SETTINGS_DOC
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    for name, (default, _) in SETTINGS_DOC.items():
+        assert f"| `{name}` | {default} |" in readme, name
+    assert readme.splitlines()[3:5] == [
+        "make run    # installs what it needs, then starts Kafka, the OpenSky source and the worker; Ctrl-C stops all",
+        "make test   # installs what it needs, then runs every test (a real Kafka broker is started for them)",
+    ]
