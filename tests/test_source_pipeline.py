@@ -8,7 +8,7 @@ import pytest
 
 from flights_app.records import STATE_FIELDS
 from flights_app.topic_names import INVALID, RAW
-from tests.harness import FakeOpenSky, TestApp, read_topic, wait_until
+from tests.harness import FakeOpenSky, TestApp, http_json, read_topic, wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -16,6 +16,9 @@ pytestmark = pytest.mark.kafka
 EXPECTED_REASON = {
     ("icao24", "null"): "invalid_icao24",
     ("on_ground", "null"): "invalid_on_ground",
+    ("origin_country", "null"): "invalid_origin_country",
+    ("spi", "null"): "invalid_spi",
+    ("position_source", "null"): "invalid_position_source",
 }
 
 
@@ -48,7 +51,7 @@ def wait_for_all_published(app: TestApp, worker, total: int, timeout_s: float = 
 
 
 def test_simulated_states_reach_raw_and_corrupted_ones_invalid_with_their_reason(kafka, tmp_path, cleanup):
-    fake = FakeOpenSky(tmp_path, "--simulate", "40", "--seed", "3", "--corrupt-rate", "0.15")
+    fake = FakeOpenSky(tmp_path, "--simulate", "40", "--seed", "3", "--corrupt-rate", "0.25")
     cleanup.append(fake)
     app = TestApp(tmp_path, kafka.url, OPENSKY_URL=fake.api_url, FLIGHTS_POLL_INTERVAL="0.2")
     cleanup.append(app)
@@ -72,6 +75,11 @@ def test_simulated_states_reach_raw_and_corrupted_ones_invalid_with_their_reason
         assert key == state["icao24"]
         assert set(STATE_FIELDS) | {"ingest_time", "poll_id"} <= set(state)
         assert -90 <= state["latitude"] <= 90 and state["velocity"] >= 0
+
+    counters = http_json(f"http://127.0.0.1:{worker.web_port}/source/")["source"]
+    assert counters["states_received"] == served
+    assert (counters["valid"], counters["invalid"]) == (len(raw), len(invalid))
+    assert counters["invalid_by_reason"] == dict(expected)
 
 
 @pytest.mark.recordings

@@ -15,13 +15,29 @@ RESPONSE_FAULTS = (
     "429", "500", "502", "503", "slow", "malformed", "truncated", "big", "empty",
     "duplicate", "future", "past", "disconnect",
 )
-#: Corruptions of single fields: a required field set to null, or to a value of the wrong type.
+#: Corruptions of single fields: set to null, or to a value of the wrong type.
 ROW_CORRUPTIONS = ("null", "wrong_type")
-CORRUPTIBLE_FIELDS = {  # field index -> name; each is one the validator must check
-    0: "icao24", 4: "last_contact", 5: "longitude", 6: "latitude", 8: "on_ground", 9: "velocity",
+#: field index -> (name, a value of the wrong type, whether OpenSky may send null there).
+#: A null where OpenSky may send one is no corruption, so those fields only get wrong types.
+CORRUPTIBLE_FIELDS = {
+    0: ("icao24", 12345, False),
+    1: ("callsign", 42, True),
+    2: ("origin_country", ["US"], False),
+    3: ("time_position", "yesterday", True),
+    4: ("last_contact", "yesterday", False),
+    5: ("longitude", "east", False),
+    6: ("latitude", [1, 2], False),
+    7: ("baro_altitude", "high", True),
+    8: ("on_ground", "no", False),
+    9: ("velocity", {"fast": True}, False),
+    10: ("true_track", "north", True),
+    11: ("vertical_rate", "up", True),
+    12: ("sensors", "all", True),
+    13: ("geo_altitude", True, True),
+    14: ("squawk", 7700, True),
+    15: ("spi", "maybe", False),
+    16: ("position_source", "adsb", False),
 }
-WRONG_TYPE_VALUES = {"icao24": 12345, "last_contact": "yesterday", "longitude": "east", "latitude": [1, 2],
-                     "on_ground": "no", "velocity": {"fast": True}}
 
 
 class FaultError(ValueError):
@@ -67,9 +83,9 @@ class FaultPlan:
             if self.rng.random() < self.corrupt_rate:
                 row = list(row)
                 index = self.rng.choice(sorted(CORRUPTIBLE_FIELDS))
-                name = CORRUPTIBLE_FIELDS[index]
-                kind = self.rng.choice(ROW_CORRUPTIONS)
+                name, wrong_value, nullable = CORRUPTIBLE_FIELDS[index]
+                kind = "wrong_type" if nullable else self.rng.choice(ROW_CORRUPTIONS)
                 self.corruptions.append({"icao24": row[0], "last_contact": row[4], "field": name, "corruption": kind})
-                row[index] = None if kind == "null" else WRONG_TYPE_VALUES[name]
+                row[index] = None if kind == "null" else wrong_value
             out.append(row)
         return out
