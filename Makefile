@@ -9,7 +9,7 @@ KAFKA_LIB := .kafka/lib
 POM    := flights_app/embedded/pom.xml
 PYTEST_ARGS ?=
 
-.PHONY: install run test bench lint soak clean distclean
+.PHONY: install run test bench lint soak model evaluate clean distclean
 
 install: $(STAMP) $(KAFKA_LIB)/.resolved
 
@@ -38,6 +38,13 @@ bench: install
 
 soak: install
 	@echo "make soak: not yet (the reliability issue adds it)"
+
+# The shipped default model (ml/models/default.joblib + .json): reproducible, seed 1.
+model: install
+	$(BIN)/flights-app train --aircraft 300 --minutes 60 --seed 1 --anomaly-rate 0.01 --estimators 200 --contamination 0.01
+
+evaluate: install
+	$(BIN)/flights-app evaluate
 
 lint: install
 	$(BIN)/ruff check flights_app agents tables ml web tests

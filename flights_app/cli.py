@@ -167,6 +167,90 @@ def _port_free(host: str, port: int) -> bool:
         raise fail(f"cannot bind {host}:{port}: {error}") from None
 
 
+# -- train / evaluate ---------------------------------------------------------------------
+
+#: The default model's training run: `make model` runs exactly this.
+TRAIN_DEFAULTS = {"aircraft": 300, "minutes": 60.0, "seed": 1, "anomaly_rate": 0.01}
+#: Evaluation traffic: another seed than training, and more anomalies so each kind has many.
+EVALUATE_DEFAULTS = {"aircraft": 300, "minutes": 30.0, "seed": 2, "anomaly_rate": 0.02}
+
+
+def _polls(args, progress_total=True):
+    from ml import dataset
+
+    if args.recording:
+        from flights_app.fake_opensky.recordings import RecordingError
+
+        try:
+            polls = list(dataset.recorded_polls(Path(args.recording)))
+        except RecordingError as error:
+            raise fail(str(error)) from None
+        return polls, len(polls), f"recording {args.recording}"
+    if args.aircraft < 1 or args.minutes <= 0 or not 0 <= args.anomaly_rate <= 1:
+        raise fail("--aircraft must be >= 1, --minutes > 0 and --anomaly-rate within 0..1")
+    steps = int(args.minutes * 60 / 5.0)
+    polls = dataset.simulated_polls(args.aircraft, seed=args.seed, minutes=args.minutes,
+                                    anomaly_rate=args.anomaly_rate)
+    source = (f"simulator: {args.aircraft} aircraft, {args.minutes:g} min at 5 s polls, seed {args.seed}, "
+              f"anomaly rate {args.anomaly_rate:g}")
+    return polls, steps, source
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    import numpy as np
+    from tqdm import tqdm
+
+    from ml import dataset, evaluate, model
+
+    if args.estimators < 1 or not 0 < args.contamination <= 0.5:
+        raise fail("--estimators must be >= 1 and --contamination within (0, 0.5]")
+    polls, steps, source = _polls(args)
+    with tqdm(total=steps, desc="features", unit="poll", disable=None) as bar:
+        X = np.array([row[1] for row in dataset.feature_rows(polls, bar)])
+    if len(X) < 100:
+        raise fail(f"only {len(X)} valid states in {source}: too few to train on")
+    print(f"training on {len(X)} states ({source})", flush=True)
+    params = {"n_estimators": args.estimators, "contamination": args.contamination, "random_state": args.seed}
+    pipeline = model.train(X, **params)
+    tmp = Path(args.out).with_suffix(".candidate.joblib")
+    model.save(pipeline, tmp, training_rows=len(X), source=source, params=params)
+    candidate = model.load(tmp)
+    ev_args = argparse.Namespace(recording=None, **EVALUATE_DEFAULTS)
+    ev_polls, ev_steps, ev_source = _polls(ev_args)
+    with tqdm(total=ev_steps, desc="evaluate", unit="poll", disable=None) as bar:
+        evaluation = evaluate.evaluate(candidate, dataset.feature_rows(ev_polls, bar))
+    print(evaluate.format_table(evaluation), flush=True)
+    manifest = model.save(pipeline, Path(args.out), training_rows=len(X), source=source, params=params,
+                          evaluation={"source": ev_source, **evaluation.as_dict()})
+    for leftover in (tmp, tmp.with_suffix(".json")):
+        leftover.unlink(missing_ok=True)
+    print(f"model {manifest['version']} written to {args.out} (+ manifest {Path(args.out).with_suffix('.json').name})")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from ml import dataset, evaluate, model
+
+    try:
+        loaded = model.load(Path(args.model))
+    except model.ModelError as error:
+        raise fail(str(error)) from None
+    polls, steps, source = _polls(args)
+    with tqdm(total=steps, desc="evaluate", unit="poll", disable=None) as bar:
+        evaluation = evaluate.evaluate(loaded, dataset.feature_rows(polls, bar))
+    print(f"model {loaded.version} on {source}\n")
+    print(evaluate.format_table(evaluation))
+
+
+def _add_traffic_options(parser: argparse.ArgumentParser, defaults: dict) -> None:
+    parser.add_argument("--recording", metavar="PATH", help="use a recording instead of the simulator")
+    parser.add_argument("--aircraft", type=int, default=defaults["aircraft"])
+    parser.add_argument("--minutes", type=float, default=defaults["minutes"])
+    parser.add_argument("--seed", type=int, default=defaults["seed"])
+    parser.add_argument("--anomaly-rate", type=float, default=defaults["anomaly_rate"])
+
+
 # -- up -----------------------------------------------------------------------------------
 
 
@@ -314,6 +398,18 @@ def build_parser() -> argparse.ArgumentParser:
     broker.add_argument("--port", type=int, help="client port (default FLIGHTS_EMBEDDED_BROKER_PORT, 9092)")
     broker.add_argument("--data-dir", help="storage directory (default $FLIGHTS_DATADIR/kafka)")
 
+    from ml.model import DEFAULT_MODEL
+
+    train = sub.add_parser("train", help="fit the anomaly model (StandardScaler + IsolationForest)")
+    _add_traffic_options(train, TRAIN_DEFAULTS)
+    train.add_argument("--estimators", type=int, default=200)
+    train.add_argument("--contamination", type=float, default=0.01)
+    train.add_argument("--out", default=str(DEFAULT_MODEL), help="model file (default %(default)s)")
+
+    evaluate = sub.add_parser("evaluate", help="precision/recall of model and rules on labelled simulated traffic")
+    _add_traffic_options(evaluate, EVALUATE_DEFAULTS)
+    evaluate.add_argument("--model", default=str(DEFAULT_MODEL))
+
     fake = sub.add_parser("opensky-fake", help="run the OpenSky-compatible fake server")
     what = fake.add_mutually_exclusive_group(required=True)
     what.add_argument("--simulate", type=int, metavar="N", help="simulate N aircraft")
@@ -357,6 +453,10 @@ def main(argv: list[str] | None = None) -> None:
         cmd_broker(args)
     elif args.command == "opensky-fake":
         cmd_opensky_fake(args)
+    elif args.command == "train":
+        cmd_train(args)
+    elif args.command == "evaluate":
+        cmd_evaluate(args)
 
 
 if __name__ == "__main__":

@@ -105,3 +105,51 @@ class InvalidState(faust.Record, serializer="json", include_metadata=False):
     icao24: str | None
     ingest_time: float
     poll_id: str
+
+
+class ScoredState(faust.Record, serializer="json", include_metadata=False):
+    """A state vector with its features, phase and anomaly verdicts (flight-processed-data).
+
+      state             -- the StateVector as validated
+      features          -- feature name -> value (ml.features.FEATURES)
+      flight_phase      -- ground, takeoff, climb, cruise, level, descent, approach, landing
+      ml_anomaly_score  -- 0..1, higher is more anomalous (= -score_samples of the model)
+      ml_is_anomaly     -- score above the model's own threshold
+      anomaly_reason    -- the feature furthest from typical, in words; None when not an anomaly
+      alerts            -- rule flags, each a sentence (emergency squawk, position jump, ...)
+      model_version     -- first 12 hex digits of the model file's sha256
+      processed_time    -- Unix seconds when the scorer emitted it
+    """
+
+    state: StateVector
+    features: dict[str, float]
+    flight_phase: str
+    ml_anomaly_score: float
+    ml_is_anomaly: bool
+    anomaly_reason: str | None
+    alerts: list[str]
+    model_version: str
+    processed_time: float
+
+
+class Alert(faust.Record, serializer="json", include_metadata=False):
+    """Something a person watching should see (flight-alerts).
+
+      icao24, callsign      -- the aircraft
+      event_time            -- Unix seconds of the state that raised it (its position time)
+      last_contact          -- that state's last contact, Unix seconds (with icao24: the state's identity)
+      latitude, longitude   -- where, degrees
+      reasons               -- rule flags and, for a model anomaly, its explanation
+      ml_anomaly_score      -- the model's score of that state, 0..1
+      squawk                -- the transponder code at the time
+    """
+
+    icao24: str
+    callsign: str | None
+    event_time: int
+    last_contact: int
+    latitude: float
+    longitude: float
+    reasons: list[str]
+    ml_anomaly_score: float
+    squawk: str | None

@@ -145,6 +145,10 @@ class Settings:
     kafka_lib: Path
     kafka_heap_mb: int
     log_level: str
+    model_path: Path
+    score_batch_max: int
+    score_batch_within_s: float
+    alert_score: float
 
     @property
     def authenticated(self) -> bool:
@@ -188,6 +192,10 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "FLIGHTS_KAFKA_LIB": ("./.kafka/lib", "where `make install` puts the embedded Kafka's jars"),
     "FLIGHTS_KAFKA_HEAP_MB": ("512", "embedded broker's JVM heap"),
     "FLIGHTS_LOG_LEVEL": ("info", "log level of the worker"),
+    "FLIGHTS_MODEL": ("ml/models/default.joblib", "anomaly model (its manifest `.json` beside it is required)"),
+    "FLIGHTS_SCORE_BATCH": ("1000", "most states the scorer takes at once"),
+    "FLIGHTS_SCORE_WITHIN": ("0.2", "longest a state waits for its batch to fill, seconds"),
+    "FLIGHTS_ALERT_SCORE": ("0.7", "model anomalies scoring above this go to flight-alerts"),
 }
 
 _APP_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
@@ -339,4 +347,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kafka_lib=Path(env.raw("FLIGHTS_KAFKA_LIB") or PROJECT_ROOT / ".kafka" / "lib").absolute(),
         kafka_heap_mb=env.integer("FLIGHTS_KAFKA_HEAP_MB", 512, 128, 16384),
         log_level=log_level,
+        model_path=Path(env.raw("FLIGHTS_MODEL") or PROJECT_ROOT / "ml" / "models" / "default.joblib").absolute(),
+        score_batch_max=env.integer("FLIGHTS_SCORE_BATCH", 1000, 1, 100_000),
+        score_batch_within_s=env.seconds("FLIGHTS_SCORE_WITHIN", 0.2, 0.001, 60),
+        alert_score=_fraction(env, "FLIGHTS_ALERT_SCORE", 0.7),
     )
+
+
+def _fraction(env: _Reader, name: str, default: float) -> float:
+    value = env.raw(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingsError(f"{name}={value!r} is not a number") from None
+    if not 0 <= number <= 1:
+        raise SettingsError(f"{name}={value} is out of range: expected 0..1")
+    return number

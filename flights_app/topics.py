@@ -7,8 +7,8 @@ states stay in order on one partition.
 from __future__ import annotations
 
 from flights_app.app import app, settings
-from flights_app.records import InvalidState, StateVector
-from flights_app.topic_names import AGGREGATED, INVALID, PROCESSED, RAW
+from flights_app.records import Alert, InvalidState, ScoredState, StateVector
+from flights_app.topic_names import AGGREGATED, ALERTS, INVALID, PROCESSED, RAW
 
 #: One week: long enough to replay after an outage, bounded so the disk stays bounded.
 RETENTION_S = 7 * 24 * 3600
@@ -27,14 +27,10 @@ def _topic(base: str, value_type=None):
 
 raw_states = _topic(RAW, StateVector)
 invalid_states = _topic(INVALID, InvalidState)
-processed_states = _topic(PROCESSED)
+processed_states = _topic(PROCESSED, ScoredState)
 aggregated_stats = _topic(AGGREGATED)
+alerts = _topic(ALERTS, Alert)
 
-ALL_TOPICS = (raw_states, invalid_states, processed_states, aggregated_stats)
+ALL_TOPICS = (raw_states, invalid_states, processed_states, aggregated_stats, alerts)
 
-
-@app.task
-async def declare_topics() -> None:
-    """Create every topic at start, so sinks exist before the first send."""
-    for topic in ALL_TOPICS:
-        await topic.maybe_declare()
+# The worker creates these before it subscribes (flights_app.topic_admin).

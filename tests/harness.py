@@ -91,7 +91,10 @@ class Proc:
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
+    stopped = False  # set when the test stopped it on purpose
+
     def stop(self, timeout_s: float = 30.0) -> int:
+        self.stopped = True
         if self.alive():
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -102,6 +105,7 @@ class Proc:
         return self.process.returncode
 
     def kill(self) -> None:
+        self.stopped = True
         if self.alive():
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
@@ -179,7 +183,7 @@ class TestApp:
 
     def check_workers(self) -> None:
         for worker in self.workers:
-            if not worker.alive():
+            if not worker.stopped and not worker.alive():
                 raise WorkerDied(f"{worker.name} exited with {worker.process.returncode}:\n{worker.tail()}")
 
     @property

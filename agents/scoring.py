@@ -1,0 +1,89 @@
+"""The scoring agent: every valid state becomes exactly one scored state.
+
+    flight-raw-data --take_events(n, within)--> per partition:
+        previous states (table) -> score_batch (features, phase, model, rules)
+        -> flight-processed-data (+ flight-alerts), previous states written back
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from flights_app.app import app, settings
+from flights_app.records import Alert, ScoredState
+from flights_app.topics import alerts, processed_states, raw_states
+from ml.features import PreviousState
+from ml.model import ModelError
+from ml.registry import ModelRegistry
+from ml.scoring import score_batch
+from tables.partitions import by_partition, partition_of
+from tables.previous_state import previous_states
+
+log = logging.getLogger("flights_app.scoring")
+
+registry = ModelRegistry(settings.model_path)
+
+
+class ScorerStats:
+    batches = 0
+    events = 0
+    anomalies = 0
+    alerts = 0
+    last_batch_size = 0
+    last_batch_ms = 0.0
+
+
+stats = ScorerStats()
+
+
+@app.task
+async def load_model() -> None:
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, registry.load_initial)
+    except ModelError as error:
+        log.error("Cannot score without a model: %s", error)
+        raise SystemExit(f"flights-app: {error}") from None
+
+
+def alert_for(scored: ScoredState) -> Alert | None:
+    reasons = list(scored.alerts)
+    if scored.ml_is_anomaly and scored.ml_anomaly_score >= settings.alert_score:
+        reasons.append(f"model anomaly (score {scored.ml_anomaly_score:.2f}): {scored.anomaly_reason}")
+    if not reasons:
+        return None
+    s = scored.state
+    return Alert(icao24=s.icao24, callsign=s.callsign, event_time=s.event_time, last_contact=s.last_contact, latitude=s.latitude,
+                 longitude=s.longitude, reasons=reasons, ml_anomaly_score=scored.ml_anomaly_score, squawk=s.squawk)
+
+
+@app.agent(raw_states)
+async def score_states(stream):
+    async for events in stream.take_events(settings.score_batch_max, within=settings.score_batch_within_s):
+        while registry.current is None:  # the model loads at start, in the background
+            await asyncio.sleep(0.05)
+        started = time.perf_counter()
+        sends = []
+        for group in by_partition(events):
+            with partition_of(group[-1]):
+                states = [event.value for event in group]
+                previous = {}
+                for state in states:
+                    stored = previous_states.get(state.icao24)
+                    previous[state.icao24] = PreviousState.from_dict(stored) if stored else None
+                scored, updated = score_batch(registry.current, states, previous)
+                for icao24, prev in updated.items():  # one write per aircraft per batch
+                    previous_states[icao24] = prev.as_dict()
+            for item in scored:
+                sends.append(processed_states.send_soon(key=item.state.icao24, value=item))
+                alert = alert_for(item)
+                if alert is not None:
+                    sends.append(alerts.send_soon(key=alert.icao24, value=alert))
+                    stats.alerts += 1
+                stats.anomalies += item.ml_is_anomaly
+        await asyncio.gather(*sends)  # every output acknowledged before the batch's offsets commit
+        stats.batches += 1
+        stats.events += len(events)
+        stats.last_batch_size = len(events)
+        stats.last_batch_ms = (time.perf_counter() - started) * 1000
