@@ -115,6 +115,7 @@ def test_an_anomaly_is_explained_in_words(small_model):
     features = small_model.scorer.mean.copy()
     features[F["velocity_mps"]] = 1100.0
     assert explain(small_model.scorer, features).startswith("speed 1100 m/s far above typical (210.1..249.9 m/s")
+    features[F["velocity_mps"]] = small_model.scorer.mean[F["velocity_mps"]]
     features[F["vertical_rate_mps"]] = -42.0
     assert explain(small_model.scorer, features).startswith("vertical rate -42 m/s far below typical")
 
