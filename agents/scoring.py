@@ -47,6 +47,15 @@ async def load_model() -> None:
         raise SystemExit(f"flights-app: {error}") from None
 
 
+if settings.model_watch_s > 0:
+
+    @app.timer(settings.model_watch_s)
+    async def watch_model() -> None:
+        """A new model file (with its manifest) is picked up between batches; a bad one is refused."""
+        if registry.current is not None:
+            await asyncio.get_running_loop().run_in_executor(None, registry.reload)
+
+
 def alert_for(scored: ScoredState) -> Alert | None:
     reasons = list(scored.alerts)
     if scored.ml_is_anomaly and scored.ml_anomaly_score >= settings.alert_score:

@@ -149,6 +149,8 @@ class Settings:
     score_batch_max: int
     score_batch_within_s: float
     alert_score: float
+    model_watch_s: float
+    model_reload_endpoint: bool
 
     @property
     def authenticated(self) -> bool:
@@ -196,6 +198,8 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "FLIGHTS_SCORE_BATCH": ("1000", "most states the scorer takes at once"),
     "FLIGHTS_SCORE_WITHIN": ("0.2", "longest a state waits for its batch to fill, seconds"),
     "FLIGHTS_ALERT_SCORE": ("0.7", "model anomalies scoring above this go to flight-alerts"),
+    "FLIGHTS_MODEL_WATCH": ("5", "seconds between checks of the model file for a new version; 0 = never"),
+    "FLIGHTS_MODEL_RELOAD_ENDPOINT": ("0", "1 enables `POST /model/reload` on the Faust web server"),
 }
 
 _APP_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
@@ -351,7 +355,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         score_batch_max=env.integer("FLIGHTS_SCORE_BATCH", 1000, 1, 100_000),
         score_batch_within_s=env.seconds("FLIGHTS_SCORE_WITHIN", 0.2, 0.001, 60),
         alert_score=_fraction(env, "FLIGHTS_ALERT_SCORE", 0.7),
+        model_watch_s=env.seconds("FLIGHTS_MODEL_WATCH", 5.0, 0, SECONDS_PER_DAY),
+        model_reload_endpoint=_flag(env, "FLIGHTS_MODEL_RELOAD_ENDPOINT"),
     )
+
+
+def _flag(env: _Reader, name: str) -> bool:
+    value = (env.raw(name) or "0").lower()
+    if value not in ("0", "1", "true", "false", "yes", "no"):
+        raise SettingsError(f"{name}={value!r}: expected 1 or 0")
+    return value in ("1", "true", "yes")
 
 
 def _fraction(env: _Reader, name: str, default: float) -> float:

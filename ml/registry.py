@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ml.features import N_FEATURES
-from ml.model import LoadedModel, ModelError, load, read_manifest
+from ml.model import LoadedModel, ModelError, load, manifest_path
 
 log = logging.getLogger("flights_app.model")
 
@@ -17,30 +17,46 @@ class ModelRegistry:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.current: LoadedModel | None = None
-        self._loaded_sha: str | None = None
+        self._loaded: tuple | None = None  # signature of the files behind `current`
+        self._refused: tuple[tuple, str] | None = None  # the last refused signature, and why
 
     def load_initial(self) -> LoadedModel:
         """Load at start; a bad model stops the worker (ModelError says why)."""
-        self._swap(load(self.path))
+        signature = self._signature()
+        self._swap(load(self.path), signature)
         return self.current
 
+    def _signature(self) -> tuple:
+        """What identifies the files on disk now: the model's and the manifest's size and mtime."""
+        out = []
+        for path in (self.path, manifest_path(self.path)):
+            try:
+                st = path.stat()
+                out.append((st.st_size, st.st_mtime_ns))
+            except FileNotFoundError:
+                out.append(None)
+        return tuple(out)
+
     def reload(self) -> tuple[bool, str]:
-        """Load the file again if it changed. A bad file is refused; the current model stays."""
+        """Load the files again if they changed. A bad file is refused (once, loudly); the current model stays."""
+        signature = self._signature()
+        if signature == self._loaded:
+            return False, f"model {self.current.version} is already loaded"
+        if self._refused is not None and self._refused[0] == signature:
+            return False, self._refused[1]
         try:
-            manifest = read_manifest(self.path)
-            if manifest.get("sha256") == self._loaded_sha:
-                return False, f"model {self.current.version} is already loaded"
             candidate = load(self.path)
         except ModelError as error:
             log.error("Model reload refused, keeping model %s: %s",
                       self.current.version if self.current else "none", error)
+            self._refused = (signature, str(error))
             return False, str(error)
-        self._swap(candidate)
+        self._swap(candidate, signature)
         return True, f"model {candidate.version} loaded"
 
-    def _swap(self, model: LoadedModel) -> None:
+    def _swap(self, model: LoadedModel, signature: tuple | None = None) -> None:
         model.scorer.anomaly_score(np.zeros((1, N_FEATURES)))  # compile before the first real batch
         self.current = model
-        self._loaded_sha = model.manifest["sha256"]
+        self._loaded = signature
         log.info("Scoring with model %s (%s rows, %s)", model.version,
                  model.manifest.get("training_rows"), model.manifest.get("training_source"))

@@ -90,6 +90,8 @@ def test_every_simulated_state_is_scored_once_with_every_field(kafka, tmp_path, 
     assert squawks, "the simulator injected no emergency squawk"
     assert squawks <= alerted
     assert worker.alive()
+    status, body = post(f"http://127.0.0.1:{worker.web_port}/model/reload")
+    assert status == 403 and "disabled" in body["error"]  # off unless enabled
 
 
 def test_per_aircraft_deltas_survive_a_worker_restart(kafka, tmp_path, cleanup):
@@ -102,8 +104,12 @@ def test_per_aircraft_deltas_survive_a_worker_restart(kafka, tmp_path, cleanup):
     first = [state_json(a, t0, 40.0 + i * 0.1, -75.0, velocity=200.0, altitude=9000.0) for i, a in enumerate(aircraft)]
     worker = app.start_worker("w1")
     produce(app.bootstrap, app.topic(RAW), first)
-    wait_until(lambda: app.check_workers() or len(read_topic(app.bootstrap, app.topic(PROCESSED))) == 12, 120,
-               "the first 12 scored states")
+
+    def distinct_scored():  # at least once: a restart may score a state again
+        processed = read_topic(app.bootstrap, app.topic(PROCESSED))
+        return {(v["state"]["icao24"], v["state"]["last_contact"]): v for _, v in processed}
+
+    wait_until(lambda: app.check_workers() or len(distinct_scored()) == 12, 120, "the first 12 scored states")
     worker.stop()
     import shutil
 
@@ -125,11 +131,9 @@ def test_per_aircraft_deltas_survive_a_worker_restart(kafka, tmp_path, cleanup):
     for group in groups.values():
         produce(app.bootstrap, app.topic(RAW), group)
         expected += len(group)
-        processed = wait_until(
-            lambda n=expected: app.check_workers() or (lambda p: len(p) == n and p)(
-                read_topic(app.bootstrap, app.topic(PROCESSED))),
-            120, f"{expected} scored states")
-    after = [v for _, v in processed if v["state"]["last_contact"] == t0 + 10]
+        scored = wait_until(lambda n=expected: app.check_workers() or (lambda d: len(d) == n and d)(distinct_scored()),
+                            120, f"{expected} scored states")
+    after = [v for (_, t), v in scored.items() if t == t0 + 10]
     assert len(after) == 12
     for scored in after:
         f = scored["features"]
@@ -139,3 +143,60 @@ def test_per_aircraft_deltas_survive_a_worker_restart(kafka, tmp_path, cleanup):
         assert 150 < f["implied_speed_mps"] < 190  # from the position jump, not the reported speed
     stats = http_json(f"http://127.0.0.1:{app.workers[-1].web_port}/source/")
     assert stats["source"] is not None
+
+
+def small_model(path, seed: int) -> str:
+    import numpy as np
+
+    from ml import dataset
+    from ml import model as model_io
+
+    X = np.array([r[1] for r in dataset.feature_rows(dataset.simulated_polls(20, seed=seed, minutes=2))])
+    return model_io.save(model_io.train(X, n_estimators=20, random_state=seed), path, training_rows=len(X),
+                         source=f"test seed {seed}", params={})["version"]
+
+
+def post(url: str):
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_a_new_model_is_picked_up_without_restart_and_a_tampered_one_refused(kafka, tmp_path, cleanup):
+    model_path = tmp_path / "models" / "live.joblib"
+    first = small_model(model_path, seed=1)
+    fake = FakeOpenSky(tmp_path, "--simulate", "30")
+    cleanup.append(fake)
+    app = TestApp(tmp_path, kafka.url, OPENSKY_URL=fake.api_url, FLIGHTS_POLL_INTERVAL="0.3",
+                  FLIGHTS_MODEL=str(model_path), FLIGHTS_MODEL_WATCH="0.5", FLIGHTS_MODEL_RELOAD_ENDPOINT="1")
+    cleanup.append(app)
+    worker = app.start_worker()
+    versions = lambda: {v["model_version"] for _, v in read_topic(app.bootstrap, app.topic(PROCESSED))}  # noqa: E731
+    wait_until(lambda: app.check_workers() or first in versions(), 120, f"states scored by model {first}")
+
+    second = small_model(model_path, seed=2)  # written over the live file, manifest first
+    wait_until(lambda: app.check_workers() or second in versions(), 60, f"states scored by model {second}")
+
+    data = bytearray(model_path.read_bytes())
+    data[100] ^= 0xFF
+    model_path.write_bytes(bytes(data))
+    status, body = post(f"http://127.0.0.1:{worker.web_port}/model/reload")
+    assert status == 409 and "does not match its manifest" in body["message"]
+    assert body["model"]["version"] == second  # kept the model it had
+    fake.control(paused=True)
+
+    def all_scored():
+        app.check_workers()
+        raw = read_topic(app.bootstrap, app.topic(RAW))
+        processed = read_topic(app.bootstrap, app.topic(PROCESSED))
+        return len(processed) == len(raw) and processed
+
+    processed = wait_until(all_scored, 60, "every raw state scored: none dropped by the swaps")
+    assert {v["model_version"] for _, v in processed} == {first, second}
+    assert "Model reload refused, keeping model" in worker.log_text()
