@@ -34,7 +34,8 @@ test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install
-	@echo "make bench: not yet (the benchmark issue adds it)"
+	$(BIN)/python -m bench.scorer
+	@echo "make bench: the pipeline, latency, memory and scale-out benchmarks come with the benchmark issue"
 
 soak: install
 	@echo "make soak: not yet (the reliability issue adds it)"

@@ -168,3 +168,29 @@ def test_up_on_embedded_defaults_shows_states_and_ctrl_c_stops_everything(tmp_pa
         up.kill()
         for pid in processes_with_marker(marker):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_train_writes_a_verified_model_and_evaluate_prints_precision_and_recall(tmp_path):
+    out = tmp_path / "m.joblib"
+    trained = run(FLIGHTS_APP + ["train", "--aircraft", "20", "--minutes", "3", "--estimators", "20",
+                                 "--out", str(out)], timeout=300)
+    assert trained.returncode == 0, trained.stderr
+    import json
+
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert manifest["training_rows"] > 100 and manifest["params"]["n_estimators"] == 20
+    assert set(manifest["evaluation"]["overall"]) == {"model", "rules", "combined"}
+    evaluated = run(FLIGHTS_APP + ["evaluate", "--model", str(out), "--aircraft", "30", "--minutes", "3"], timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr
+    table = evaluated.stdout
+    for word in ("precision", "recall", "F1", "model", "rules", "combined", "emergency_squawk", "speed_spike"):
+        assert word in table
+    rules_row = next(line for line in table.splitlines() if line.startswith("rules"))
+    precision, recall = (float(x) for x in rules_row.split()[1:3])
+    assert precision > 0.9 and recall > 0.6  # the rules catch what physics and transponders say
+
+
+def test_evaluate_refuses_a_model_without_its_manifest(tmp_path):
+    (tmp_path / "m.joblib").write_bytes(b"not a model")
+    assert_one_clear_line(run(FLIGHTS_APP + ["evaluate", "--model", str(tmp_path / "m.joblib")]),
+                          "missing: a model is only loaded with its manifest")
