@@ -11,19 +11,30 @@ import asyncio
 import logging
 import time
 
+import aiohttp
+
 from flights_app.app import app, settings
 from flights_app.records import Alert, ScoredState
 from flights_app.topics import alerts, processed_states, raw_states
-from ml.features import PreviousState
+from flights_app.webhook import AlertWebhook
+from ml.features import AircraftMemory
 from ml.model import ModelError
 from ml.registry import ModelRegistry
 from ml.scoring import score_batch
+from tables.aircraft_memory import aircraft_memory
 from tables.partitions import by_partition, partition_of
-from tables.previous_state import previous_states
 
 log = logging.getLogger("flights_app.scoring")
 
 registry = ModelRegistry(settings.model_path)
+webhook = AlertWebhook(settings.alert_webhook) if settings.alert_webhook else None
+
+if webhook is not None:
+
+    @app.task
+    async def send_alerts() -> None:
+        async with aiohttp.ClientSession() as session:
+            await webhook.run(session)
 
 
 class ScorerStats:
@@ -77,19 +88,21 @@ async def score_states(stream):
         for group in by_partition(events):
             with partition_of(group[-1]):
                 states = [event.value for event in group]
-                previous = {}
+                memories = {}
                 for state in states:
-                    stored = previous_states.get(state.icao24)
-                    previous[state.icao24] = PreviousState.from_dict(stored) if stored else None
-                scored, updated = score_batch(registry.current, states, previous)
-                for icao24, prev in updated.items():  # one write per aircraft per batch
-                    previous_states[icao24] = prev.as_dict()
+                    stored = aircraft_memory.get(state.icao24)
+                    memories[state.icao24] = AircraftMemory.from_dict(stored) if stored else None
+                scored, updated = score_batch(registry.current, states, memories)
+                for icao24, memory in updated.items():  # one write per aircraft per batch
+                    aircraft_memory[icao24] = memory.as_dict()
             for item in scored:
                 sends.append(processed_states.send_soon(key=item.state.icao24, value=item))
                 alert = alert_for(item)
                 if alert is not None:
                     sends.append(alerts.send_soon(key=alert.icao24, value=alert))
                     stats.alerts += 1
+                    if webhook is not None:
+                        webhook.offer(alert.icao24, alert.asdict())
                 stats.anomalies += item.ml_is_anomaly
         await asyncio.gather(*sends)  # every output acknowledged before the batch's offsets commit
         stats.batches += 1

@@ -151,6 +151,7 @@ class Settings:
     alert_score: float
     model_watch_s: float
     model_reload_endpoint: bool
+    alert_webhook: str | None
 
     @property
     def authenticated(self) -> bool:
@@ -200,6 +201,7 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "FLIGHTS_ALERT_SCORE": ("0.7", "model anomalies scoring above this go to flight-alerts"),
     "FLIGHTS_MODEL_WATCH": ("5", "seconds between checks of the model file for a new version; 0 = never"),
     "FLIGHTS_MODEL_RELOAD_ENDPOINT": ("0", "1 enables `POST /model/reload` on the Faust web server"),
+    "FLIGHTS_ALERT_WEBHOOK": ("unset", "URL that gets each alert as a JSON POST (retried, at most one per aircraft a minute)"),
 }
 
 _APP_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
@@ -357,6 +359,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         alert_score=_fraction(env, "FLIGHTS_ALERT_SCORE", 0.7),
         model_watch_s=env.seconds("FLIGHTS_MODEL_WATCH", 5.0, 0, SECONDS_PER_DAY),
         model_reload_endpoint=_flag(env, "FLIGHTS_MODEL_RELOAD_ENDPOINT"),
+        alert_webhook=env.url("FLIGHTS_ALERT_WEBHOOK", "") if env.raw("FLIGHTS_ALERT_WEBHOOK") else None,
     )
 
 

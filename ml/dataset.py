@@ -12,7 +12,7 @@ from pathlib import Path
 
 from flights_app.records import StateVector
 from flights_app.validation import validate_state
-from ml.features import PreviousState
+from ml.features import AircraftMemory
 
 
 @dataclass
@@ -53,15 +53,16 @@ def valid_states(poll: Poll) -> list[StateVector]:
 def feature_rows(polls, progress=None):
     """Yield (state, features, had_previous, label kind or None) in stream order,
     keeping per-aircraft previous state exactly as the scoring agent does."""
-    from ml.features import feature_vector
-    from ml.rules import next_previous, rule_flags
+    from ml.features import feature_vector, previous_for
+    from ml.rules import remember_after, rule_flags
 
-    previous: dict[str, PreviousState] = {}
+    memories: dict[str, AircraftMemory] = {}
     for poll in polls:
         for state in valid_states(poll):
-            before = previous.get(state.icao24)
+            memory = memories.get(state.icao24)
+            before = previous_for(memory, state)
             features = feature_vector(state, before)
             yield state, features, before is not None, poll.labels.get((state.icao24, state.last_contact))
-            previous[state.icao24] = next_previous(state, before, rule_flags(state, features, before is not None))
+            memories[state.icao24] = remember_after(state, memory, rule_flags(state, features, before is not None))
         if progress is not None:
             progress.update(1)

@@ -70,6 +70,36 @@ class PreviousState:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
 
+@dataclass(frozen=True)
+class AircraftMemory:
+    """An aircraft's last two distinct states: what its next state is compared with.
+
+    A state seen again (OpenSky repeats snapshots; at-least-once delivery replays
+    after a crash) is compared with the state before it, not with itself, so it
+    gets the same features every time.
+    """
+
+    latest: PreviousState
+    earlier: PreviousState | None = None
+
+    def previous_for(self, state) -> PreviousState | None:
+        if state.last_contact == self.latest.last_contact and position_time(state) == self.latest.time_position:
+            return self.earlier
+        return self.latest
+
+    def as_dict(self) -> dict:
+        return {"latest": self.latest.as_dict(), "earlier": self.earlier.as_dict() if self.earlier else None}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> AircraftMemory:
+        earlier = data.get("earlier")
+        return cls(PreviousState.from_dict(data["latest"]), PreviousState.from_dict(earlier) if earlier else None)
+
+
+def previous_for(memory: AircraftMemory | None, state) -> PreviousState | None:
+    return memory.previous_for(state) if memory is not None else None
+
+
 def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     p1, p2 = math.radians(lat1), math.radians(lat2)
     dp, dl = p2 - p1, math.radians(lon2 - lon1)

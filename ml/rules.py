@@ -23,21 +23,25 @@ _I = {name: i for i, name in enumerate(FEATURES)}
 JUMP_FLAGS = ("position jump", "altitude jump")
 
 
-def next_previous(state, before, alerts: list[str]):
-    """The state to remember as the aircraft's previous one after ``state``.
+def remember_after(state, memory, alerts: list[str]):
+    """The aircraft's memory after ``state`` (an ``ml.features.AircraftMemory``, or None).
 
     A state flagged as a position or altitude jump is a glitch: it is not
     remembered, so the next state is compared with the last good one (and the
-    return from a glitch is not flagged as a second jump). A replayed older
-    state never rewinds it.
+    return from a glitch is not flagged as a second jump). A state already
+    remembered, or older than the latest, changes nothing.
     """
-    from ml.features import remember
+    from ml.features import AircraftMemory, remember
 
-    if before is not None and state.last_contact < before.last_contact:
-        return before
-    if before is not None and any(a.startswith(JUMP_FLAGS) for a in alerts):
-        return before
-    return remember(state)
+    if memory is None:
+        return AircraftMemory(remember(state))
+    latest = memory.latest
+    if state.last_contact < latest.last_contact or memory.previous_for(state) is not latest:
+        return memory  # older, or the latest seen again
+    if any(a.startswith(JUMP_FLAGS) for a in alerts):
+        return memory
+    new = remember(state)
+    return memory if new == latest else AircraftMemory(new, latest)
 
 
 def rule_flags(state, features: np.ndarray, has_previous: bool) -> list[str]:

@@ -12,30 +12,34 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from flights_app.records import ScoredState, StateVector
-from ml.features import FEATURES, PreviousState, altitude_of, feature_vector
+from ml.features import FEATURES, AircraftMemory, altitude_of, feature_vector, previous_for
 from ml.model import LoadedModel, explain
 from ml.phase import flight_phase
-from ml.rules import next_previous, rule_flags
+from ml.rules import remember_after, rule_flags
 
 
 def score_batch(
     model: LoadedModel,
     states: Sequence[StateVector],
-    previous: Mapping[str, PreviousState | None],
+    memories: Mapping[str, AircraftMemory | None],
     *,
     now: float | None = None,
-) -> tuple[list[ScoredState], dict[str, PreviousState]]:
-    """Score ``states`` in order; an aircraft seen twice in the batch uses its own earlier state."""
-    latest: dict[str, PreviousState | None] = dict(previous)
+) -> tuple[list[ScoredState], dict[str, AircraftMemory]]:
+    """Score ``states`` in order; an aircraft seen twice in the batch uses its own earlier state.
+
+    Returns the scored states and the memories that changed (to write back, once per aircraft).
+    """
+    latest: dict[str, AircraftMemory | None] = dict(memories)
     touched: list[str] = []
     rows = np.empty((len(states), len(FEATURES)), dtype=np.float64)
     alerts = []
     for i, state in enumerate(states):
-        before = latest.get(state.icao24)
+        memory = latest.get(state.icao24)
+        before = previous_for(memory, state)
         rows[i] = feature_vector(state, before)
         alerts.append(rule_flags(state, rows[i], before is not None))
-        after = next_previous(state, before, alerts[i])
-        if after is not before:
+        after = remember_after(state, memory, alerts[i])
+        if after is not memory:
             latest[state.icao24] = after
             touched.append(state.icao24)
     scores = model.scorer.anomaly_score(rows) if len(states) else np.empty(0)

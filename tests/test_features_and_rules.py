@@ -5,9 +5,16 @@ import pytest
 
 from flights_app.records import StateVector
 from ml import model as model_io
-from ml.features import FEATURES, PreviousState, feature_vector, remember
+from ml.features import (
+    FEATURES,
+    AircraftMemory,
+    PreviousState,
+    feature_vector,
+    previous_for,
+    remember,
+)
 from ml.phase import PHASES, flight_phase
-from ml.rules import next_previous, rule_flags
+from ml.rules import remember_after, rule_flags
 from ml.scoring import score_batch
 
 T = 1_700_000_000  # a Tuesday, 22:13 UTC
@@ -78,13 +85,25 @@ def test_rule_flags_each_say_why():
 
 
 def test_a_glitch_is_not_remembered_and_an_old_state_never_rewinds():
-    before = remember(sv(t=T))
+    memory = AircraftMemory(remember(sv(t=T)))
     jumped = sv(t=T + 5, lon=10.0)
-    assert next_previous(jumped, before, rule_flags(jumped, feature_vector(jumped, before), True)) is before
-    older = sv(t=T - 100)
-    assert next_previous(older, before, []) is before
+    assert remember_after(jumped, memory, rule_flags(jumped, feature_vector(jumped, memory.latest), True)) is memory
+    assert remember_after(sv(t=T - 100), memory, []) is memory
     newer = sv(t=T + 5, lon=8.01)
-    assert next_previous(newer, before, []) == remember(newer)
+    assert remember_after(newer, memory, []) == AircraftMemory(remember(newer), memory.latest)
+    assert remember_after(newer, None, []) == AircraftMemory(remember(newer))
+
+
+def test_a_state_seen_again_gets_the_same_features():
+    """OpenSky repeats snapshots and at-least-once delivery replays: the same state, the same features."""
+    first, second = sv(t=T, lon=8.0, velocity=200.0), sv(t=T + 10, lon=8.03, velocity=210.0)
+    memory = remember_after(first, None, [])
+    features = feature_vector(second, previous_for(memory, second))
+    memory = remember_after(second, memory, [])
+    again = feature_vector(second, previous_for(memory, second))
+    np.testing.assert_array_equal(again, features)
+    assert remember_after(second, memory, []) is memory
+    assert features[F["speed_change_mps"]] == 10.0
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +122,8 @@ def test_score_batch_gives_one_output_per_input_in_order(small_model):
     assert [s.state for s in scored] == states
     # The second state of aaaaaa in the same batch uses the first as its previous state.
     assert scored[2].features["contact_gap_s"] == 10.0 and scored[0].features["contact_gap_s"] == 0.0
-    assert set(updated) == {"aaaaaa", "bbbbbb"} and updated["aaaaaa"].last_contact == T + 10
+    assert set(updated) == {"aaaaaa", "bbbbbb"} and updated["aaaaaa"].latest.last_contact == T + 10
+    assert updated["aaaaaa"].earlier.last_contact == T
     for s in scored:
         assert 0 < s.ml_anomaly_score <= 1 and s.model_version == small_model.version
         assert (s.anomaly_reason is not None) == s.ml_is_anomaly
@@ -131,6 +151,9 @@ def test_score_batch_flags_what_the_model_flags(small_model):
     assert scored.ml_is_anomaly == (expected > small_model.scorer.threshold)
 
 
-def test_previous_state_round_trips_through_the_table_format():
+def test_memory_round_trips_through_the_table_format():
     prev = remember(sv())
     assert PreviousState.from_dict(prev.as_dict()) == prev
+    memory = AircraftMemory(remember(sv(t=T + 5)), prev)
+    assert AircraftMemory.from_dict(memory.as_dict()) == memory
+    assert AircraftMemory.from_dict(AircraftMemory(prev).as_dict()) == AircraftMemory(prev)

@@ -1,4 +1,4 @@
-"""Each aircraft's previous state (for the per-aircraft deltas), by icao24, in RocksDB.
+"""Each aircraft's last two states (``ml.features.AircraftMemory``), by icao24, in RocksDB.
 
 Co-partitioned with flight-raw-data (same key, same partition count), so a
 worker holds the previous states of exactly the aircraft it scores, and a
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from flights_app.app import app, settings
 
-previous_states = app.Table(
-    "previous-state",
+aircraft_memory = app.Table(
+    "aircraft-memory",
     key_type=str,
-    default=None,  # values: PreviousState.as_dict(), stored as JSON (the app's value serializer)
+    default=None,  # values: AircraftMemory.as_dict(), stored as JSON (the app's value serializer)
     partitions=settings.topic_partitions,
 )
