@@ -28,3 +28,12 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"the shared OpenSky recordings are not at {SHARED_DATA} (CI has ../shared beside the clone)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def cleanup():
+    """Append what a test starts (fake servers, apps); it is stopped in reverse order, pass or fail."""
+    started = []
+    yield started
+    for thing in reversed(started):
+        thing.stop()

@@ -21,14 +21,6 @@ SCORED_FIELDS = {"state", "features", "flight_phase", "ml_anomaly_score", "ml_is
                  "alerts", "model_version", "processed_time"}
 
 
-@pytest.fixture
-def cleanup():
-    started = []
-    yield started
-    for thing in reversed(started):
-        thing.stop()
-
-
 def state_json(icao24: str, t: int, lat: float, lon: float, velocity: float = 230.0, altitude: float = 10000.0,
                squawk: str = "2000", poll: str = "p") -> dict:
     return {"icao24": icao24, "callsign": "TST1", "origin_country": "Testland", "time_position": t,
@@ -54,6 +46,17 @@ def produce(bootstrap: str, topic: str, states: list[dict]) -> None:
     asyncio.run(send())
 
 
+def wait_all_scored(app: TestApp, what: str, timeout_s: float = 90):
+    """Wait until flight-processed-data holds as many records as flight-raw-data; return both."""
+    def all_scored():
+        app.check_workers()
+        raw = read_topic(app.bootstrap, app.topic(RAW))
+        processed = read_topic(app.bootstrap, app.topic(PROCESSED))
+        return raw and len(processed) == len(raw) and (raw, processed)
+
+    return wait_until(all_scored, timeout_s, what, interval_s=0.5)
+
+
 def test_every_simulated_state_is_scored_once_with_every_field(kafka, tmp_path, cleanup):
     # Many anomalies, so that emergency squawks (a sixth of them) are certain to occur.
     fake = FakeOpenSky(tmp_path, "--simulate", "60", "--seed", "9", "--anomaly-rate", "0.3")
@@ -63,14 +66,7 @@ def test_every_simulated_state_is_scored_once_with_every_field(kafka, tmp_path, 
     worker = app.start_worker()
     wait_until(lambda: app.check_workers() or fake.stats()["requests"] >= 6, 120, "six polls")
     fake.control(paused=True)
-
-    def all_scored():
-        app.check_workers()
-        raw = read_topic(app.bootstrap, app.topic(RAW))
-        processed = read_topic(app.bootstrap, app.topic(PROCESSED))
-        return raw and len(processed) == len(raw) and (raw, processed)
-
-    raw, processed = wait_until(all_scored, 90, "as many scored states as raw ones", interval_s=0.5)
+    raw, processed = wait_all_scored(app, "as many scored states as raw ones")
     key = lambda s: (s["icao24"], s["last_contact"])  # noqa: E731
     assert collections.Counter(key(v["state"]) for _, v in processed) == collections.Counter(key(v) for _, v in raw)
     for k, scored in processed:
@@ -190,13 +186,6 @@ def test_a_new_model_is_picked_up_without_restart_and_a_tampered_one_refused(kaf
     assert status == 409 and "does not match its manifest" in body["message"]
     assert body["model"]["version"] == second  # kept the model it had
     fake.control(paused=True)
-
-    def all_scored():
-        app.check_workers()
-        raw = read_topic(app.bootstrap, app.topic(RAW))
-        processed = read_topic(app.bootstrap, app.topic(PROCESSED))
-        return len(processed) == len(raw) and processed
-
-    processed = wait_until(all_scored, 60, "every raw state scored: none dropped by the swaps")
+    _, processed = wait_all_scored(app, "every raw state scored: none dropped by the swaps")
     assert {v["model_version"] for _, v in processed} == {first, second}
     assert "Model reload refused, keeping model" in worker.log_text()

@@ -28,14 +28,6 @@ def expected_reason(field: str, corruption: str) -> str:
     return f"missing_{field}" if corruption == "null" else f"invalid_{field}"
 
 
-@pytest.fixture
-def cleanup():
-    started = []
-    yield started
-    for thing in reversed(started):
-        thing.stop()
-
-
 def topic_counts(app: TestApp):
     return len(read_topic(app.bootstrap, app.topic(RAW))), len(read_topic(app.bootstrap, app.topic(INVALID)))
 
