@@ -152,6 +152,10 @@ class Settings:
     model_watch_s: float
     model_reload_endpoint: bool
     alert_webhook: str | None
+    window_s: int
+    window_grace_s: float
+    window_expiry_s: int
+    aggregate_flush_s: float
 
     @property
     def authenticated(self) -> bool:
@@ -201,6 +205,10 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "FLIGHTS_ALERT_SCORE": ("0.7", "model anomalies scoring above this go to flight-alerts"),
     "FLIGHTS_MODEL_WATCH": ("5", "seconds between checks of the model file for a new version; 0 = never"),
     "FLIGHTS_MODEL_RELOAD_ENDPOINT": ("0", "1 enables `POST /model/reload` on the Faust web server"),
+    "FLIGHTS_WINDOW": ("600", "tumbling window size, seconds of event time"),
+    "FLIGHTS_WINDOW_GRACE": ("60", "how late (event time) a state may arrive and still count in its window"),
+    "FLIGHTS_WINDOW_EXPIRY": ("3600", "how long windows are kept after they close, seconds"),
+    "FLIGHTS_AGGREGATE_FLUSH": ("5", "at most one flight-aggregated-data record per key per this many seconds"),
     "FLIGHTS_ALERT_WEBHOOK": ("unset", "URL that gets each alert as a JSON POST (retried, at most one per aircraft a minute)"),
 }
 
@@ -359,6 +367,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         alert_score=_fraction(env, "FLIGHTS_ALERT_SCORE", 0.7),
         model_watch_s=env.seconds("FLIGHTS_MODEL_WATCH", 5.0, 0, SECONDS_PER_DAY),
         model_reload_endpoint=_flag(env, "FLIGHTS_MODEL_RELOAD_ENDPOINT"),
+        window_s=env.integer("FLIGHTS_WINDOW", 600, 1, 86400),
+        window_grace_s=env.seconds("FLIGHTS_WINDOW_GRACE", 60.0, 0, 86400),
+        window_expiry_s=env.integer("FLIGHTS_WINDOW_EXPIRY", 3600, 1, 30 * 86400),
+        aggregate_flush_s=env.seconds("FLIGHTS_AGGREGATE_FLUSH", 5.0, 0.05, 3600),
         alert_webhook=env.url("FLIGHTS_ALERT_WEBHOOK", "") if env.raw("FLIGHTS_ALERT_WEBHOOK") else None,
     )
 

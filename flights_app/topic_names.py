@@ -5,3 +5,4 @@ INVALID = "flight-invalid-data"
 PROCESSED = "flight-processed-data"
 AGGREGATED = "flight-aggregated-data"
 ALERTS = "flight-alerts"
+WINDOW_PARTIALS = "flight-window-partials"  # internal: per-aircraft window partials, keyed by country/airline

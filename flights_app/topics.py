@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flights_app.app import app, settings
 from flights_app.records import Alert, InvalidState, ScoredState, StateVector
-from flights_app.topic_names import AGGREGATED, ALERTS, INVALID, PROCESSED, RAW
+from flights_app.topic_names import AGGREGATED, ALERTS, INVALID, PROCESSED, RAW, WINDOW_PARTIALS
 
 #: One week: long enough to replay after an outage, bounded so the disk stays bounded.
 RETENTION_S = 7 * 24 * 3600
@@ -30,7 +30,8 @@ invalid_states = _topic(INVALID, InvalidState)
 processed_states = _topic(PROCESSED, ScoredState)
 aggregated_stats = _topic(AGGREGATED)
 alerts = _topic(ALERTS, Alert)
+window_partials = _topic(WINDOW_PARTIALS)
 
-ALL_TOPICS = (raw_states, invalid_states, processed_states, aggregated_stats, alerts)
+ALL_TOPICS = (raw_states, invalid_states, processed_states, aggregated_stats, alerts, window_partials)
 
 # The worker creates these before it subscribes (flights_app.topic_admin).

@@ -1,0 +1,43 @@
+"""Window arithmetic and aggregates: boundaries, lateness, replayed partials."""
+
+import pytest
+
+from tables.windows import Partial, airline_of, is_late, summarize, window_start
+
+SIZE = 600
+
+
+def test_an_event_exactly_at_a_boundary_opens_the_next_window():
+    assert window_start(1200, SIZE) == 1200
+    assert window_start(1199.999, SIZE) == 600
+    assert window_start(0, SIZE) == 0
+
+
+def test_lateness_is_judged_against_the_watermark_and_the_grace():
+    # window [600, 1200), grace 30 s: it closes once the watermark reaches 1230
+    assert not is_late(700, watermark=1229, size_s=SIZE, grace_s=30)
+    assert is_late(700, watermark=1230, size_s=SIZE, grace_s=30)
+    assert not is_late(1200, watermark=1230, size_s=SIZE, grace_s=30)  # next window, still open
+
+
+@pytest.mark.parametrize("callsign, airline", [
+    ("DLH4AB", "DLH"), ("NKS2003 ", "NKS"), ("N280PC", None), ("", None), (None, None), ("LXJ444", "LXJ"),
+])
+def test_airline_is_the_icao_prefix_of_an_airline_callsign(callsign, airline):
+    assert airline_of(callsign) == airline
+
+
+def test_summary_sums_partials_and_a_replayed_partial_counts_once():
+    a, b = Partial(), Partial()
+    a.add(200.0, 10000.0, anomaly=False, on_ground=False, emergency=False)
+    a.add(220.0, 10100.0, anomaly=True, on_ground=False, emergency=True)
+    b.add(0.0, None, anomaly=False, on_ground=True, emergency=False)
+    partials = {"aaaaaa": a.as_dict(), "bbbbbb": b.as_dict()}
+    s = summarize(partials)
+    assert (s["events"], s["aircraft"], s["anomalies"], s["on_ground"], s["emergencies"]) == (3, 2, 1, 1, 1)
+    assert (s["velocity_min"], s["velocity_max"]) == (0.0, 220.0)
+    assert s["velocity_mean"] == pytest.approx(140.0)
+    assert (s["altitude_min"], s["altitude_mean"], s["altitude_max"]) == (10000.0, 10050.0, 10100.0)
+    partials["aaaaaa"] = a.as_dict()  # the same partial again: an upsert, not an addition
+    assert summarize(partials) == s
+    assert summarize({})["events"] == 0
