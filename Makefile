@@ -38,7 +38,8 @@ bench: install
 	@echo "make bench: the pipeline, latency, memory and scale-out benchmarks come with the benchmark issue"
 
 soak: install
-	@echo "make soak: not yet (the reliability issue adds it)"
+	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)
+	@echo "make soak: the 30-minute run with restarts comes with the reliability issue"
 
 # The shipped default model (ml/models/default.joblib + .json): reproducible, seed 1.
 model: install

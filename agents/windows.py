@@ -87,17 +87,19 @@ async def window_aircraft(stream):
                                     state.squawk in EMERGENCY_SQUAWKS)
                     entry["partial"] = partial.as_dict()
                     touched[key] = entry
+                updates = defaultdict(list)  # (dimension, name) -> partials: one message per group per batch
                 for key, entry in touched.items():  # one table write per aircraft-window per batch
                     aircraft_windows[key] = entry
                     icao24, start = key.split("|")
                     for dimension, name in (("country", entry["country"]), ("airline", entry["airline"])):
                         if name:
-                            sends.append(window_partials.send_soon(key=f"{dimension}|{name}", value={
-                                "dimension": dimension, "name": name, "window_start": int(start),
-                                "icao24": icao24, "partial": entry["partial"],
-                                "event_time": max(entry["seen"]),
-                            }))
-                            stats.partials_sent += 1
+                            updates[(dimension, name)].append({
+                                "window_start": int(start), "icao24": icao24, "partial": entry["partial"],
+                                "event_time": max(entry["seen"])})
+                for (dimension, name), partials in updates.items():
+                    sends.append(window_partials.send_soon(key=f"{dimension}|{name}", value={
+                        "dimension": dimension, "name": name, "partials": partials}))
+                    stats.partials_sent += len(partials)
         await asyncio.gather(*sends)
 
 
@@ -113,14 +115,16 @@ async def window_groups(stream):
                     if "close" in message:
                         sends += _close(message["dimension"], message["name"], message["close"])
                         continue
-                    seen = group_watermark["event_time"]
-                    group_watermark["event_time"] = message["event_time"] if seen is None else max(seen, message["event_time"])
-                    key = group_key(message["dimension"], message["name"], message["window_start"],
-                                    shard_of(message["icao24"]))
-                    entry = touched.get(key) or group_windows.get(key) or {"partials": {}}
-                    entry["partials"][message["icao24"]] = message["partial"]  # an upsert: replays overwrite
-                    touched[key] = entry
-                    dirty.add((message["dimension"], message["name"], message["window_start"]))
+                    dimension, name = message["dimension"], message["name"]
+                    for update in message["partials"]:
+                        seen = group_watermark["event_time"]
+                        group_watermark["event_time"] = (update["event_time"] if seen is None
+                                                         else max(seen, update["event_time"]))
+                        key = group_key(dimension, name, update["window_start"], shard_of(update["icao24"]))
+                        entry = touched.get(key) or group_windows.get(key) or {"partials": {}}
+                        entry["partials"][update["icao24"]] = update["partial"]  # an upsert: replays overwrite
+                        touched[key] = entry
+                        dirty.add((dimension, name, update["window_start"]))
                 for key, entry in touched.items():
                     group_windows[key] = entry
         await asyncio.gather(*sends)

@@ -69,13 +69,16 @@ def _wait_for_signal() -> int:
 
 # -- worker -------------------------------------------------------------------------------
 
+#: Our log level names (Python's) -> the names `faust worker -l` accepts.
+FAUST_LOG_LEVELS = {"debug": "debug", "info": "info", "warning": "warn", "error": "error", "critical": "crit"}
+
 
 def cmd_worker(extra: list[str]) -> None:
     settings = _settings()
     from flights_app.app import app
 
     if not any(a in ("-l", "--loglevel") or a.startswith("--loglevel=") for a in extra):
-        extra = ["-l", settings.log_level, *extra]
+        extra = ["-l", FAUST_LOG_LEVELS[settings.log_level], *extra]
     sys.argv = ["flights-app", "worker", *extra]
     app.main()
 

@@ -229,3 +229,23 @@ async def _read_topic(bootstrap: str, topic: str, timeout_s: float):
         return out
     finally:
         await consumer.stop()
+
+
+def topic_size(bootstrap: str, topic: str) -> int:
+    """How many records ``topic`` holds (sum of its partitions' end offsets), without reading them."""
+    async def size() -> int:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+        await consumer.start()
+        try:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+            if not partitions:
+                return 0
+            ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+            return sum(ends.values())
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(size())

@@ -194,3 +194,12 @@ def test_evaluate_refuses_a_model_without_its_manifest(tmp_path):
     (tmp_path / "m.joblib").write_bytes(b"not a model")
     assert_one_clear_line(run(FLIGHTS_APP + ["evaluate", "--model", str(tmp_path / "m.joblib")]),
                           "missing: a model is only loaded with its manifest")
+
+
+def test_every_log_level_the_settings_accept_starts_the_worker_command():
+    from flights_app.cli import FAUST_LOG_LEVELS
+    from flights_app.settings import _LOG_LEVELS
+
+    assert set(FAUST_LOG_LEVELS) == set(_LOG_LEVELS)
+    result = run(FLIGHTS_APP + ["worker", "--help"], {"FLIGHTS_LOG_LEVEL": "warning"})
+    assert result.returncode == 0 and "Usage" in result.stdout
