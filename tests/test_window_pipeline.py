@@ -38,6 +38,16 @@ def latest_records(app: TestApp) -> tuple[dict, list]:
     return latest, records
 
 
+def wait_for_totals(app: TestApp, expected: dict, timeout_s: float, what: str) -> None:
+    """Wait until the newest aggregated record of every (country, window) carries the expected count."""
+    def totals_match():
+        app.check_workers()
+        latest, _ = latest_records(app)
+        return {k: r["events"] for k, r in latest.items()} == expected
+
+    wait_until(totals_match, timeout_s, what, interval_s=1)
+
+
 def test_replayed_recording_gives_exact_distinct_counts_per_country_and_window(kafka, tmp_path, cleanup, shared_data):
     recording = shared_data / "opensky_dulles_2023-03-14_450polls.zip"
     expected, last_event_time = expected_counts(recording)
@@ -49,12 +59,7 @@ def test_replayed_recording_gives_exact_distinct_counts_per_country_and_window(k
     cleanup.append(app)
     worker = app.start_worker()
 
-    def counts_match():
-        app.check_workers()
-        latest, _ = latest_records(app)
-        return {k: r["events"] for k, r in latest.items()} == expected
-
-    wait_until(counts_match, 180, "the aggregated counts to equal the recording's distinct counts", interval_s=1)
+    wait_for_totals(app, expected, 180, "the aggregated counts to equal the recording's distinct counts")
 
     latest, records = latest_records(app)
     closed = {k for k in expected if k[1] + WINDOW_S + GRACE_S <= last_event_time}
@@ -140,10 +145,5 @@ def test_exact_totals_after_kill_9_mid_stream(kafka, tmp_path, cleanup, shared_d
         worker.kill()
         worker = app.start_worker()
 
-    def totals_match():
-        app.check_workers()
-        latest, _ = latest_records(app)
-        return {k: r["events"] for k, r in latest.items()} == expected
-
-    wait_until(totals_match, 300, "exact totals after the crashes", interval_s=2)
+    wait_for_totals(app, expected, 300, "exact totals after the crashes")
     assert topic_size(app.bootstrap, processed) >= states  # at least once: a replay may score a state twice
