@@ -220,8 +220,11 @@ def test_token_endpoint_outage_is_temporary():
     assert second.ok
 
 
+HEARTBEAT_S = 0.05  # the Faust timer's period in this test: the source is ticked this often
+
+
 def test_source_waits_out_a_429_before_the_next_request():
-    """End to end through HTTP: with a heartbeat every 0.05 s, no request goes out inside retry-after."""
+    """End to end through HTTP: ticked every HEARTBEAT_S, no request goes out inside retry-after."""
     state = fake_state()
     state.faults.enqueue(["429:1"])
 
@@ -231,11 +234,12 @@ def test_source_waits_out_a_429_before_the_next_request():
         async def publish(valid, invalid):
             pass
 
-        source = StateSource(client.fetch_states, publish, Backoff(base_s=0.05, max_s=5.0), interval_s=0.05)
+        source = StateSource(client.fetch_states, publish, Backoff(base_s=HEARTBEAT_S, max_s=5.0),
+                             interval_s=HEARTBEAT_S)
         deadline = time.monotonic() + 10
         while source.stats.polls_ok < 2 and time.monotonic() < deadline:
             await source.tick()
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(HEARTBEAT_S)  # the timer's period, not a wait for a result
         return source
 
     source = asyncio.run(with_fake(state, body))

@@ -11,12 +11,16 @@ from flights_app.webhook import AlertWebhook
 
 def test_alerts_are_retried_rate_limited_per_aircraft_and_never_block():
     received, failures_left = [], [2]
+    enough = asyncio.Event()
+    expected = []  # how many deliveries make "enough", known once the offers are made
 
     async def hook(request):
         if failures_left[0]:
             failures_left[0] -= 1
             return web.Response(status=503)
         received.append(await request.json())
+        if expected and len(received) >= expected[0]:
+            enough.set()
         return web.Response(status=204)
 
     async def scenario():
@@ -35,9 +39,10 @@ def test_alerts_are_retried_rate_limited_per_aircraft_and_never_block():
             assert webhook.offer("aaaaaa", {"icao24": "aaaaaa", "n": 3})
             assert webhook.offer("bbbbbb", {"icao24": "bbbbbb", "n": 4})
             offered_full = [webhook.offer(f"c{i:05d}", {"n": 10 + i}) for i in range(10)]  # queue of 3
-            deadline = asyncio.get_running_loop().time() + 10
-            while len(received) < 3 + offered_full.count(True) and asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(0.01)
+            expected.append(3 + offered_full.count(True))
+            if len(received) >= expected[0]:
+                enough.set()
+            await asyncio.wait_for(enough.wait(), timeout=10)
             sender.cancel()
         await server.close()
         return webhook, offered_full
