@@ -17,6 +17,7 @@ from collections import defaultdict
 
 from flights_app.app import app, settings
 from flights_app.topics import aggregated_stats, processed_states, window_partials
+from ml.rules import EMERGENCY_SQUAWKS
 from tables.partitions import by_partition, partition_of
 from tables.window_tables import SHARDS, aircraft_windows, group_key, group_windows, shard_of
 from tables.windows import Partial, airline_of, is_late, summarize, window_start
@@ -25,7 +26,6 @@ log = logging.getLogger("flights_app.windows")
 
 SIZE = settings.window_s
 GRACE = settings.window_grace_s
-EMERGENCY_SQUAWKS = ("7500", "7600", "7700")
 
 
 class WindowStats:

@@ -178,7 +178,7 @@ TRAIN_DEFAULTS = {"aircraft": 300, "minutes": 60.0, "seed": 1, "anomaly_rate": 0
 EVALUATE_DEFAULTS = {"aircraft": 300, "minutes": 30.0, "seed": 2, "anomaly_rate": 0.02}
 
 
-def _polls(args, progress_total=True):
+def _polls(args):
     from ml import dataset
 
     if args.recording:

@@ -256,6 +256,25 @@ class _Reader:
             raise SettingsError(f"{name}={value} is out of range: expected {lo:g}..{hi:g} seconds")
         return number
 
+    def flag(self, name: str) -> bool:
+        value = (self.raw(name) or "0").lower()
+        if value not in ("0", "1", "true", "false", "yes", "no"):
+            raise SettingsError(f"{name}={value!r}: expected 1 or 0")
+        return value in ("1", "true", "yes")
+
+
+    def fraction(self, name: str, default: float) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise SettingsError(f"{name}={value!r} is not a number") from None
+        if not 0 <= number <= 1:
+            raise SettingsError(f"{name}={value} is out of range: expected 0..1")
+        return number
+
     def url(self, name: str, default: str) -> str:
         value = self.raw(name) or default
         parsed = urlparse(value)
@@ -364,9 +383,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         model_path=Path(env.raw("FLIGHTS_MODEL") or PROJECT_ROOT / "ml" / "models" / "default.joblib").absolute(),
         score_batch_max=env.integer("FLIGHTS_SCORE_BATCH", 1000, 1, 100_000),
         score_batch_within_s=env.seconds("FLIGHTS_SCORE_WITHIN", 0.2, 0.001, 60),
-        alert_score=_fraction(env, "FLIGHTS_ALERT_SCORE", 0.7),
+        alert_score=env.fraction("FLIGHTS_ALERT_SCORE", 0.7),
         model_watch_s=env.seconds("FLIGHTS_MODEL_WATCH", 5.0, 0, SECONDS_PER_DAY),
-        model_reload_endpoint=_flag(env, "FLIGHTS_MODEL_RELOAD_ENDPOINT"),
+        model_reload_endpoint=env.flag("FLIGHTS_MODEL_RELOAD_ENDPOINT"),
         window_s=env.integer("FLIGHTS_WINDOW", 600, 1, 86400),
         window_grace_s=env.seconds("FLIGHTS_WINDOW_GRACE", 60.0, 0, 86400),
         window_expiry_s=env.integer("FLIGHTS_WINDOW_EXPIRY", 3600, 1, 30 * 86400),
@@ -374,22 +393,3 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         alert_webhook=env.url("FLIGHTS_ALERT_WEBHOOK", "") if env.raw("FLIGHTS_ALERT_WEBHOOK") else None,
     )
 
-
-def _flag(env: _Reader, name: str) -> bool:
-    value = (env.raw(name) or "0").lower()
-    if value not in ("0", "1", "true", "false", "yes", "no"):
-        raise SettingsError(f"{name}={value!r}: expected 1 or 0")
-    return value in ("1", "true", "yes")
-
-
-def _fraction(env: _Reader, name: str, default: float) -> float:
-    value = env.raw(name)
-    if value is None:
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise SettingsError(f"{name}={value!r} is not a number") from None
-    if not 0 <= number <= 1:
-        raise SettingsError(f"{name}={value} is out of range: expected 0..1")
-    return number

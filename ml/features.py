@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-EARTH_RADIUS_M = 6_371_000.0
+from flights_app.geo import haversine_m
+
 #: Shorter gaps make the implied speed noise: positions are rounded to 1e-4 degrees (~11 m).
 MIN_IMPLIED_SPEED_GAP_S = 2.0
 
@@ -83,7 +84,7 @@ class AircraftMemory:
     earlier: PreviousState | None = None
 
     def previous_for(self, state) -> PreviousState | None:
-        if state.last_contact == self.latest.last_contact and position_time(state) == self.latest.time_position:
+        if state.last_contact == self.latest.last_contact and state.event_time == self.latest.time_position:
             return self.earlier
         return self.latest
 
@@ -100,13 +101,6 @@ def previous_for(memory: AircraftMemory | None, state) -> PreviousState | None:
     return memory.previous_for(state) if memory is not None else None
 
 
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
-
-
 def altitude_of(state) -> float:
     """Barometric altitude, else geometric, else 0 (on the ground without one)."""
     if state.baro_altitude is not None:
@@ -116,12 +110,9 @@ def altitude_of(state) -> float:
     return 0.0
 
 
-def position_time(state) -> int:
-    return state.time_position if state.time_position is not None else state.last_contact
-
 
 def remember(state) -> PreviousState:
-    return PreviousState(position_time(state), state.last_contact, state.latitude, state.longitude,
+    return PreviousState(state.event_time, state.last_contact, state.latitude, state.longitude,
                          state.velocity, altitude_of(state))
 
 
@@ -132,7 +123,7 @@ def feature_vector(state, previous: PreviousState | None) -> np.ndarray:
     speed equal to its own reported speed, no gap.
     """
     altitude = altitude_of(state)
-    when = datetime.fromtimestamp(position_time(state), tz=UTC)
+    when = datetime.fromtimestamp(state.event_time, tz=UTC)
     track = math.radians(state.true_track) if state.true_track is not None else None
     heading_sin = math.sin(track) if track is not None else 0.0
     heading_cos = math.cos(track) if track is not None else 0.0
@@ -145,7 +136,7 @@ def feature_vector(state, previous: PreviousState | None) -> np.ndarray:
         speed_change = state.velocity - previous.velocity
         altitude_change = altitude - previous.altitude_m
         contact_gap = float(max(0, state.last_contact - previous.last_contact))
-        gap = position_time(state) - previous.time_position
+        gap = state.event_time - previous.time_position
         if gap >= MIN_IMPLIED_SPEED_GAP_S:
             distance = haversine_m(previous.latitude, previous.longitude, state.latitude, state.longitude)
             implied_speed = distance / gap

@@ -38,7 +38,7 @@ def test_simulated_states_are_valid_and_show_every_phase_of_flight():
 
 def test_aircraft_move_plausibly_between_seconds():
     sim = Simulator(50, seed=2, epoch=EPOCH, anomaly_rate=0)
-    from flights_app.fake_opensky.simulator import haversine_m
+    from flights_app.geo import haversine_m
 
     before = {r[0]: r for r in sim.states_at(EPOCH)[0]}
     after = {r[0]: r for r in sim.states_at(EPOCH + 10)[0]}

@@ -20,8 +20,8 @@ from bisect import bisect_right
 from dataclasses import dataclass
 
 from flights_app.fake_opensky.world import AIRLINES, AIRPORTS, Airport
+from flights_app.geo import EARTH_RADIUS_M, haversine_m
 
-EARTH_RADIUS_M = 6_371_000.0
 MIN_LEG_M = 700_000.0
 MAX_LEG_M = 6_000_000.0
 TAKEOFF_SPEED_MPS = 80.0
@@ -51,13 +51,6 @@ def _unit(*parts: object) -> float:
     """A uniform number in [0, 1) that depends only on ``parts`` (stable across runs)."""
     digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64
-
-
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
 def bearing_deg(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
