@@ -14,6 +14,7 @@ import time
 import aiohttp
 
 from flights_app.app import app, settings
+from flights_app.metrics import scorer_batch_seconds, scorer_batch_size
 from flights_app.records import Alert, ScoredState
 from flights_app.topics import alerts, processed_states, raw_states
 from flights_app.webhook import AlertWebhook
@@ -78,6 +79,18 @@ def alert_for(scored: ScoredState) -> Alert | None:
                  longitude=s.longitude, reasons=reasons, ml_anomaly_score=scored.ml_anomaly_score, squawk=s.squawk)
 
 
+def newest_scored(scored: list[ScoredState], stored: dict[str, dict | None]) -> dict[str, dict | None]:
+    """Per aircraft, its newest scored state (by event time) of the batch and the table: what
+    ``/aircraft/{icao24}/`` shows. A replayed older state does not replace a newer one."""
+    newest = {icao24: (value or {}).get("last") for icao24, value in stored.items()}
+    for item in scored:
+        current = newest.get(item.state.icao24)
+        if current is None or item.state.event_time >= current["state"]["event_time"]:
+            newest[item.state.icao24] = {**item.asdict(), "state": {**item.state.asdict(),
+                                                                     "event_time": item.state.event_time}}
+    return newest
+
+
 @app.agent(raw_states)
 async def score_states(stream):
     async for events in stream.take_events(settings.score_batch_max, within=settings.score_batch_within_s):
@@ -88,13 +101,13 @@ async def score_states(stream):
         for group in by_partition(events):
             with partition_of(group[-1]):
                 states = [event.value for event in group]
-                memories = {}
-                for state in states:
-                    stored = aircraft_memory.get(state.icao24)
-                    memories[state.icao24] = AircraftMemory.from_dict(stored) if stored else None
+                stored = {state.icao24: aircraft_memory.get(state.icao24) for state in states}
+                memories = {icao24: AircraftMemory.from_dict(value) if value else None
+                            for icao24, value in stored.items()}
                 scored, updated = score_batch(registry.current, states, memories)
+                newest = newest_scored(scored, stored)
                 for icao24, memory in updated.items():  # one write per aircraft per batch
-                    aircraft_memory[icao24] = memory.as_dict()
+                    aircraft_memory[icao24] = {**memory.as_dict(), "last": newest.get(icao24)}
             for item in scored:
                 sends.append(processed_states.send_soon(key=item.state.icao24, value=item))
                 alert = alert_for(item)
@@ -109,3 +122,5 @@ async def score_states(stream):
         stats.events += len(events)
         stats.last_batch_size = len(events)
         stats.last_batch_ms = (time.perf_counter() - started) * 1000
+        scorer_batch_size.observe(len(events))
+        scorer_batch_seconds.observe(stats.last_batch_ms / 1000)

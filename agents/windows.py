@@ -6,6 +6,10 @@
       --> group stage: store the partial by icao24 (replacing any earlier copy)
       --> flight-aggregated-data: at most once per key per flush interval, and a final record
           when the window closes (event-time watermark past end + grace)
+
+Windows older than the expiry (closed for FLIGHTS_WINDOW_EXPIRY of event time)
+are deleted from both tables and their changelogs; states that old are counted
+as expired and not windowed.
 """
 
 from __future__ import annotations
@@ -16,35 +20,65 @@ import time
 from collections import defaultdict
 
 from flights_app.app import app, settings
+from flights_app.partitioner import partition_for
 from flights_app.topics import aggregated_stats, processed_states, window_partials
 from ml.rules import EMERGENCY_SQUAWKS
+from tables.expiry import expire
+from tables.keys import (
+    FINAL,
+    SHARDS,
+    aircraft_key,
+    final_key,
+    group_key,
+    group_name,
+    parse_group_key,
+    shard_of,
+    window_of_key,
+)
 from tables.partitions import by_partition, partition_of
-from tables.window_tables import SHARDS, aircraft_windows, group_key, group_windows, shard_of
-from tables.windows import Partial, airline_of, is_late, summarize, window_start
+from tables.window_tables import aircraft_windows, group_windows
+from tables.windows import Partial, airline_of, is_expired, is_late, summarize, window_start
 
 log = logging.getLogger("flights_app.windows")
 
 SIZE = settings.window_s
 GRACE = settings.window_grace_s
+EXPIRY = settings.window_expiry_s
 
 
 class WindowStats:
-    """Counters of this worker (exposed by the web endpoints)."""
+    """Counters of this worker (exposed by the web endpoints and /metrics)."""
 
     states = 0
     duplicates_dropped = 0
     late_events = 0
+    expired_events = 0
     partials_sent = 0
     records_published = 0
     finals_published = 0
+    windows_expired = 0
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in WindowStats.__dict__ if not k.startswith("_") and k != "as_dict"}
 
 
 stats = WindowStats()
-#: Highest event time seen by each stage on this worker: the event-time watermark.
+#: The event-time watermark of the aircraft stage: the highest event time seen in each partition
+#: of flight-processed-data (recovered from the table after a restart).
 aircraft_watermark: dict[int, float] = {}
-group_watermark = {"event_time": None}
+#: The group stage's: the lowest of the upstream partitions' watermarks, as their partials carry
+#: them, so a partition that lags behind does not see its windows closed or expired under it.
+source_watermarks: dict[int, tuple[float, float]] = {}  # partition -> (watermark, monotonic time heard)
+group_watermark: dict[str, float | None] = {"event_time": None}
 #: (dimension, name, window_start) updated since the last flush, on this worker.
 dirty: set[tuple[str, str, int]] = set()
+#: Windows whose final record this worker has asked for (not asked twice while the first is in flight).
+closing: set[tuple[str, str, int]] = set()
+_last_expiry = {"horizon": None, "finals": 0}
+
+
+def _expired(start: int, watermark: float | None) -> bool:
+    return watermark is not None and is_expired(start, watermark, SIZE, GRACE, EXPIRY)
 
 
 def _new_aircraft_entry(state) -> dict:
@@ -67,9 +101,12 @@ async def window_aircraft(stream):
                     watermark = max(aircraft_watermark.get(partition, event_time), event_time)
                     aircraft_watermark[partition] = watermark
                     start = window_start(event_time, SIZE)
-                    key = f"{state.icao24}|{start}"
-                    entry = touched.get(key) or aircraft_windows.get(key) or _new_aircraft_entry(state)
                     stats.states += 1
+                    if _expired(start, watermark):  # its window is gone: neither counted nor windowed
+                        stats.expired_events += 1
+                        continue
+                    key = aircraft_key(state.icao24, start)
+                    entry = touched.get(key) or aircraft_windows.get(key) or _new_aircraft_entry(state)
                     if event_time in entry["seen"]:
                         # Not counted again, but its partial is sent again: after a crash the
                         # entry's mark may have reached the changelog while the partial did not.
@@ -90,15 +127,16 @@ async def window_aircraft(stream):
                 updates = defaultdict(list)  # (dimension, name) -> partials: one message per group per batch
                 for key, entry in touched.items():  # one table write per aircraft-window per batch
                     aircraft_windows[key] = entry
-                    icao24, start = key.split("|")
+                    icao24 = key.split("@")[0]
                     for dimension, name in (("country", entry["country"]), ("airline", entry["airline"])):
                         if name:
                             updates[(dimension, name)].append({
-                                "window_start": int(start), "icao24": icao24, "partial": entry["partial"],
+                                "window_start": window_of_key(key), "icao24": icao24, "partial": entry["partial"],
                                 "event_time": max(entry["seen"])})
                 for (dimension, name), partials in updates.items():
-                    sends.append(window_partials.send_soon(key=f"{dimension}|{name}", value={
-                        "dimension": dimension, "name": name, "partials": partials}))
+                    sends.append(window_partials.send_soon(key=group_name(dimension, name), value={
+                        "dimension": dimension, "name": name, "partials": partials,
+                        "source": partition, "watermark": aircraft_watermark[partition]}))
                     stats.partials_sent += len(partials)
         await asyncio.gather(*sends)
 
@@ -106,28 +144,62 @@ async def window_aircraft(stream):
 @app.agent(window_partials)
 async def window_groups(stream):
     async for events in stream.take_events(settings.score_batch_max, within=settings.score_batch_within_s):
-        sends = []
         for group in by_partition(events):
+            finals: list[tuple[str, str, int]] = []
+            sends = []
             with partition_of(group[-1]):
                 touched: dict[str, dict] = {}
                 for event in group:
                     message = event.value
-                    if "close" in message:
-                        sends += _close(message["dimension"], message["name"], message["close"])
-                        continue
                     dimension, name = message["dimension"], message["name"]
+                    if "close" in message:
+                        for key, entry in touched.items():  # the summary reads the table: write first
+                            group_windows[key] = entry
+                        touched.clear()
+                        window = (dimension, name, message["close"])
+                        if window not in finals and not group_windows.get(final_key(*window)):
+                            summary = window_summary(*window)
+                            finals.append(window)
+                            if summary is not None:
+                                sends.append(aggregated_stats.send_soon(key=group_name(dimension, name), value={
+                                    **summary, "final": True, "emitted_at": time.time()}))
+                                stats.finals_published += 1
+                        continue
+                    if "source" in message:  # (partials written before watermarks travelled with them lack it)
+                        advance_group_watermark(message["source"], message["watermark"])
                     for update in message["partials"]:
-                        seen = group_watermark["event_time"]
-                        group_watermark["event_time"] = (update["event_time"] if seen is None
-                                                         else max(seen, update["event_time"]))
+                        if _expired(update["window_start"], group_watermark["event_time"]):
+                            continue  # a replayed partial of a window already deleted
                         key = group_key(dimension, name, update["window_start"], shard_of(update["icao24"]))
-                        entry = touched.get(key) or group_windows.get(key) or {"partials": {}}
+                        entry = touched.get(key) or group_windows.get(key) or {"partials": {}, "event_time": None}
                         entry["partials"][update["icao24"]] = update["partial"]  # an upsert: replays overwrite
+                        entry["event_time"] = max(entry.get("event_time") or 0, update["event_time"])
                         touched[key] = entry
                         dirty.add((dimension, name, update["window_start"]))
                 for key, entry in touched.items():
                     group_windows[key] = entry
-        await asyncio.gather(*sends)
+            if finals:
+                # Marked only once the final record is acknowledged: a crash in between
+                # publishes the (same) final again rather than losing it.
+                await asyncio.gather(*sends)
+                with partition_of(group[-1]):
+                    for window in finals:
+                        group_windows[final_key(*window)] = {"final": True}
+                        closing.discard(window)
+
+
+def advance_group_watermark(source: int | None = None, watermark: float | None = None) -> None:
+    """The lowest watermark of the upstream partitions heard from in the last FLIGHTS_WATERMARK_IDLE
+    seconds (an idle partition, e.g. one whose aircraft all landed, must not stop the clock; a busy
+    one working through a backlog keeps sending); it never goes back."""
+    now = time.monotonic()
+    if source is not None:
+        previous = source_watermarks.get(source, (watermark, now))[0]
+        source_watermarks[source] = (max(previous, watermark), now)
+    active = [mark for mark, heard in source_watermarks.values() if now - heard < settings.watermark_idle_s]
+    if active:
+        current = group_watermark["event_time"]
+        group_watermark["event_time"] = min(active) if current is None else max(current, min(active))
 
 
 def window_summary(dimension: str, name: str, start: int) -> dict | None:
@@ -149,54 +221,72 @@ def known_windows() -> set[tuple[str, str, int]]:
     """Every (dimension, name, window_start) this worker's tables hold."""
     out = set()
     for key in list(group_windows.keys()):
-        dimension, name, start, shard = key.split("|")
-        if shard != "final":
-            out.add((dimension, name, int(start)))
+        dimension, name, start, shard = parse_group_key(key)
+        if shard != FINAL:
+            out.add((dimension, name, start))
     return out
 
 
-def _final_key(dimension: str, name: str, start: int) -> str:
-    return f"{dimension}|{name}|{start}|final"
+def recover_watermarks() -> None:
+    """After a restart, each partition's watermark is the newest event time its table entries hold.
+    (The group stage's comes back with the next partials.)"""
+    if not aircraft_watermark:
+        for key, entry in list(aircraft_windows.items()):
+            if entry and entry.get("seen"):
+                partition = partition_for(key.encode(), settings.topic_partitions)
+                aircraft_watermark[partition] = max(aircraft_watermark.get(partition, 0), max(entry["seen"]))
 
 
-def _close(dimension: str, name: str, start: int) -> list:
-    """In the partition's context: publish the window's final record once, and mark it."""
-    marker = _final_key(dimension, name, start)
-    if group_windows.get(marker):
-        return []
-    summary = window_summary(dimension, name, start)
-    group_windows[marker] = {"final": True}
-    if summary is None:
-        return []
-    stats.finals_published += 1
-    return [aggregated_stats.send_soon(key=f"{dimension}|{name}",
-                                       value={**summary, "final": True, "emitted_at": time.time()})]
+def expire_windows() -> None:
+    """Delete the windows past their expiry from both tables, each time the expiry horizon moves."""
+    watermark = max([*aircraft_watermark.values(), group_watermark["event_time"] or 0], default=0)
+    if not watermark:
+        return
+    horizon = window_start(watermark - SIZE - GRACE - EXPIRY, SIZE)  # moves when some window may expire
+    if _last_expiry["horizon"] == horizon and _last_expiry["finals"] == stats.finals_published:
+        return
+    _last_expiry.update(horizon=horizon, finals=stats.finals_published)
+    def aircraft_expired(key: str) -> bool:  # judged by the watermark of the key's own partition
+        partition = partition_for(key.encode(), settings.topic_partitions)
+        return _expired(window_of_key(key), aircraft_watermark.get(partition))
+
+    removed = expire(aircraft_windows, aircraft_expired, settings.topic_partitions)
+    group_mark = group_watermark["event_time"]
+    # A country's window goes only once its final record is out (a close may still be on its way).
+    finished = {(d, n, s) for d, n, s, shard in map(parse_group_key, list(group_windows.keys())) if shard == FINAL}
+    removed += expire(group_windows, lambda key: _expired(window_of_key(key), group_mark)
+                      and parse_group_key(key)[:3] in finished, settings.topic_partitions)
+    if removed:
+        stats.windows_expired += removed
+        log.info("Expired %d window entries older than %d (event time)", removed, horizon + SIZE)
 
 
 @app.timer(settings.aggregate_flush_s)
 async def flush_window_updates() -> None:
     """Publish the windows updated since the last flush (at most once per key per interval),
-    and ask for the final record of every window the watermark has passed."""
+    ask for the final record of every window the watermark has passed, and expire old windows."""
     updated = list(dirty)
     dirty.clear()
     sends = []
     for dimension, name, start in updated:
         summary = window_summary(dimension, name, start)
         if summary is not None:
-            sends.append(aggregated_stats.send_soon(key=f"{dimension}|{name}",
+            sends.append(aggregated_stats.send_soon(key=group_name(dimension, name),
                                                     value={**summary, "final": False, "emitted_at": time.time()}))
             stats.records_published += 1
+    recover_watermarks()
+    advance_group_watermark()  # partitions fall idle without a message
     watermark = group_watermark["event_time"]
+    known = known_windows()
+    closing.intersection_update(known)  # forget requests for windows that moved to another worker
     if watermark is not None:
-        closing = defaultdict(set)
-        for dimension, name, start in known_windows():
-            if start + SIZE + GRACE <= watermark:
-                closing[(dimension, name)].add(start)
-        for (dimension, name), starts in closing.items():
-            for start in starts:
-                if not group_windows.get(_final_key(dimension, name, start)):
-                    # Through the partials topic, so the final is written in its partition's context.
-                    sends.append(window_partials.send_soon(key=f"{dimension}|{name}", value={
-                        "dimension": dimension, "name": name, "close": start}))
+        for window in sorted(known - closing):
+            dimension, name, start = window
+            if start + SIZE + GRACE <= watermark and not group_windows.get(final_key(*window)):
+                # Through the partials topic, so the final is written in its partition's context.
+                closing.add(window)
+                sends.append(window_partials.send_soon(key=group_name(dimension, name), value={
+                    "dimension": dimension, "name": name, "close": start}))
     if sends:
         await asyncio.gather(*sends)
+    expire_windows()

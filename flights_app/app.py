@@ -31,6 +31,8 @@ app = faust.App(
     # Broker not reachable yet: keep retrying with a clear log line instead of dying.
     broker_request_timeout=90.0,
     producer_acks=-1,
+    # Table keys "<stream key>@<rest>" route to the partition of their stream key (flights_app.partitioner).
+    producer_partitioner="flights_app.partitioner:partitioner",
 )
 
 # Import for their side effect of registering topics, tasks and agents on `app`.

@@ -155,6 +155,7 @@ class Settings:
     window_s: int
     window_grace_s: float
     window_expiry_s: int
+    watermark_idle_s: float
     aggregate_flush_s: float
 
     @property
@@ -208,6 +209,8 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "FLIGHTS_WINDOW": ("600", "tumbling window size, seconds of event time"),
     "FLIGHTS_WINDOW_GRACE": ("60", "how late (event time) a state may arrive and still count in its window"),
     "FLIGHTS_WINDOW_EXPIRY": ("3600", "how long windows are kept after they close, seconds"),
+    "FLIGHTS_WATERMARK_IDLE": ("10", "a partition that sent nothing for this long (wall clock, s) stops holding "
+                               "the event-time watermark back"),
     "FLIGHTS_AGGREGATE_FLUSH": ("5", "at most one flight-aggregated-data record per key per this many seconds"),
     "FLIGHTS_ALERT_WEBHOOK": ("unset", "URL that gets each alert as a JSON POST (retried, at most one per aircraft a minute)"),
 }
@@ -389,6 +392,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         window_s=env.integer("FLIGHTS_WINDOW", 600, 1, 86400),
         window_grace_s=env.seconds("FLIGHTS_WINDOW_GRACE", 60.0, 0, 86400),
         window_expiry_s=env.integer("FLIGHTS_WINDOW_EXPIRY", 3600, 1, 30 * 86400),
+        watermark_idle_s=env.seconds("FLIGHTS_WATERMARK_IDLE", 10.0, 0.1, 86400),
         aggregate_flush_s=env.seconds("FLIGHTS_AGGREGATE_FLUSH", 5.0, 0.05, 3600),
         alert_webhook=env.url("FLIGHTS_ALERT_WEBHOOK", "") if env.raw("FLIGHTS_ALERT_WEBHOOK") else None,
     )

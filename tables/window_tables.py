@@ -1,27 +1,25 @@
 """The RocksDB tables behind the windowed statistics (see tables/windows.py for the design).
 
-aircraft-windows: "icao24|window_start" -> {"seen": [event times], "partial": Partial, country, airline}
+aircraft-windows: "icao24@window_start" -> {"seen": [event times], "partial": Partial, country, airline}
     co-partitioned with flight-processed-data (keyed by icao24)
-group-windows:    "dimension|name|window_start|shard" -> {"partials": {icao24: Partial}, "final": bool}
+group-windows:    "dimension|name@window_start@shard" -> {"partials": {icao24: Partial}, "event_time": max}
+                  "dimension|name@window_start@final" -> {"final": true} once the final record is out
     co-partitioned with flight-window-partials (keyed by "dimension|name"); 16 shards by icao24
     keep each changelog message small for busy countries
+
+Keys are raw UTF-8 (like the topics' keys) and route by their part before the
+first "@" (flights_app.partitioner), so Faust's table routing finds each key on
+the worker that owns its stream key.
 """
 
 from __future__ import annotations
 
-import zlib
-
 from flights_app.app import app, settings
+from tables.partitions import raw_keys
 
-SHARDS = 16
-
-aircraft_windows = app.Table("aircraft-windows", default=None, partitions=settings.topic_partitions)
-group_windows = app.Table("group-windows", default=None, partitions=settings.topic_partitions)
-
-
-def shard_of(icao24: str) -> int:
-    return zlib.crc32(icao24.encode()) % SHARDS
-
-
-def group_key(dimension: str, name: str, start: int, shard: int) -> str:
-    return f"{dimension}|{name}|{start}|{shard}"
+aircraft_windows = raw_keys(app.Table("aircraft-windows", key_type=str, default=None,
+                             partitions=settings.topic_partitions,
+                             help="icao24@window_start -> event times counted and the aircraft's partial aggregate"))
+group_windows = raw_keys(app.Table("group-windows", key_type=str, default=None,
+                          partitions=settings.topic_partitions,
+                          help="dimension|name@window_start@shard -> the aircraft partials of a country or airline"))

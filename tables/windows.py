@@ -106,3 +106,8 @@ def summarize(partials: dict[str, dict]) -> dict:
         "emergencies": sum(p.emergencies for p in ps),
         "late_events": sum(p.late for p in ps),
     }
+
+
+def is_expired(start: int, watermark: float, size_s: int, grace_s: float, expiry_s: float) -> bool:
+    """Whether a window is past keeping: closed (end + grace) for ``expiry_s`` of event time."""
+    return start + size_s + grace_s + expiry_s <= watermark

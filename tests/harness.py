@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -69,6 +70,17 @@ def http_json(url: str, body: dict | None = None, timeout_s: float = 5.0):
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout_s) as response:
         return json.loads(response.read())
+
+
+def http_get(url: str, timeout_s: float = 10.0) -> tuple[int, str, dict | list | str]:
+    """(status, content type, body: decoded JSON when it is JSON) of a GET, whatever the status."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            status, ctype, raw = response.status, response.headers.get_content_type(), response.read()
+    except urllib.error.HTTPError as error:
+        status, ctype, raw = error.code, error.headers.get_content_type(), error.read()
+    text = raw.decode()
+    return status, ctype, json.loads(text) if ctype == "application/json" else text
 
 
 class Proc:
@@ -225,7 +237,7 @@ async def _read_topic(bootstrap: str, topic: str, timeout_s: float):
             for records in batches.values():
                 for r in records:
                     key = r.key.decode() if r.key is not None else None
-                    out.append((key, json.loads(r.value)))
+                    out.append((key, json.loads(r.value) if r.value is not None else None))  # None: a tombstone
         return out
     finally:
         await consumer.stop()

@@ -8,25 +8,21 @@ import urllib.parse
 
 import pytest
 
-from flights_app.fake_opensky.recordings import load_recording
 from flights_app.topic_names import AGGREGATED
-from tests.harness import FakeOpenSky, TestApp, http_json, read_topic, topic_size, wait_until
+from tests.harness import (
+    FakeOpenSky,
+    TestApp,
+    http_get,
+    http_json,
+    read_topic,
+    topic_size,
+    wait_until,
+)
+from tests.replay import WINDOW_S, expected_counts, newest_states, produce_recording
 
 pytestmark = [pytest.mark.kafka, pytest.mark.recordings]
 
-WINDOW_S, GRACE_S = 600, 60
-
-
-def expected_counts(recording) -> tuple[dict[tuple[str, int], int], int]:
-    """Distinct (icao24, time_position or last_contact) per (country, window), straight from the files;
-    and the latest event time (the watermark the replay ends on)."""
-    distinct = set()
-    for poll in load_recording(recording):
-        for row in poll.states or []:
-            event_time = row[3] if row[3] is not None else row[4]
-            distinct.add((row[2], row[0], event_time))
-    counts = collections.Counter((country, int(t // WINDOW_S) * WINDOW_S) for country, _, t in distinct)
-    return dict(counts), max(t for _, _, t in distinct)
+GRACE_S = 60
 
 
 def latest_records(app: TestApp) -> tuple[dict, list]:
@@ -87,34 +83,45 @@ def test_replayed_recording_gives_exact_distinct_counts_per_country_and_window(k
     with pytest.raises(urllib.error.HTTPError) as missing:
         http_json(f"http://127.0.0.1:{worker.web_port}/stats/countries/Atlantis/")
     assert missing.value.code == 404
+    check_worker_endpoints(f"http://127.0.0.1:{worker.web_port}", recording, counters)
 
 
-def produce_recording(bootstrap: str, topic: str, recording) -> int:
-    """Every valid state of the recording onto ``topic``, as the source agent publishes them."""
-    import asyncio
+def check_worker_endpoints(base: str, recording, counters: dict) -> None:
+    """/health, /metrics, /aircraft/, Faust's /table/ views and their errors, on a worker that has
+    worked through ``recording``."""
+    status, _, health = http_get(f"{base}/health")
+    assert status == 200 and health["status"] == "ok", health
+    assert health["broker"]["connected"] and health["recovery_done"] and health["model_loaded"]
+    wait_until(lambda: http_get(f"{base}/health")[2]["lag"]["total"] == 0, 30, "the consumer lag to reach 0")
 
-    from aiokafka import AIOKafkaProducer
+    status, ctype, metrics = http_get(f"{base}/metrics")
+    assert status == 200 and ctype == "text/plain", ctype
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+               for line in metrics.splitlines() if line and not line.startswith("#")}
+    assert samples["flights_duplicates_dropped_total"] == counters["duplicates_dropped"]
+    assert samples["flights_window_states_total"] == 4237
+    assert samples["flights_scored_states_total"] >= 4237
+    assert samples["flights_source_valid_total"] == 4237
+    assert any(k.startswith("flights_consumer_lag{") for k in samples)
+    assert any(k.startswith("faust_messages_received_per_topic") for k in samples)  # Faust's own sensor
+    assert any(k.startswith("flights_scorer_batch_size_count") for k in samples)
 
-    from flights_app.records import StateVector
-    from flights_app.validation import validate_state
-
-    async def send() -> int:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
-        await producer.start()
-        sent = 0
-        try:
-            for poll in load_recording(recording):
-                for row in poll.states or []:
-                    state = validate_state(row, poll.time, ingest_time=float(poll.time), poll_id=poll.name)
-                    if isinstance(state, StateVector):
-                        await producer.send(topic, key=state.icao24.encode(), value=state.dumps())
-                        sent += 1
-            await producer.flush()
-        finally:
-            await producer.stop()
-        return sent
-
-    return asyncio.run(send())
+    newest = newest_states(recording)
+    for icao24 in sorted(newest)[:5]:
+        status, _, body = http_get(f"{base}/aircraft/{icao24}/")
+        assert status == 200, body
+        assert body["state"]["event_time"] == newest[icao24]["event_time"]
+        assert body["state"]["origin_country"] == newest[icao24]["origin_country"]
+        assert 0 <= body["ml_anomaly_score"] <= 1 and body["flight_phase"]
+        status, _, value = http_get(f"{base}/table/aircraft-memory/{icao24}/")  # Faust's own view
+        assert status == 200 and value["last"]["state"] == body["state"]
+    status, _, tables = http_get(f"{base}/table/")
+    assert {"aircraft-memory", "aircraft-windows", "group-windows"} <= {t["name"] for t in tables}
+    for path, code in [("/aircraft/abcdef/", 404), ("/aircraft/xyz/", 400), ("/table/nope/", 404),
+                       ("/table/aircraft-memory/abcdef/", 404), ("/stats/countries/?window=soon", 400)]:
+        status, ctype, body = http_get(base + path)
+        assert (status, ctype) == (code, "application/json"), (path, status, body)
+    assert http_get(f"{base}/no/such/path")[0] == 404
 
 
 @pytest.mark.parametrize("recording_name, states, distinct, kill_after", [

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tables.windows import Partial, airline_of, is_late, summarize, window_start
+from tables.windows import Partial, airline_of, is_expired, is_late, summarize, window_start
 
 SIZE = 600
 
@@ -41,3 +41,39 @@ def test_summary_sums_partials_and_a_replayed_partial_counts_once():
     partials["aaaaaa"] = a.as_dict()  # the same partial again: an upsert, not an addition
     assert summarize(partials) == s
     assert summarize({})["events"] == 0
+
+
+def test_a_window_expires_once_closed_for_the_expiry():
+    # window [600, 1200), grace 30, expiry 100: closed at 1230, gone at 1330
+    assert not is_expired(600, watermark=1329.9, size_s=SIZE, grace_s=30, expiry_s=100)
+    assert is_expired(600, watermark=1330, size_s=SIZE, grace_s=30, expiry_s=100)
+    assert not is_expired(1200, watermark=1330, size_s=SIZE, grace_s=30, expiry_s=100)
+
+
+def test_keys_without_the_separator_partition_as_kafkas_default_partitioner():
+    import random
+
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from flights_app.partitioner import partitioner
+
+    rng = random.Random(7)
+    for _ in range(2000):
+        key = "".join(rng.choice("0123456789abcdef|xyz ") for _ in range(rng.randint(1, 20))).encode()
+        n = rng.randint(1, 64)
+        assert partitioner(key, list(range(n)), list(range(n))) == DefaultPartitioner()(key, list(range(n)), [])
+
+
+def test_a_table_key_lands_in_the_partition_of_its_stream_key():
+    from flights_app.partitioner import partitioner
+    from tables.keys import aircraft_key, group_key, group_name, parse_group_key, window_of_key
+
+    parts = list(range(12))
+    for icao24 in ("a0b1c2", "3c6444", "abcdef"):
+        key = aircraft_key(icao24, 1200)
+        assert partitioner(key.encode(), parts, parts) == partitioner(icao24.encode(), parts, parts)
+        assert window_of_key(key) == 1200
+    key = group_key("country", "United States", 1800, 7)
+    assert partitioner(key.encode(), parts, parts) == partitioner(group_name("country", "United States").encode(),
+                                                                  parts, parts)
+    assert parse_group_key(key) == ("country", "United States", 1800, "7")

@@ -1,13 +1,29 @@
-"""Read-only JSON endpoints on the Faust web server."""
+"""Read-only JSON endpoints on the Faust web server.
+
+With several workers each holds the tables of its partitions: a request for one
+key (``/aircraft/{icao24}/``, ``/stats/countries/{country}/``) is routed to the
+worker that owns it (Faust's table routing, ``app.router.route_req``); a listing
+(``/stats/countries/``, ``/stats/airlines/``) asks every worker for its part
+(``?scope=local``) and merges. Faust's own ``/table/{name}/{key}/`` routes too.
+"""
 
 from __future__ import annotations
 
+import asyncio
+
+import aiohttp
 from faust import web
+from faust.app.router import SameNode
 
 from agents import windows
 from agents.scoring import registry, stats
 from agents.source import OpenSkySourceService
 from flights_app.app import app, settings
+from tables.aircraft_memory import aircraft_memory
+from tables.keys import group_name
+from web import health, metrics  # noqa: F401 - /health and /metrics
+
+PEER_TIMEOUT_S = 5.0
 
 
 @app.page("/source/")
@@ -49,67 +65,108 @@ class ModelReload(web.View):
                          status=200 if reloaded or "already loaded" in message else 409)
 
 
-def _windows_of(dimension: str) -> dict[str, list[int]]:
-    names: dict[str, list[int]] = {}
+def _local_rows(dimension: str) -> list[dict]:
+    """Every window summary of ``dimension`` this worker holds."""
+    rows = []
     for dim, name, start in windows.known_windows():
         if dim == dimension:
-            names.setdefault(name, []).append(start)
-    return names
+            summary = windows.window_summary(dim, name, start)
+            if summary is not None:
+                rows.append(summary)
+    return rows
 
 
-def _pick_window(request: web.Request, starts: list[int]) -> int | None | str:
-    """``?window=current`` (default), ``previous`` or a window start; an error text if malformed."""
-    wanted = request.query.get("window", "current")
+def _peers() -> list[str]:
+    """The web URLs of the other workers holding table partitions (Faust's assignor metadata)."""
+    me = str(app.conf.canonical_url).rstrip("/")
+    return sorted({str(url).rstrip("/") for url in app.router.tables_metadata()} - {me})
+
+
+async def _peer_rows(peer: str, path: str) -> list[dict]:
+    timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT_S)
+    async with app.http_client.get(f"{peer}{path}", params={"scope": "local"}, timeout=timeout) as response:
+        response.raise_for_status()
+        return (await response.json())["rows"]
+
+
+def _pick_window(wanted: str, starts: set[int]) -> int | None | str:
+    """``current`` (default: the newest window), ``previous`` or a window start; an error text if malformed."""
+    if wanted not in ("current", "previous"):
+        try:
+            return windows.window_start(int(wanted), windows.SIZE)
+        except ValueError:
+            return "window must be current, previous or a Unix time"
     if not starts:
         return None
     latest = max(starts)
-    if wanted == "current":
-        return latest
-    if wanted == "previous":
-        return latest - windows.SIZE
-    try:
-        return windows.window_start(int(wanted), windows.SIZE)
-    except ValueError:
-        return "window must be current, previous or a Unix time"
+    return latest if wanted == "current" else latest - windows.SIZE
 
 
-def _group_stats(dimension: str):
+def _group_stats(dimension: str, plural: str):
     async def view(self: web.View, request: web.Request) -> web.Response:
-        by_name = _windows_of(dimension)
-        start = _pick_window(request, [s for starts in by_name.values() for s in starts])
+        if request.query.get("scope") == "local":  # one worker's part, for the merging worker
+            return self.json({"rows": _local_rows(dimension)})
+        rows = _local_rows(dimension)
+        peers = _peers()
+        answers = await asyncio.gather(*(_peer_rows(p, request.path) for p in peers),
+                                       return_exceptions=True)
+        unreachable = [p for p, a in zip(peers, answers, strict=True) if isinstance(a, BaseException)]
+        for answer in answers:
+            if not isinstance(answer, BaseException):
+                rows += answer
+        start = _pick_window(request.query.get("window", "current"), {r["window_start"] for r in rows})
         if isinstance(start, str):
             return self.json({"error": start}, status=400)
-        rows = []
-        if start is not None:
-            for name in sorted(by_name):
-                summary = windows.window_summary(dimension, name, start)
-                if summary is not None:
-                    rows.append(summary)
-        rows.sort(key=lambda r: -r["events"])
-        plural = "countries" if dimension == "country" else "airlines"
-        return self.json({"window_start": start, "window_end": None if start is None else start + windows.SIZE,
-                          plural: rows})
+        chosen = sorted((r for r in rows if r["window_start"] == start), key=lambda r: (-r["events"], r["name"]))
+        body = {"window_start": start, "window_end": None if start is None else start + windows.SIZE,
+                "workers": 1 + len(peers) - len(unreachable), plural: chosen}
+        if unreachable:
+            body["unreachable_workers"] = unreachable
+        return self.json(body, status=200 if not unreachable else 206)
     return view
 
 
-app.page("/stats/countries/")(_group_stats("country"))
-app.page("/stats/airlines/")(_group_stats("airline"))
+app.page("/stats/countries/")(_group_stats("country", "countries"))
+app.page("/stats/airlines/")(_group_stats("airline", "airlines"))
+
+
+async def _routed(self: web.View, request: web.Request, table: str, key: str):
+    """The owner's answer if another worker owns ``key``; None if this one does."""
+    try:
+        return await app.router.route_req(table, key, self.web, request)
+    except SameNode:
+        return None
 
 
 @app.page("/stats/countries/{country}/")
 async def country_windows(self: web.View, request: web.Request, country: str) -> web.Response:
     """The recent windows of one country, newest first; 404 if it has none."""
-    starts = sorted(_windows_of("country").get(country, []), reverse=True)
+    routed = await _routed(self, request, windows.group_windows.name, group_name("country", country))
+    if routed is not None:
+        return routed
+    starts = sorted({s for d, n, s in windows.known_windows() if d == "country" and n == country}, reverse=True)
     if not starts:
         return self.json({"error": f"no windows for country {country!r}"}, status=404)
     return self.json({"country": country,
                       "windows": [windows.window_summary("country", country, s) for s in starts]})
 
 
+@app.page("/aircraft/{icao24}/")
+async def aircraft(self: web.View, request: web.Request, icao24: str) -> web.Response:
+    """An aircraft's last scored state (state, phase, score, reason, alerts); 404 if never seen."""
+    icao24 = icao24.strip().lower()
+    if not (len(icao24) == 6 and all(c in "0123456789abcdef" for c in icao24)):
+        return self.json({"error": "icao24 is six hexadecimal digits, e.g. a0b1c2"}, status=400)
+    routed = await _routed(self, request, aircraft_memory.name, icao24)
+    if routed is not None:
+        return routed
+    value = aircraft_memory.get(icao24)
+    if not value or not value.get("last"):
+        return self.json({"error": f"aircraft {icao24} not seen"}, status=404)
+    return self.json({"icao24": icao24, **value["last"]})
+
+
 @app.page("/stats/windows/")
 async def window_counters(self: web.View, request: web.Request) -> web.Response:
     """Deduplication and windowing counters of this worker."""
-    s = windows.stats
-    return self.json({"states": s.states, "duplicates_dropped": s.duplicates_dropped, "late_events": s.late_events,
-                      "partials_sent": s.partials_sent, "records_published": s.records_published,
-                      "finals_published": s.finals_published, "watermark": windows.group_watermark["event_time"]})
+    return self.json({**windows.stats.as_dict(), "watermark": windows.group_watermark["event_time"]})

@@ -1,0 +1,148 @@
+"""The window tables over time and across workers: expiry (RocksDB and changelog), routing of every
+endpoint between two workers, and rebuilding a worker's tables from the changelogs."""
+
+from __future__ import annotations
+
+import shutil
+import urllib.parse
+
+import pytest
+
+from flights_app.topic_names import AGGREGATED
+from tables.keys import parse_group_key
+from tests.harness import TestApp, http_get, read_topic, wait_until
+from tests.replay import expected_counts, newest_states, produce_recording
+
+pytestmark = [pytest.mark.kafka, pytest.mark.recordings]
+
+DULLES = "opensky_dulles_2023-03-14_450polls.zip"
+US = "United States"
+
+
+def latest_country_totals(app: TestApp) -> dict[tuple[str, int], int]:
+    latest = {}
+    records = [v for _, v in read_topic(app.bootstrap, app.topic(AGGREGATED))]
+    for r in sorted(records, key=lambda r: r["emitted_at"]):
+        if r["dimension"] == "country":
+            latest[(r["name"], r["window_start"])] = r["events"]
+    return latest
+
+
+def changelog(app: TestApp, table: str) -> dict[str, dict | None]:
+    """The table as its changelog says: each key's last value (None: deleted)."""
+    last = {}
+    for key, value in read_topic(app.bootstrap, f"{app.env['FLIGHTS_APP_ID']}-{table}-changelog"):
+        last[key] = value
+    return last
+
+
+def test_expired_windows_leave_rocksdb_and_their_changelogs(kafka, tmp_path, cleanup, shared_data):
+    """1-minute windows over an 18-minute recording, kept 2 minutes after they close: the old ones are
+    deleted (tombstones in the changelogs), after their final record; the recent ones stay, exact."""
+    window, grace, expiry = 60, 60, 120
+    keep_s = window + grace + expiry
+    recording = shared_data / DULLES
+    expected, last_event = expected_counts(recording, window)
+    assert len({t for _, t in expected}) >= 18  # the recording spans 18 minutes
+    app = TestApp(tmp_path, kafka.url, OPENSKY_URL="http://127.0.0.1:9/api", FLIGHTS_POLL_INTERVAL="3600",
+                  FLIGHTS_WINDOW=str(window), FLIGHTS_WINDOW_GRACE=str(grace), FLIGHTS_WINDOW_EXPIRY=str(expiry),
+                  FLIGHTS_AGGREGATE_FLUSH="0.5")
+    cleanup.append(app)
+    worker = app.start_worker()
+    base = f"http://127.0.0.1:{worker.web_port}"
+    wait_until(lambda: app.check_workers() or "Scoring with model" in worker.log_text(), 90, "the worker to start")
+    produce_recording(app.bootstrap, app.topic("flight-raw-data"), recording)
+
+    def only_unexpired_windows_exact():
+        """The US windows the worker answers for are exactly those not yet expired, with exact counts."""
+        app.check_workers()
+        counters = http_get(f"{base}/stats/windows/")[2]
+        watermark = counters["watermark"]  # the group stage's
+        status, _, body = http_get(f"{base}/stats/countries/{urllib.parse.quote(US)}/")
+        seen.update(counters=counters, windows={w["window_start"]: w["events"] for w in body.get("windows", [])})
+        return status == 200 and counters["states"] == 4237 and watermark and {
+            w["window_start"]: w["events"] for w in body["windows"]} == {
+            t: n for (c, t), n in expected.items() if c == US and t + keep_s > watermark} and watermark
+
+    seen = {}
+    try:
+        watermark = wait_until(only_unexpired_windows_exact, 180, "only the unexpired windows, exact counts", 1)
+    except AssertionError as timeout:
+        expected_us = {t: n for (c, t), n in expected.items() if c == US}
+        raise AssertionError(f"{timeout}; last seen {seen}, expected (all windows) {expected_us}") from None
+    groups = changelog(app, "group-windows")
+    deleted_windows = {parse_group_key(k)[:3] for k, v in groups.items() if v is None}
+    finals = {(r["dimension"], r["name"], r["window_start"])
+              for _, r in read_topic(app.bootstrap, app.topic(AGGREGATED)) if r["final"]}
+    assert len(deleted_windows) > 10
+    assert deleted_windows <= finals  # every deleted window had its final record first
+    aircraft = changelog(app, "aircraft-windows")
+    deleted = {k for k, v in aircraft.items() if v is None}
+    assert deleted and len(deleted) < len(aircraft)
+    # What a restart would rebuild holds no expired window (each judged by its partition's watermark,
+    # which lies between the group stage's and the recording's last event time).
+    assert all(int(k.split("@")[1]) + keep_s <= last_event for k in deleted)
+    assert all(int(k.split("@")[1]) + keep_s > watermark for k in set(aircraft) - deleted)
+    assert all(int(k.split("@")[1]) + keep_s > watermark for k, v in groups.items() if v is not None)
+    _, _, counters = http_get(f"{base}/stats/windows/")
+    assert counters["windows_expired"] == len(deleted) + sum(v is None for v in groups.values())
+
+
+def answers(base: str, icao24s: list[str]) -> dict:
+    out = {}
+    for path in ["/stats/countries/", "/stats/airlines/", f"/stats/countries/{urllib.parse.quote(US)}/",
+                 *(f"/aircraft/{i}/" for i in icao24s), *(f"/table/aircraft-memory/{i}/" for i in icao24s)]:
+        status, _, body = http_get(base + path)
+        assert status == 200, (base, path, status, body)
+        if isinstance(body, dict):
+            body.pop("workers", None)
+            if "last" in body:
+                body = body["last"]
+            body.pop("processed_time", None)
+        out[path] = body
+    return out
+
+
+def test_two_workers_answer_for_every_key_and_a_worker_rebuilds_its_tables_from_changelogs(
+        kafka, tmp_path, cleanup, shared_data):
+    recording = shared_data / DULLES
+    expected, _ = expected_counts(recording)
+    newest = newest_states(recording)
+    sample = sorted(newest)[::150]
+    app = TestApp(tmp_path, kafka.url, OPENSKY_URL="http://127.0.0.1:9/api", FLIGHTS_POLL_INTERVAL="3600",
+                  FLIGHTS_TOPIC_PARTITIONS="4", FLIGHTS_WINDOW_GRACE="3600", FLIGHTS_AGGREGATE_FLUSH="0.5")
+    cleanup.append(app)
+    one, two = app.start_worker("one"), app.start_worker("two")
+    bases = [f"http://127.0.0.1:{w.web_port}" for w in (one, two)]
+
+    def both_assigned():
+        app.check_workers()
+        return all(http_get(f"{b}/health", timeout_s=5)[0] == 200 and "Scoring with model" in w.log_text()
+                   for b, w in zip(bases, (one, two), strict=True))
+    wait_until(both_assigned, 180, "two healthy workers")
+    produce_recording(app.bootstrap, app.topic("flight-raw-data"), recording)
+    wait_until(lambda: app.check_workers() or latest_country_totals(app) == expected, 240, "exact totals", 1)
+
+    local = [http_get(f"{b}/stats/countries/?scope=local")[2]["rows"] for b in bases]
+    assert local[0] and local[1], "each worker holds some countries"
+    assert not {r["name"] for r in local[0]} & {r["name"] for r in local[1]}
+    first, second = answers(bases[0], sample), answers(bases[1], sample)
+    assert first == second  # each worker answers for keys the other owns
+    current = first["/stats/countries/"]
+    assert {r["name"]: r["events"] for r in current["countries"]} == {
+        c: n for (c, t), n in expected.items() if t == current["window_start"]}
+    for icao24 in sample:
+        assert first[f"/aircraft/{icao24}/"]["state"]["event_time"] == newest[icao24]["event_time"]
+
+    # Worker two loses its disk: its tables come back from the changelogs.
+    two.kill()
+    shutil.rmtree(tmp_path / "two")
+    two = app.start_worker("two", FLIGHTS_WEB_PORT=str(two.web_port))
+    wait_until(both_assigned, 180, "worker two back and recovered")
+    wait_until(lambda: answers(bases[1], sample) == first, 60, "the same answers from the rebuilt worker", 1)
+    # Deduplication state came back too: the whole recording again changes no total.
+    produce_recording(app.bootstrap, app.topic("flight-raw-data"), recording)
+    wait_until(lambda: sum(http_get(f"{b}/stats/windows/")[2]["duplicates_dropped"] for b in bases) >= 4237,
+               180, "the replayed recording to be recognised as duplicates", 1)
+    assert latest_country_totals(app) == expected
+    assert answers(bases[0], sample) == first == answers(bases[1], sample)
