@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 
 from flights_app.fake_opensky.recordings import load_recording
+from flights_app.topic_names import AGGREGATED
+from tests.harness import TestApp, read_topic
 
 WINDOW_S = 600
 
@@ -59,3 +61,12 @@ def produce_recording(bootstrap: str, topic: str, recording) -> int:
         return sent
 
     return asyncio.run(send())
+
+
+def latest_records(app: TestApp) -> tuple[dict, list]:
+    records = [v for _, v in read_topic(app.bootstrap, app.topic(AGGREGATED))]
+    latest = {}
+    for r in sorted(records, key=lambda r: r["emitted_at"]):
+        if r["dimension"] == "country":
+            latest[(r["name"], r["window_start"])] = r
+    return latest, records

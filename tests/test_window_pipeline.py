@@ -8,30 +8,19 @@ import urllib.parse
 
 import pytest
 
-from flights_app.topic_names import AGGREGATED
 from tests.harness import (
     FakeOpenSky,
     TestApp,
     http_get,
     http_json,
-    read_topic,
     topic_size,
     wait_until,
 )
-from tests.replay import WINDOW_S, expected_counts, newest_states, produce_recording
+from tests.replay import WINDOW_S, expected_counts, latest_records, newest_states, produce_recording
 
 pytestmark = [pytest.mark.kafka, pytest.mark.recordings]
 
 GRACE_S = 60
-
-
-def latest_records(app: TestApp) -> tuple[dict, list]:
-    records = [v for _, v in read_topic(app.bootstrap, app.topic(AGGREGATED))]
-    latest = {}
-    for r in sorted(records, key=lambda r: r["emitted_at"]):
-        if r["dimension"] == "country":
-            latest[(r["name"], r["window_start"])] = r
-    return latest, records
 
 
 def wait_for_totals(app: TestApp, expected: dict, timeout_s: float, what: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 from flights_app.topic_names import AGGREGATED
 from tables.keys import parse_group_key
 from tests.harness import TestApp, http_get, read_topic, wait_until
-from tests.replay import expected_counts, newest_states, produce_recording
+from tests.replay import expected_counts, latest_records, newest_states, produce_recording
 
 pytestmark = [pytest.mark.kafka, pytest.mark.recordings]
 
@@ -20,12 +20,7 @@ US = "United States"
 
 
 def latest_country_totals(app: TestApp) -> dict[tuple[str, int], int]:
-    latest = {}
-    records = [v for _, v in read_topic(app.bootstrap, app.topic(AGGREGATED))]
-    for r in sorted(records, key=lambda r: r["emitted_at"]):
-        if r["dimension"] == "country":
-            latest[(r["name"], r["window_start"])] = r["events"]
-    return latest
+    return {k: r["events"] for k, r in latest_records(app)[0].items()}
 
 
 def changelog(app: TestApp, table: str) -> dict[str, dict | None]:
