@@ -1,0 +1,98 @@
+"""The dashboard's buffers and chart figures, from records shaped like the output topics'."""
+
+import pytest
+
+from web.dashboard.model import (
+    COMPASS,
+    Filters,
+    Traffic,
+    alerts,
+    compass_counts,
+    compass_sector,
+    completeness,
+    histogram,
+    kpis,
+    top,
+    valid_bootstrap,
+    window_series,
+)
+
+
+def scored(icao24="a0b1c2", t=1000, *, country="Germany", callsign="DLH4AB", velocity=200.0, altitude=10000.0,
+           heading=90.0, score=0.3, alerts_=(), squawk=None, phase="cruise", processed=None):
+    return {"state": {"icao24": icao24, "callsign": callsign, "origin_country": country, "time_position": t,
+                      "last_contact": t, "longitude": 8.0 + t / 1e4, "latitude": 50.0, "baro_altitude": altitude,
+                      "geo_altitude": None, "on_ground": altitude is None, "velocity": velocity,
+                      "true_track": heading, "vertical_rate": 0.0, "squawk": squawk},
+            "flight_phase": phase, "ml_anomaly_score": score, "ml_is_anomaly": score > 0.6,
+            "anomaly_reason": None, "alerts": list(alerts_), "processed_time": processed or t + 0.5}
+
+
+@pytest.mark.parametrize("heading, sector", [
+    (0, "N"), (22.4, "N"), (22.5, "NE"), (90, "E"), (180, "S"), (270, "W"), (337.4, "NW"), (337.5, "N"),
+    (359.9, "N"), (None, None), (float("nan"), None)])
+def test_compass_sectors_are_45_degrees_centred_on_the_points(heading, sector):
+    assert compass_sector(heading) == sector
+
+
+def test_buffers_are_bounded_and_keep_the_newest():
+    traffic = Traffic(max_events=10, max_aircraft=3, trail_length=4, max_windows=2)
+    for i in range(50):
+        traffic.add_processed(scored(icao24=f"{i % 5:06x}", t=1000 + i))
+    assert len(traffic.events) == 10 and traffic.total_events == 50
+    assert list(traffic.aircraft) == ["000002", "000003", "000004"]  # least recently seen evicted
+    assert set(traffic.trails) == set(traffic.aircraft) and all(len(t) <= 4 for t in traffic.trails.values())
+    traffic.add_processed(scored(icao24="000004", t=10))  # an older state (a replay) does not move it back
+    assert traffic.aircraft["000004"]["event_time"] == 1049
+    for start in (0, 600, 1200):
+        traffic.add_window({"dimension": "country", "name": "X", "window_start": start, "events": 1})
+    assert [k[2] for k in traffic.windows] == [600, 1200]
+
+
+def test_filters_and_the_threshold_reclassify_live():
+    rows = [Traffic().add_processed(scored(icao24="aaaaaa", score=0.5, country="France", callsign="AFR12")),
+            Traffic().add_processed(scored(icao24="bbbbbb", score=0.7)),
+            Traffic().add_processed(scored(icao24="cccccc", score=0.1, alerts_=["emergency squawk 7700"],
+                                           squawk="7700", altitude=None))]
+    f = Filters(threshold=0.6)
+    assert [r["icao24"] for r in rows if f.is_anomaly(r)] == ["bbbbbb", "cccccc"]
+    f.threshold = 0.4
+    assert [r["icao24"] for r in rows if f.is_anomaly(r)] == ["aaaaaa", "bbbbbb", "cccccc"]
+    assert [r["icao24"] for r in Filters(country="France").apply(rows)] == ["aaaaaa"]
+    assert [r["icao24"] for r in Filters(callsign="afr").apply(rows)] == ["aaaaaa"]
+    assert [r["icao24"] for r in Filters(anomalies_only=True).apply(rows)] == ["bbbbbb", "cccccc"]
+    assert [r["icao24"] for r in Filters(altitude_min=5000).apply(rows)] == ["aaaaaa", "bbbbbb"]
+    assert [r["icao24"] for r in alerts(rows, Filters(threshold=0.6))] == ["bbbbbb", "cccccc"]
+
+
+def test_kpis_and_chart_figures():
+    traffic = Traffic()
+    rows = [traffic.add_processed(scored(icao24=f"{i % 3:06x}", t=1000 + i, velocity=100.0 + i, heading=i * 45.0,
+                                         score=0.9 if i == 0 else 0.1, processed=2000 + i)) for i in range(8)]
+    k = kpis(rows, tracked=len(traffic.tracked(now=1007)), filters=Filters(), invalid=2, lag=0)
+    assert (k["events"], k["anomalies"], k["aircraft"]) == (8, 1, 3)
+    assert k["anomaly_rate"] == pytest.approx(1 / 8) and k["mean_velocity"] == pytest.approx(103.5)
+    assert k["events_per_s"] == pytest.approx(1.0) and k["invalid_rate"] == pytest.approx(0.2)
+    assert top(rows, "icao24", 2) == [("000000", 3), ("000001", 3)]
+    assert compass_counts(rows) == {s: 1 for s in COMPASS}
+    assert histogram([0, 49, 50, 99, 500, -3], bins=2, lo=0, hi=100) == [3, 3]
+    assert completeness(rows)["callsign"] == 1.0 and completeness(rows)["geo_altitude"] == 0.0
+
+
+def test_window_series_sums_names_per_window():
+    traffic = Traffic()
+    for name, events, vmin, vmean, vmax in [("A", 2, 10.0, 20.0, 30.0), ("B", 6, 5.0, 40.0, 90.0)]:
+        traffic.add_window({"dimension": "country", "name": name, "window_start": 600, "events": events,
+                            "anomalies": 1, "velocity_min": vmin, "velocity_mean": vmean, "velocity_max": vmax,
+                            "final": True})
+    [w] = window_series(traffic)
+    assert (w["events"], w["anomalies"], w["velocity_min"], w["velocity_max"]) == (8, 2, 5.0, 90.0)
+    assert w["velocity_mean"] == pytest.approx((2 * 20 + 6 * 40) / 8) and w["final"]
+
+
+@pytest.mark.parametrize("text, ok", [
+    ("127.0.0.1:9092", True), ("kafka-1:9092,kafka-2:9093", True), ("localhost:9092, h:1", True),
+    ("", False), ("localhost", False), ("h:0", False), ("h:70000", False), ("h:9092;rm -rf /", False),
+    ("http://h:9092", False)])
+def test_the_broker_field_accepts_only_host_port_lists(text, ok):
+    assert valid_bootstrap(text) is ok
