@@ -1,0 +1,136 @@
+"""The dashboard's one Kafka consumer per server process, on the server's event loop.
+
+Reads flight-processed-data, flight-aggregated-data and flight-invalid-data into a
+``Traffic`` (bounded); starts a little before the end of each partition so the
+charts have something to show at once. Never raises out of ``run()``: a broker that
+is down at start or lost mid-run makes the status Offline with the reason, and the
+feed reconnects with backoff by itself. The bootstrap servers can be changed live
+(validated as host:port lists).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from web.dashboard.model import Traffic, valid_bootstrap
+
+log = logging.getLogger("flights_app.dashboard.feed")
+
+PROBE_EVERY_S = 2.0
+PROBE_TIMEOUT_S = 2.0
+BACKOFF_S = (0.5, 1, 2, 5)
+
+
+class Feed:
+    def __init__(self, bootstrap: str, topics: dict[str, str], traffic: Traffic, *, backfill: int = 2000):
+        """``topics``: kind ("processed", "aggregated", "invalid") -> topic name."""
+        if not valid_bootstrap(bootstrap):
+            raise ValueError(f"not a host:port list: {bootstrap!r}")
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.traffic = traffic
+        self.backfill = backfill
+        self.online = False
+        self.error: str | None = "not connected yet"
+        self.messages = 0
+        self.malformed = 0
+        self.last_message_at: float | None = None
+        self._reconnect = asyncio.Event()
+        self._positions: dict[tuple[str, str, int], int] = {}  # (bootstrap, topic, partition) -> next offset
+        self._stopping = False
+
+    def status(self) -> dict:
+        return {"online": self.online, "error": self.error, "bootstrap": self.bootstrap, "messages": self.messages,
+                "malformed": self.malformed, "last_message_at": self.last_message_at}
+
+    def set_bootstrap(self, text: str) -> str | None:
+        """Switch brokers; an error text (and no change) if ``text`` is not a host:port list."""
+        text = text.strip()
+        if not valid_bootstrap(text):
+            return "enter host:port, comma-separated (e.g. 127.0.0.1:9092)"
+        if text != self.bootstrap:
+            self.bootstrap = text
+            self._reconnect.set()
+        return None
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._reconnect.set()
+
+    def _dispatch(self, topic: str, raw: bytes | None) -> None:
+        kind = next((k for k, t in self.topics.items() if t == topic), None)
+        try:
+            value = json.loads(raw) if raw is not None else None
+            if kind == "processed":
+                self.traffic.add_processed(value)
+            elif kind == "aggregated":
+                self.traffic.add_window(value)
+            elif kind == "invalid":
+                self.traffic.add_invalid(value)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            self.malformed += 1  # counted and skipped: one bad record never stops the feed
+            return
+        self.messages += 1
+        self.last_message_at = time.time()
+
+    async def run(self) -> None:
+        attempt = 0
+        while not self._stopping:
+            self._reconnect.clear()
+            try:
+                await self._consume()
+                attempt = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - any failure: Offline, say why, retry
+                self.online = False
+                self.error = f"{type(error).__name__}: {error}"[:300]
+                log.warning("Dashboard feed offline (%s); retrying", self.error)
+            if self._stopping:
+                break
+            delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+            attempt += 1
+            try:
+                await asyncio.wait_for(self._reconnect.wait(), delay)
+            except TimeoutError:
+                pass
+        self.online = False
+
+    async def _consume(self) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                                    request_timeout_ms=5000, connections_max_idle_ms=60000)
+        try:
+            await asyncio.wait_for(consumer.start(), 10)
+            await asyncio.wait_for(consumer._client.force_metadata_update(), 5)
+            tps = [TopicPartition(t, p) for t in self.topics.values() for p in (consumer.partitions_for_topic(t) or ())]
+            if not tps:
+                raise ConnectionError("the broker answers but has none of the app's topics yet")
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
+            per_partition = max(1, self.backfill // max(1, len(tps)))
+            for tp in tps:  # where this feed left off on this broker, else a little before the end
+                saved = self._positions.get((self.bootstrap, tp.topic, tp.partition))
+                consumer.seek(tp, saved if saved is not None and saved <= ends[tp] else max(0, ends[tp] - per_partition))
+            self.online, self.error = True, None
+            next_probe = time.monotonic() + PROBE_EVERY_S
+            while not self._reconnect.is_set():
+                batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+                for tp, records in batches.items():
+                    for record in records:
+                        self._dispatch(tp.topic, record.value)
+                    if records:
+                        self._positions[(self.bootstrap, tp.topic, tp.partition)] = records[-1].offset + 1
+                if time.monotonic() >= next_probe:  # aiokafka retries quietly: ask the broker directly
+                    await asyncio.wait_for(consumer._client.fetch_all_metadata(), PROBE_TIMEOUT_S)
+                    next_probe = time.monotonic() + PROBE_EVERY_S
+        finally:
+            self.online = False
+            try:
+                await asyncio.wait_for(consumer.stop(), 5)
+            except Exception:  # noqa: BLE001 - closing a dead connection
+                pass
