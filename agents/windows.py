@@ -131,8 +131,7 @@ async def window_aircraft(stream):
                     for dimension, name in (("country", entry["country"]), ("airline", entry["airline"])):
                         if name:
                             updates[(dimension, name)].append({
-                                "window_start": window_of_key(key), "icao24": icao24, "partial": entry["partial"],
-                                "event_time": max(entry["seen"])})
+                                "window_start": window_of_key(key), "icao24": icao24, "partial": entry["partial"]})
                 for (dimension, name), partials in updates.items():
                     sends.append(window_partials.send_soon(key=group_name(dimension, name), value={
                         "dimension": dimension, "name": name, "partials": partials,
@@ -171,9 +170,8 @@ async def window_groups(stream):
                         if _expired(update["window_start"], group_watermark["event_time"]):
                             continue  # a replayed partial of a window already deleted
                         key = group_key(dimension, name, update["window_start"], shard_of(update["icao24"]))
-                        entry = touched.get(key) or group_windows.get(key) or {"partials": {}, "event_time": None}
+                        entry = touched.get(key) or group_windows.get(key) or {"partials": {}}
                         entry["partials"][update["icao24"]] = update["partial"]  # an upsert: replays overwrite
-                        entry["event_time"] = max(entry.get("event_time") or 0, update["event_time"])
                         touched[key] = entry
                         dirty.add((dimension, name, update["window_start"]))
                 for key, entry in touched.items():

@@ -2,7 +2,7 @@
 
 aircraft-windows: "icao24@window_start" -> {"seen": [event times], "partial": Partial, country, airline}
     co-partitioned with flight-processed-data (keyed by icao24)
-group-windows:    "dimension|name@window_start@shard" -> {"partials": {icao24: Partial}, "event_time": max}
+group-windows:    "dimension|name@window_start@shard" -> {"partials": {icao24: Partial}}
                   "dimension|name@window_start@final" -> {"final": true} once the final record is out
     co-partitioned with flight-window-partials (keyed by "dimension|name"); 16 shards by icao24
     keep each changelog message small for busy countries
