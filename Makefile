@@ -9,9 +9,12 @@ KAFKA_LIB := .kafka/lib
 POM    := flights_app/embedded/pom.xml
 PYTEST_ARGS ?=
 
-.PHONY: install run test bench lint soak model evaluate clean distclean
+.PHONY: install chromium-check run test bench lint soak model evaluate clean distclean
 
-install: $(STAMP) $(KAFKA_LIB)/.resolved
+MAPS   := .maps/land-110m.json
+WORLD_ATLAS := world-atlas@2.0.2
+
+install: $(STAMP) $(KAFKA_LIB)/.resolved $(MAPS) chromium-check
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; set PYTHON=python3.x (3.11+)"; exit 1; }
@@ -26,6 +29,16 @@ $(KAFKA_LIB)/.resolved: $(POM)
 	@echo "Resolving Apache Kafka 3.9 (embedded broker) from Maven Central into $(KAFKA_LIB)..."
 	mvn -q -B -f $(POM) dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(KAFKA_LIB) -DincludeScope=runtime
 	@touch $@
+
+# The dashboard's offline map: Natural Earth 1:110m land, from the npm package world-atlas.
+$(MAPS):
+	@command -v npm >/dev/null || { echo "make: npm not found (Debian: apt-get install npm); the map will have no outline"; exit 0; }
+	@mkdir -p .maps
+	cd .maps && npm pack $(WORLD_ATLAS) --silent >/dev/null && tar -xzf world-atlas-*.tgz package/land-110m.json -O > land-110m.json.tmp && mv land-110m.json.tmp land-110m.json && rm -f world-atlas-*.tgz
+
+# The dashboard's browser tests use Debian's Chromium (.ci/run installs it).
+chromium-check:
+	@command -v chromium >/dev/null || echo "make: chromium not found: the dashboard's browser tests need it (Debian: apt-get install chromium)"
 
 run: install
 	$(BIN)/flights-app up
@@ -55,4 +68,4 @@ clean:
 	rm -rf var test-output .pytest_cache
 
 distclean: clean
-	rm -rf $(VENV) .kafka *.egg-info
+	rm -rf $(VENV) .kafka .maps *.egg-info

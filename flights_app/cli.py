@@ -356,8 +356,10 @@ def cmd_up(args: argparse.Namespace) -> None:
         print(f"flights-app: source = {source} ({env.get('OPENSKY_URL', settings.opensky_url)})", flush=True)
 
         children.append(Child("worker", [*me, "worker"], env))
-        print(f"flights-app: worker started; web endpoints on http://{settings.web_bind}:{settings.web_port}/ "
-              "(Ctrl-C stops everything)", flush=True)
+        children.append(Child("dashboard", [*me, "dashboard"], env))
+        print(f"flights-app: worker started; web endpoints on http://{settings.web_bind}:{settings.web_port}/; "
+              f"dashboard on http://{settings.web_bind}:{settings.dashboard_port}/ (Ctrl-C stops everything)",
+              flush=True)
         _supervise(children)
     except BrokerError as error:
         stop_all()
@@ -397,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("worker", help="the Faust worker; other options go to `faust worker`", add_help=False)
 
+    sub.add_parser("dashboard", help="the live Panel dashboard over the output topics "
+                                     "(FLIGHTS_WEB_BIND, FLIGHTS_DASHBOARD_PORT)")
     broker = sub.add_parser("broker", help="run the embedded Kafka broker alone")
     broker.add_argument("--port", type=int, help="client port (default FLIGHTS_EMBEDDED_BROKER_PORT, 9092)")
     broker.add_argument("--data-dir", help="storage directory (default $FLIGHTS_DATADIR/kafka)")
@@ -439,6 +443,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def cmd_dashboard() -> None:
+    settings = _settings()
+    import panel as pn
+
+    from web.dashboard.app import create
+
+    address, port = settings.web_bind, settings.dashboard_port
+    print(f"flights-app: dashboard on http://{address}:{port}/ (Ctrl-C stops it)", flush=True)
+    pn.serve({"/": create}, address=address, port=port, show=False, title="flights-app",
+             websocket_origin=[f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"])
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "worker":  # everything after goes to Faust's own worker command
@@ -452,6 +468,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.replay_path and not Path(args.replay_path).exists():
             raise fail(f"{args.replay_path}: no such file or directory")
         cmd_up(args)
+    elif args.command == "dashboard":
+        cmd_dashboard()
     elif args.command == "broker":
         cmd_broker(args)
     elif args.command == "opensky-fake":

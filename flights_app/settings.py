@@ -130,6 +130,7 @@ class Settings:
     web_bind: str
     web_port: int
     dashboard_port: int
+    map_tiles: str
     topic_partitions: int
     topic_replication: int
     topic_prefix: str
@@ -185,6 +186,7 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "FLIGHTS_WEB_BIND": ("127.0.0.1", "address the Faust web server and the dashboard bind to"),
     "FLIGHTS_WEB_PORT": ("6066", "Faust web server port (table inspection, stats)"),
     "FLIGHTS_DASHBOARD_PORT": ("5006", "Panel dashboard port"),
+    "FLIGHTS_MAP_TILES": ("", "map tile URL template ({z}/{x}/{y}), used when it answers; empty: the offline land outline"),
     "FLIGHTS_TOPIC_PARTITIONS": ("4", "partitions of the app's topics"),
     "FLIGHTS_TOPIC_REPLICATION": ("1", "replication factor of the app's topics"),
     "FLIGHTS_TOPIC_PREFIX": ("empty", "prefix for every topic name (isolates test runs)"),
@@ -368,6 +370,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         web_bind=web_bind,
         web_port=env.port("FLIGHTS_WEB_PORT", 6066),
         dashboard_port=env.port("FLIGHTS_DASHBOARD_PORT", 5006),
+        map_tiles=env.url("FLIGHTS_MAP_TILES", "") if env.raw("FLIGHTS_MAP_TILES") else "",
         topic_partitions=env.integer("FLIGHTS_TOPIC_PARTITIONS", 4, 1, 1000),
         topic_replication=env.integer("FLIGHTS_TOPIC_REPLICATION", 1, 1, 10),
         topic_prefix=topic_prefix,

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -140,8 +141,8 @@ def processes_with_marker(marker: str) -> list[int]:
 
 
 def test_up_on_embedded_defaults_shows_states_and_ctrl_c_stops_everything(tmp_path):
-    """The newcomer's path: no broker, no internet. `up` starts Kafka, the simulator and the worker;
-    states flow with count lines; Ctrl-C stops every process it started."""
+    """The newcomer's path: no broker, no internet. `up` starts Kafka, the simulator, the worker and the
+    dashboard; states flow with count lines; Ctrl-C stops every process it started."""
     marker = f"FLIGHTS_UP_TEST_{os.getpid()}_{free_port()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLIGHTS_", "OPENSKY_"))}
     env.update({
@@ -149,6 +150,7 @@ def test_up_on_embedded_defaults_shows_states_and_ctrl_c_stops_everything(tmp_pa
         "FLIGHTS_DATADIR": str(tmp_path / "var"),
         "FLIGHTS_EMBEDDED_BROKER_PORT": str(free_port_pair()),
         "FLIGHTS_WEB_PORT": str(free_port()),
+        "FLIGHTS_DASHBOARD_PORT": str(dashboard_port := free_port()),
         "FLIGHTS_KAFKA_LIB": str(KAFKA_LIB),
         "OPENSKY_URL": f"http://127.0.0.1:{free_port()}/api",  # nothing listens: like an offline machine
     })
@@ -158,7 +160,9 @@ def test_up_on_embedded_defaults_shows_states_and_ctrl_c_stops_everything(tmp_pa
                    "a poll line with valid states")
         text = up.log_text()
         assert "does not answer" in text and "starting the bundled fake OpenSky server in simulator mode" in text
-        assert len(processes_with_marker(marker)) >= 3  # up, the fake server, the worker (+ Kafka)
+        assert len(processes_with_marker(marker)) >= 4  # up, the fake server, the worker, the dashboard (+ Kafka)
+        wait_until(lambda: "flights-app: live air traffic" in urllib.request.urlopen(
+            f"http://127.0.0.1:{dashboard_port}/", timeout=10).read().decode(), 60, "the dashboard page")
         up.process.send_signal(signal.SIGINT)
         up.process.wait(90)
         assert up.process.returncode == 0, up.tail()

@@ -38,13 +38,14 @@ class Feed:
         self.messages = 0
         self.malformed = 0
         self.last_message_at: float | None = None
+        self.lag: int | None = None  # records on the topics this feed has not read yet
         self._reconnect = asyncio.Event()
         self._positions: dict[tuple[str, str, int], int] = {}  # (bootstrap, topic, partition) -> next offset
         self._stopping = False
 
     def status(self) -> dict:
         return {"online": self.online, "error": self.error, "bootstrap": self.bootstrap, "messages": self.messages,
-                "malformed": self.malformed, "last_message_at": self.last_message_at}
+                "malformed": self.malformed, "last_message_at": self.last_message_at, "lag": self.lag}
 
     def set_bootstrap(self, text: str) -> str | None:
         """Switch brokers; an error text (and no change) if ``text`` is not a host:port list."""
@@ -127,6 +128,11 @@ class Feed:
                         self._positions[(self.bootstrap, tp.topic, tp.partition)] = records[-1].offset + 1
                 if time.monotonic() >= next_probe:  # aiokafka retries quietly: ask the broker directly
                     await asyncio.wait_for(consumer._client.fetch_all_metadata(), PROBE_TIMEOUT_S)
+                    ends = await asyncio.wait_for(consumer.end_offsets(tps), PROBE_TIMEOUT_S)
+                    lag = 0
+                    for tp in tps:
+                        lag += max(0, ends[tp] - await consumer.position(tp))
+                    self.lag = lag
                     next_probe = time.monotonic() + PROBE_EVERY_S
         finally:
             self.online = False

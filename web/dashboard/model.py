@@ -102,6 +102,13 @@ class Traffic:
     def __post_init__(self) -> None:
         self.events = deque(maxlen=self.max_events)
 
+    def resize(self, max_events: int, max_windows: int) -> None:
+        """New buffer bounds (the newest records kept)."""
+        self.max_events, self.max_windows = max_events, max_windows
+        self.events = deque(self.events, maxlen=max_events)
+        while len(self.windows) > max_windows:
+            self.windows.popitem(last=False)
+
     def add_processed(self, scored: dict) -> dict:
         row = flatten(scored)
         self.events.append(row)
@@ -185,9 +192,10 @@ def completeness(rows: list[dict]) -> dict[str, float]:
 
 
 def alerts(rows: list[dict], filters: Filters, n: int = 50) -> list[dict]:
-    """Emergency squawks and rule alerts, and the top model anomalies, newest first."""
+    """Rule alerts (emergency squawks, impossible moves) newest first, then the model's anomalies
+    above the threshold, highest score first."""
     flagged = [r for r in rows if r["alerts"] or r["score"] >= filters.threshold]
-    flagged.sort(key=lambda r: (-r["event_time"], -r["score"]))
+    flagged.sort(key=lambda r: (not r["alerts"], -r["event_time"] if r["alerts"] else -r["score"]))
     return flagged[:n]
 
 

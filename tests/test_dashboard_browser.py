@@ -1,0 +1,128 @@
+"""The dashboard in a real headless Chromium, over a worker fed by the simulator: what a person sees."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.harness import PYTHON, FakeOpenSky, Proc, TestApp, free_port, wait_until
+
+pytestmark = pytest.mark.kafka
+
+CHROMIUM = os.environ.get("FLIGHTS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+#: Sources that must hold data once traffic flows (the selected aircraft's track comes with a click).
+CHARTS = ("aircraft", "trails", "velocity_timeline", "altitude_timeline", "top_aircraft", "top_countries", "phases",
+          "velocity_hist", "compass", "ground_air", "anomaly_scatter", "climb_scatter", "window_velocity",
+          "window_anomalies", "completeness", "invalid_reasons")
+
+SOURCE_SIZES = """() => { const out = {};
+  for (const m of Bokeh.documents[0]._all_models.values())
+    if (m.type === 'ColumnDataSource' && m.name) {
+      const col = Object.keys(m.data)[0];
+      out[m.name] = col ? m.data[col].length : 0;
+      if (m.name === 'compass') out[m.name] = m.data.radius.filter(r => r > 0.05).length;
+      if (['top_aircraft', 'top_countries', 'phases', 'velocity_hist', 'ground_air', 'invalid_reasons']
+          .includes(m.name)) out[m.name] = m.data.count.filter(c => c > 0).length;
+    }
+  return out; }"""
+
+
+class Dashboard(Proc):
+    def __init__(self, app: TestApp, tmp: Path):
+        self.port = free_port()
+        env = dict(app.env, FLIGHTS_DASHBOARD_PORT=str(self.port), FLIGHTS_DATADIR=str(tmp / "dashboard"))
+        super().__init__("dashboard", [PYTHON, "-m", "flights_app.cli", "dashboard"], env, tmp / "dashboard.log")
+        self.url = f"http://127.0.0.1:{self.port}/"
+
+
+def kpi(page, name: str) -> float:
+    """The number a KPI card shows."""
+    text = page.locator(f".kpi-{name}").first.evaluate("e => (e.shadowRoot || e).textContent")
+    return float(re.findall(r"-?[\d,]+(?:\.\d+)?", text)[-1].replace(",", ""))
+
+
+def test_the_dashboard_shows_live_traffic_in_a_real_browser(kafka, tmp_path, cleanup):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: `make install` installs Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    fake = FakeOpenSky(tmp_path, "--simulate", "60", "--seed", "9", "--anomaly-rate", "0.3", "--corrupt-rate", "0.05")
+    cleanup.append(fake)
+    app = TestApp(tmp_path, kafka.url, OPENSKY_URL=fake.api_url, FLIGHTS_POLL_INTERVAL="0.5")
+    cleanup.append(app)
+    app.start_worker()
+    wait_until(lambda: app.check_workers() or fake.stats()["requests"] >= 8, 120, "eight polls")
+    fake.control(paused=True)
+    dashboard = Dashboard(app, tmp_path)
+    cleanup.append(dashboard)
+    wait_until(lambda: dashboard.alive() and "Launching server" in dashboard.log_text() or (
+        not dashboard.alive() and pytest.fail(dashboard.tail())), 60, "the dashboard to listen")
+
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+            page.goto(dashboard.url, wait_until="networkidle")
+            page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=30000)
+            page.get_by_text("Online").first.wait_for(timeout=30000)
+
+            def charts_full():
+                sizes = page.evaluate(SOURCE_SIZES)
+                return all(sizes.get(c, 0) > 0 for c in CHARTS) and sizes
+            sizes = wait_until(charts_full, 60, "every chart to have data", interval_s=1)
+            assert sizes["compass"] >= 4 and sizes["phases"] >= 3
+            for name in ("events", "anomalies", "aircraft", "mean_velocity", "mean_altitude", "events_per_s"):
+                assert kpi(page, name) > 0, name
+            assert 0 < kpi(page, "invalid_rate") < 100
+            # The alerts panel lists the simulator's emergency squawks.
+            alerts_table = page.locator(".alerts").first
+            alerts_table.scroll_into_view_if_needed()
+            alerts_table.get_by_text(re.compile("emergency squawk")).first.wait_for(timeout=15000)
+            page.set_viewport_size({"width": 1500, "height": 4800})  # the page scrolls inside: show it all
+            page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+            page.set_viewport_size({"width": 1500, "height": 1100})
+
+            # Filters change what is shown: one callsign.
+            events_before = kpi(page, "events")
+            callsign = page.evaluate("""() => { for (const m of Bokeh.documents[0]._all_models.values())
+                if (m.name === 'aircraft') return m.data.callsign.find(c => c); }""")
+            field = page.get_by_placeholder("e.g. DLH")
+            field.fill(callsign)
+            field.press("Enter")
+            wait_until(lambda: page.evaluate(SOURCE_SIZES)["aircraft"] == 1, 20, "one aircraft on the map")
+            assert 0 < kpi(page, "events") < events_before
+            field.fill("")
+            field.press("Enter")
+
+            # Clicking an aircraft (selecting it on the map) shows its track.
+            page.evaluate("""() => { for (const m of Bokeh.documents[0]._all_models.values())
+                if (m.name === 'aircraft') m.selected.indices = [0]; }""")
+            wait_until(lambda: page.evaluate(SOURCE_SIZES)["detail"] > 0, 20, "the selected aircraft's track")
+
+            # A broker that does not answer: Offline, said plainly; back to the real one: Online.
+            broker = page.get_by_placeholder("host:port[,host:port]")
+            broker.fill("not a broker")
+            broker.press("Enter")
+            page.get_by_text("enter host:port").first.wait_for(timeout=10000)
+            broker.fill(f"127.0.0.1:{free_port()}")
+            broker.press("Enter")
+            page.get_by_text("Offline").first.wait_for(timeout=30000)
+            page.screenshot(path=str(tmp_path / "dashboard-offline.png"), full_page=True)
+            broker.fill(app.bootstrap)
+            broker.press("Enter")
+            page.get_by_text("Online").first.wait_for(timeout=30000)
+        except Exception:
+            page.screenshot(path=str(tmp_path / "dashboard-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+    print(f"screenshots: {tmp_path / 'dashboard.png'}, {tmp_path / 'dashboard-offline.png'}")
+    assert not problems, problems

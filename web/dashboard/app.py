@@ -1,0 +1,399 @@
+"""The live dashboard: ``flights-app dashboard`` (or ``panel serve web/dashboard/app.py``).
+
+One Kafka feed per server process (web/dashboard/feed.py) fills one bounded
+``Traffic``; each browser session has its own filters, threshold and refresh,
+and updates its Bokeh sources in place on a periodic callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from datetime import UTC, datetime
+
+import pandas as pd
+import panel as pn
+from bokeh.models import ColumnDataSource, HoverTool, Span, TapTool, WMTSTileSource
+from bokeh.palettes import Category10, Viridis256
+from bokeh.plotting import figure
+from bokeh.transform import linear_cmap
+
+from flights_app.settings import PROJECT_ROOT, load_settings
+from flights_app.topic_names import AGGREGATED, INVALID, PROCESSED
+from web.dashboard import model
+from web.dashboard.basemap import land_outline, mercator, tiles_reachable
+from web.dashboard.feed import Feed
+from web.dashboard.model import COMPASS, Filters, Traffic
+
+OUTLINE = PROJECT_ROOT / ".maps" / "land-110m.json"
+PHASES = ("ground", "takeoff", "climb", "cruise", "level", "descent", "approach", "landing", "unknown")
+SECTIONS = ("Map", "Timelines", "Distributions", "Anomalies", "Windows", "Data quality", "Raw data")
+
+_process: dict = {}
+
+# Table columns and their types (a Tabulator takes its column formats from its first value).
+ALERT_COLUMNS = {"time": "object", "icao24": "object", "callsign": "object", "score": "float64", "why": "object"}
+EVENT_COLUMNS = {"time": "object", "icao24": "object", "callsign": "object", "country": "object",
+                 "altitude": "float64", "velocity": "float64", "phase": "object", "score": "float64",
+                 "squawk": "object"}
+WINDOW_COLUMNS = {"dimension": "object", "name": "object", "window_start": "int64", "events": "int64",
+                  "aircraft": "int64", "velocity_mean": "float64", "altitude_mean": "float64",
+                  "anomalies": "int64", "final": "bool"}
+
+
+def _frame(columns: dict[str, str], rows: list[dict] | None = None) -> pd.DataFrame:
+    frame = pd.DataFrame(rows or [], columns=list(columns))
+    return frame.astype({c: t for c, t in columns.items() if rows or t != "int64"}, errors="ignore")
+
+
+def shared_feed() -> Feed:
+    """The process's feed, started on the server's event loop by the first session."""
+    if "feed" not in _process:
+        settings = load_settings()
+        topics = {"processed": settings.topic_name(PROCESSED), "aggregated": settings.topic_name(AGGREGATED),
+                  "invalid": settings.topic_name(INVALID)}
+        feed = Feed(settings.broker_url.removeprefix("kafka://").replace(";", ","), topics, Traffic())
+        _process.update(feed=feed, settings=settings, task=asyncio.get_event_loop().create_task(feed.run()))
+    return _process["feed"]
+
+
+def _figure(title: str, **kw) -> figure:
+    kw.setdefault("height", 260)
+    kw.setdefault("sizing_mode", "stretch_width")
+    kw.setdefault("tools", "pan,wheel_zoom,box_zoom,reset,save")
+    return figure(title=title, **kw)
+
+
+def _ts(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+class Dashboard:
+    def __init__(self) -> None:
+        self.feed = shared_feed()
+        self.traffic: Traffic = self.feed.traffic
+        self.settings = _process["settings"]
+        self.filters = Filters()
+        self.selected: str | None = None
+        self._callback = None
+        self._build_widgets()
+        self._build_plots()
+        self.update()
+
+    # ---- widgets -------------------------------------------------------------------------------
+    def _build_widgets(self) -> None:
+        w = pn.widgets
+        self.refresh = w.IntSlider(name="Refresh interval (s)", start=1, end=10, value=3)
+        self.auto = w.Checkbox(name="Auto-refresh", value=True)
+        self.max_events = w.IntInput(name="Processed events kept", value=self.traffic.max_events, start=100,
+                                     end=100000, step=500)
+        self.max_windows = w.IntInput(name="Windows kept", value=self.traffic.max_windows, start=10, end=10000)
+        self.broker = w.TextInput(name="Broker (host:port, ...)", value=self.feed.bootstrap,
+                                  placeholder="host:port[,host:port]")
+        self.broker_msg = pn.pane.Markdown("", css_classes=["broker-msg"])
+        self.sections = w.CheckBoxGroup(name="Sections", options=list(SECTIONS), value=list(SECTIONS))
+        self.country = w.Select(name="Country", options=["(all)"], value="(all)")
+        self.callsign = w.TextInput(name="Callsign contains", placeholder="e.g. DLH")
+        self.anomalies_only = w.Checkbox(name="Anomalies only")
+        self.altitude = w.RangeSlider(name="Altitude (m)", start=-500, end=15000, value=(-500, 15000), step=100)
+        self.threshold = w.FloatSlider(name="Anomaly threshold (score)", start=0.0, end=1.0, step=0.01,
+                                       value=self.filters.threshold)
+        self.status = pn.pane.HTML("", css_classes=["status"], sizing_mode="stretch_width")
+        for widget in (self.country, self.callsign, self.anomalies_only, self.altitude, self.threshold):
+            widget.param.watch(lambda *_: self.update(), "value")
+        self.refresh.param.watch(lambda *_: self._schedule(), "value")
+        self.auto.param.watch(lambda *_: self._schedule(), "value")
+        self.broker.param.watch(self._set_broker, "value")
+        self.max_events.param.watch(self._resize, "value")
+        self.max_windows.param.watch(self._resize, "value")
+        self.sections.param.watch(self._show_sections, "value")
+
+    def _set_broker(self, event) -> None:
+        error = self.feed.set_bootstrap(event.new)
+        self.broker_msg.object = f"**{error}**" if error else "Reconnecting..."
+
+    def _resize(self, _event) -> None:
+        self.traffic.resize(self.max_events.value, self.max_windows.value)
+
+    # ---- plots ---------------------------------------------------------------------------------
+    def _build_plots(self) -> None:
+        names = ("events", "anomalies", "anomaly_rate", "aircraft", "mean_velocity", "mean_altitude",
+                 "events_per_s", "invalid_rate", "lag")
+        titles = ("Events", "Anomalies", "Anomaly rate", "Aircraft now", "Mean velocity (m/s)", "Mean altitude (m)",
+                  "Events/s", "Invalid rate", "Feed lag (records)")
+        formats = ("{value:,.0f}", "{value:,.0f}", "{value:.1%}", "{value:,.0f}", "{value:,.1f}", "{value:,.0f}",
+                   "{value:,.1f}", "{value:.1%}", "{value}")
+        self.kpis = {n: pn.indicators.Number(name=t, value=0, format=f, font_size="28pt", title_size="10pt",
+                                             css_classes=[f"kpi-{n}"])
+                     for n, t, f in zip(names, titles, formats, strict=True)}
+
+        cmap = linear_cmap("score", Viridis256, 0, 1)
+        self.src = {k: ColumnDataSource(name=k, data=d) for k, d in {
+            "aircraft": dict(x=[], y=[], angle=[], score=[], icao24=[], callsign=[], country=[], altitude=[],
+                             velocity=[], phase=[], reason=[]),
+            "trails": dict(xs=[], ys=[]),
+            "velocity_timeline": dict(t=[], velocity=[], color=[]),
+            "altitude_timeline": dict(t=[], altitude=[], color=[]),
+            "top_aircraft": dict(name=[], count=[]), "top_countries": dict(name=[], count=[]),
+            "phases": dict(name=[], count=[]), "velocity_hist": dict(left=[], right=[], count=[]),
+            "compass": dict(start=[], end=[], radius=[], sector=[]), "ground_air": dict(name=[], count=[]),
+            "anomaly_scatter": dict(velocity=[], altitude=[], score=[]),
+            "climb_scatter": dict(vertical_rate=[], altitude=[], score=[]),
+            "window_velocity": dict(t=[], vmin=[], vmean=[], vmax=[]),
+            "window_anomalies": dict(t=[], anomalies=[]),
+            "completeness": dict(name=[], share=[]), "invalid_reasons": dict(name=[], count=[]),
+            "detail": dict(t=[], altitude=[], velocity=[]),
+        }.items()}
+        s = self.src
+
+        x0, y0 = mercator(-180, -60)
+        x1, y1 = mercator(180, 75)
+        m = _figure("Live map", height=480, x_range=(x0, x1), y_range=(y0, y1), x_axis_type="mercator",
+                    y_axis_type="mercator", match_aspect=True, tools="pan,wheel_zoom,box_zoom,reset,save")
+        if tiles_reachable(self.settings.map_tiles):
+            m.add_tile(WMTSTileSource(url=self.settings.map_tiles))
+            self.basemap = "tiles"
+        elif (outline := land_outline(str(OUTLINE))) is not None:
+            m.patches(outline[0], outline[1], fill_color="#e8e4d8", line_color="#a9a39a", line_width=0.5)
+            self.basemap = "outline"
+        else:
+            self.basemap = "none (run make install for the land outline)"
+        m.multi_line("xs", "ys", source=s["trails"], line_color="#d62728", line_alpha=0.6, line_width=1.5)
+        planes = m.scatter("x", "y", source=s["aircraft"], marker="triangle", size=11, angle="angle",
+                           fill_color=cmap, line_color="black", line_width=0.4, name="aircraft_markers")
+        m.add_tools(HoverTool(renderers=[planes], tooltips=[
+            ("callsign", "@callsign"), ("icao24", "@icao24"), ("country", "@country"), ("altitude", "@altitude{0,0} m"),
+            ("speed", "@velocity{0.0} m/s"), ("phase", "@phase"), ("score", "@score{0.00}"), ("reason", "@reason")]))
+        m.add_tools(TapTool(renderers=[planes]))
+        s["aircraft"].selected.on_change("indices", self._on_select)
+        self.map = m
+
+        def timeline(title, y, source):
+            f = _figure(title, x_axis_type="datetime")
+            f.scatter("t", y, source=source, color="color", size=4, alpha=0.7)
+            return f
+
+        self.velocity_timeline = timeline("Velocity over time (red: anomaly)", "velocity", s["velocity_timeline"])
+        self.altitude_timeline = timeline("Altitude over time (colour: phase)", "altitude", s["altitude_timeline"])
+
+        def hbar(title, source, height=320):
+            f = _figure(title, y_range=[], height=height, tools="save")
+            f.hbar(y="name", right="count", source=source, height=0.7, color="#1f77b4")
+            return f
+
+        self.top_aircraft = hbar("Top 15 aircraft by events", s["top_aircraft"], 380)
+        self.top_countries = hbar("Top 12 countries", s["top_countries"])
+        self.phases = _figure("Flight phases", x_range=list(PHASES), tools="save")
+        self.phases.vbar(x="name", top="count", source=s["phases"], width=0.8, color="#2ca02c")
+        self.phases.xaxis.major_label_orientation = 0.8
+        self.velocity_hist = _figure("Velocity histogram (m/s)", tools="save")
+        self.velocity_hist.quad(left="left", right="right", top="count", bottom=0, source=s["velocity_hist"])
+        self.compass = _figure("Direction (compass rose)", x_range=(-1.2, 1.2), y_range=(-1.2, 1.2), tools="save",
+                               match_aspect=True)
+        self.compass.annular_wedge(0, 0, inner_radius=0.05, outer_radius="radius", start_angle="start",
+                                   end_angle="end", source=s["compass"], color="#9467bd", alpha=0.8)
+        for i, label in enumerate(COMPASS):
+            a = math.pi / 2 - i * math.pi / 4
+            self.compass.text([1.08 * math.cos(a)], [1.08 * math.sin(a)], text=[label], text_align="center",
+                              text_baseline="middle", text_font_size="9pt")
+        self.ground_air = _figure("On ground vs in the air", x_range=["on ground", "in the air"], tools="save")
+        self.ground_air.vbar(x="name", top="count", source=s["ground_air"], width=0.6, color="#8c564b")
+        self.anomaly_scatter = _figure("Anomaly score: velocity vs altitude", x_axis_label="velocity (m/s)",
+                                       y_axis_label="altitude (m)")
+        self.anomaly_scatter.scatter("velocity", "altitude", source=s["anomaly_scatter"], color=cmap, size=5)
+        self.climb_scatter = _figure("Climb / descent: vertical rate vs altitude", x_axis_label="vertical rate (m/s)",
+                                     y_axis_label="altitude (m)")
+        self.climb_scatter.scatter("vertical_rate", "altitude", source=s["climb_scatter"], color=cmap, size=5)
+        self.climb_scatter.add_layout(Span(location=0, dimension="height", line_dash="dashed", line_color="gray"))
+        self.window_velocity = _figure("Velocity per window: min / mean / max", x_axis_type="datetime")
+        for col, color in (("vmin", "#1f77b4"), ("vmean", "#2ca02c"), ("vmax", "#d62728")):
+            self.window_velocity.line("t", col, source=s["window_velocity"], color=color, legend_label=col[1:])
+            self.window_velocity.scatter("t", col, source=s["window_velocity"], color=color, size=5)
+        self.window_anomalies = _figure("Anomalies per window", x_axis_type="datetime")
+        self.window_anomalies.vbar(x="t", top="anomalies", source=s["window_anomalies"],
+                                   width=self.settings.window_s * 800, color="#ff7f0e")
+        self.completeness = hbar("Completeness per field", s["completeness"], 280)
+        self.completeness.x_range.end = 1
+        self.invalid_reasons = hbar("Invalid records by reason", s["invalid_reasons"], 280)
+        self.duplicates = pn.pane.Markdown("", css_classes=["duplicates"])
+        self.detail_title = pn.pane.Markdown("*Click an aircraft on the map for its track and alerts.*")
+        self.detail = _figure("Selected aircraft: altitude and speed", x_axis_type="datetime", height=220)
+        self.detail.line("t", "altitude", source=s["detail"], color="#1f77b4", legend_label="altitude (m)")
+        self.detail.line("t", "velocity", source=s["detail"], color="#d62728", legend_label="speed (m/s)")
+
+        self.alerts = pn.widgets.Tabulator(_frame(ALERT_COLUMNS),
+                                           height=260, sizing_mode="stretch_width", show_index=False,
+                                           disabled=True, css_classes=["alerts"])
+        self.events_table = pn.widgets.Tabulator(_frame(EVENT_COLUMNS), height=320, sizing_mode="stretch_width",
+                                                 show_index=False, disabled=True, header_filters=True,
+                                                 pagination="local", page_size=50, css_classes=["events-table"])
+        self.windows_table = pn.widgets.Tabulator(_frame(WINDOW_COLUMNS), height=320, sizing_mode="stretch_width",
+                                                  show_index=False, disabled=True, header_filters=True,
+                                                  pagination="local", page_size=50, css_classes=["windows-table"])
+
+    # ---- updates -------------------------------------------------------------------------------
+    def _on_select(self, _attr, _old, new) -> None:
+        if new:
+            self.selected = self.src["aircraft"].data["icao24"][new[0]]
+            self.update()
+
+    def _show_sections(self, event=None) -> None:
+        for name, panel in self.section_panels.items():
+            panel.visible = name in self.sections.value
+
+    def _schedule(self) -> None:
+        if self._callback is not None:
+            self._callback.stop()
+            self._callback = None
+        if self.auto.value:
+            self._callback = pn.state.add_periodic_callback(self.update, period=self.refresh.value * 1000)
+
+    def _filters(self) -> Filters:
+        f = self.filters
+        f.country = "" if self.country.value == "(all)" else self.country.value
+        f.callsign, f.anomalies_only = self.callsign.value, self.anomalies_only.value
+        f.altitude_min, f.altitude_max = self.altitude.value
+        f.threshold = self.threshold.value
+        return f
+
+    def update(self) -> None:
+        t = self.traffic
+        f = self._filters()
+        rows = f.apply(list(t.events))
+        newest = t.newest_event_time()
+        tracked = [r for r in (t.tracked(newest) if newest else []) if f.keep(r)]
+        invalid = sum(t.invalid_by_reason.values())
+        status = self.feed.status()
+        k = model.kpis(rows, len(tracked), f, invalid=invalid, lag=status["lag"])
+        for name, indicator in self.kpis.items():
+            indicator.value = 0 if k[name] is None else k[name]
+        age = f"{time.time() - status['last_message_at']:.0f} s ago" if status["last_message_at"] else "none yet"
+        if status["online"]:
+            self.status.object = (f'<span class="online" style="color:#2ca02c">&#9679; Online</span> '
+                                  f'({status["bootstrap"]}) &middot; newest record received {age}')
+        else:
+            self.status.object = (f'<span class="offline" style="color:#d62728">&#9679; Offline</span>: '
+                                  f'{status["error"] or "connecting"} &middot; retrying by itself')
+        countries = sorted({r["country"] for r in t.aircraft.values() if r["country"]})
+        self.country.options = ["(all)", *countries]
+
+        s = self.src
+        a = [r for r in tracked]
+        merc = [mercator(r["longitude"], r["latitude"]) for r in a]
+        s["aircraft"].data = dict(
+            x=[p[0] for p in merc], y=[p[1] for p in merc],
+            angle=[-math.radians(r["heading"] or 0.0) for r in a], score=[r["score"] for r in a],
+            icao24=[r["icao24"] for r in a], callsign=[r["callsign"] for r in a], country=[r["country"] for r in a],
+            altitude=[r["altitude"] for r in a], velocity=[r["velocity"] for r in a], phase=[r["phase"] for r in a],
+            reason=[r["reason"] or "; ".join(r["alerts"]) for r in a])
+        trail_ids = [r["icao24"] for r in a if f.is_anomaly(r) or r["icao24"] == self.selected]
+        trails = [[mercator(lon, lat) for lon, lat in t.trails.get(i, ())] for i in trail_ids]
+        s["trails"].data = dict(xs=[[p[0] for p in tr] for tr in trails], ys=[[p[1] for p in tr] for tr in trails])
+
+        s["velocity_timeline"].data = dict(t=[_ts(r["event_time"]) for r in rows], velocity=[r["velocity"] for r in rows],
+                                           color=["#d62728" if f.is_anomaly(r) else "#1f77b4" for r in rows])
+        palette = Category10[10]
+        s["altitude_timeline"].data = dict(
+            t=[_ts(r["event_time"]) for r in rows], altitude=[r["altitude"] or 0.0 for r in rows],
+            color=[palette[PHASES.index(r["phase"]) % 10] if r["phase"] in PHASES else "gray" for r in rows])
+        for key, fig, field, n in (("top_aircraft", self.top_aircraft, "callsign", 15),
+                                   ("top_countries", self.top_countries, "country", 12)):
+            pairs = model.top(rows, field if field != "callsign" else "icao24", n)
+            if field == "callsign":
+                names = {r["icao24"]: r["callsign"] for r in rows}
+                pairs = [(f"{names.get(i) or '?'} ({i})", c) for i, c in pairs]
+            pairs = pairs[::-1]
+            fig.y_range.factors = [p[0] for p in pairs]
+            s[key].data = dict(name=[p[0] for p in pairs], count=[p[1] for p in pairs])
+        phases = model.counts_by(rows, "phase")
+        s["phases"].data = dict(name=list(PHASES), count=[phases.get(p, 0) for p in PHASES])
+        counts = model.histogram([r["velocity"] for r in rows], 30, 0, 330)
+        s["velocity_hist"].data = dict(left=[i * 11 for i in range(30)], right=[(i + 1) * 11 for i in range(30)],
+                                       count=counts)
+        compass = model.compass_counts(rows)
+        biggest = max(compass.values()) or 1
+        s["compass"].data = dict(
+            start=[math.pi / 2 - i * math.pi / 4 - math.pi / 8 for i in range(8)],
+            end=[math.pi / 2 - i * math.pi / 4 + math.pi / 8 for i in range(8)],
+            radius=[0.05 + 0.95 * compass[c] / biggest for c in COMPASS], sector=list(COMPASS))
+        ground = sum(r["on_ground"] for r in rows)
+        s["ground_air"].data = dict(name=["on ground", "in the air"], count=[ground, len(rows) - ground])
+        s["anomaly_scatter"].data = dict(velocity=[r["velocity"] for r in rows],
+                                         altitude=[r["altitude"] or 0.0 for r in rows], score=[r["score"] for r in rows])
+        climb = [r for r in rows if r["vertical_rate"] is not None]
+        s["climb_scatter"].data = dict(vertical_rate=[r["vertical_rate"] for r in climb],
+                                       altitude=[r["altitude"] or 0.0 for r in climb], score=[r["score"] for r in climb])
+        series = model.window_series(t, "country", f.country or None)
+        s["window_velocity"].data = dict(t=[_ts(w["window_start"]) for w in series],
+                                         vmin=[w["velocity_min"] for w in series],
+                                         vmean=[w["velocity_mean"] for w in series],
+                                         vmax=[w["velocity_max"] for w in series])
+        s["window_anomalies"].data = dict(t=[_ts(w["window_start"]) for w in series],
+                                          anomalies=[w["anomalies"] for w in series])
+        comp = model.completeness(rows)
+        self.completeness.y_range.factors = list(comp)
+        s["completeness"].data = dict(name=list(comp), count=list(comp.values()), share=list(comp.values()))
+        reasons = sorted(t.invalid_by_reason.items(), key=lambda kv: kv[1])
+        self.invalid_reasons.y_range.factors = [r for r, _ in reasons]
+        s["invalid_reasons"].data = dict(name=[r for r, _ in reasons], count=[n for _, n in reasons])
+        self.duplicates.object = (f"**Invalid records:** {invalid:,} &middot; **late events** (in windows seen): "
+                                  f"{sum(w.get('late_events', 0) for w in t.windows.values()):,}")
+
+        flagged = model.alerts(rows, f)
+        self.alerts.value = _frame(ALERT_COLUMNS, [{
+            "time": _ts(r["event_time"]).strftime("%H:%M:%S"), "icao24": r["icao24"], "callsign": r["callsign"],
+            "score": round(r["score"], 3), "why": "; ".join(r["alerts"]) or r["reason"] or "model score"}
+            for r in flagged])
+        self.events_table.value = _frame(EVENT_COLUMNS, [{
+            "time": _ts(r["event_time"]).strftime("%H:%M:%S"), "icao24": r["icao24"], "callsign": r["callsign"],
+            "country": r["country"], "altitude": r["altitude"], "velocity": r["velocity"], "phase": r["phase"],
+            "score": round(r["score"], 3), "squawk": r["squawk"]} for r in rows[-500:][::-1]])
+        self.windows_table.value = _frame(WINDOW_COLUMNS, [{k: w.get(k) for k in WINDOW_COLUMNS}
+                                                           for w in list(t.windows.values())[::-1]])
+
+        if self.selected:
+            track = [r for r in t.events if r["icao24"] == self.selected]
+            s["detail"].data = dict(t=[_ts(r["event_time"]) for r in track], altitude=[r["altitude"] or 0 for r in track],
+                                    velocity=[r["velocity"] for r in track])
+            latest = t.aircraft.get(self.selected)
+            alerts = "; ".join(latest["alerts"]) if latest and latest["alerts"] else "none"
+            self.detail_title.object = (f"**{(latest or {}).get('callsign') or self.selected}** ({self.selected}): "
+                                        f"{len(track)} states buffered, alerts: {alerts}")
+
+    # ---- layout --------------------------------------------------------------------------------
+    def layout(self) -> pn.template.BootstrapTemplate:
+        self.section_panels = {
+            "Map": pn.Column(self.map, self.detail_title, self.detail, sizing_mode="stretch_width"),
+            "Timelines": pn.Row(self.velocity_timeline, self.altitude_timeline, sizing_mode="stretch_width"),
+            "Distributions": pn.Column(
+                pn.Row(self.top_aircraft, self.top_countries, sizing_mode="stretch_width"),
+                pn.Row(self.phases, self.velocity_hist, self.compass, self.ground_air, sizing_mode="stretch_width"),
+                sizing_mode="stretch_width"),
+            "Anomalies": pn.Column(pn.pane.Markdown("### Alerts: emergency squawks and top anomalies, newest first"),
+                                   self.alerts, pn.Row(self.anomaly_scatter, self.climb_scatter,
+                                                       sizing_mode="stretch_width"), sizing_mode="stretch_width"),
+            "Windows": pn.Row(self.window_velocity, self.window_anomalies, sizing_mode="stretch_width"),
+            "Data quality": pn.Column(pn.Row(self.completeness, self.invalid_reasons, sizing_mode="stretch_width"),
+                                      self.duplicates, sizing_mode="stretch_width"),
+            "Raw data": pn.Column(pn.pane.Markdown("### Last processed events"), self.events_table,
+                                  pn.pane.Markdown("### Last windows"), self.windows_table, sizing_mode="stretch_width"),
+        }
+        sidebar = [self.refresh, self.auto, self.broker, self.broker_msg, self.max_events,
+                   self.max_windows, pn.pane.Markdown("**Filters**"), self.country, self.callsign,
+                   self.anomalies_only, self.altitude, self.threshold, pn.pane.Markdown("**Sections**"), self.sections,
+                   pn.pane.Markdown(f"<small>Map: {self.basemap}</small>")]
+        kpis = pn.FlexBox(*self.kpis.values(), sizing_mode="stretch_width")
+        template = pn.template.BootstrapTemplate(title="flights-app: live air traffic", sidebar=sidebar,
+                                                main=[self.status, kpis, *self.section_panels.values()],
+                                                 header_background="#1f4e79")
+        self._schedule()
+        return template
+
+
+def create() -> pn.template.BootstrapTemplate:
+    return Dashboard().layout()
+
+
+if __name__.startswith("bokeh"):  # `panel serve web/dashboard/app.py`
+    create().servable()
