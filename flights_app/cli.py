@@ -450,6 +450,8 @@ def cmd_dashboard() -> None:
     from web.dashboard.app import create
 
     address, port = settings.web_bind, settings.dashboard_port
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the feed says Offline and why, once per attempt
     print(f"flights-app: dashboard on http://{address}:{port}/ (Ctrl-C stops it)", flush=True)
     pn.serve({"/": create}, address=address, port=port, show=False, title="flights-app",
              websocket_origin=[f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"])

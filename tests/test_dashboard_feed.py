@@ -87,3 +87,39 @@ def test_feed_fills_the_buffers_survives_bad_records_and_recovers_from_a_lost_br
         assert not task.exception()
 
     asyncio.run(scenario())
+
+
+def test_feed_goes_offline_when_its_broker_stops_and_resumes_when_it_returns(tmp_path):
+    """A broker of its own, stopped mid-run (SIGTERM) and started again on the same ports and data."""
+    from flights_app.embedded.broker import EmbeddedBroker
+    from tests.conftest import KAFKA_LIB
+    from tests.harness import free_port_pair
+
+    broker = EmbeddedBroker(tmp_path / "kafka", free_port_pair(), lib_dir=KAFKA_LIB, heap_mb=384)
+    broker.start()
+    bootstrap = broker.url.removeprefix("kafka://")
+    topics = {"processed": "processed", "aggregated": "aggregated", "invalid": "invalid"}
+
+    async def scenario():
+        await make_topics(bootstrap, list(topics.values()))
+        await produce(bootstrap, [("processed", json.dumps(scored(icao24="aaaaaa", t=1000)).encode())])
+        traffic = Traffic()
+        feed = Feed(bootstrap, topics, traffic)
+        task = asyncio.create_task(feed.run())
+        try:
+            await until(lambda: feed.online and "aaaaaa" in traffic.aircraft, 30, "Online with the record")
+            await asyncio.get_running_loop().run_in_executor(None, broker.stop)
+            await until(lambda: not feed.online and feed.error, 30, "Offline once the broker is gone")
+            await asyncio.get_running_loop().run_in_executor(None, broker.start)
+            await until(lambda: feed.online, 60, "Online again without anyone's help")
+            await produce(bootstrap, [("processed", json.dumps(scored(icao24="bbbbbb", t=1001)).encode())])
+            await until(lambda: "bbbbbb" in traffic.aircraft, 30, "records after the broker came back")
+            assert traffic.total_events == 2  # resumed where it left off
+        finally:
+            feed.stop()
+            await asyncio.wait_for(task, 15)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        broker.stop()

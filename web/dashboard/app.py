@@ -76,6 +76,8 @@ class Dashboard:
         self.settings = _process["settings"]
         self.filters = Filters()
         self.selected: str | None = None
+        self._points_key: tuple | None = None
+        self._seen_total = 0
         self._callback = None
         self._build_widgets()
         self._build_plots()
@@ -257,6 +259,39 @@ class Dashboard:
         f.threshold = self.threshold.value
         return f
 
+    def _points(self, rows: list[dict], f: Filters) -> dict[str, dict]:
+        """The point charts' columns for ``rows``."""
+        palette = Category10[10]
+        climb = [r for r in rows if r["vertical_rate"] is not None]
+        return {
+            "velocity_timeline": dict(t=[_ts(r["event_time"]) for r in rows], velocity=[r["velocity"] for r in rows],
+                                      color=["#d62728" if f.is_anomaly(r) else "#1f77b4" for r in rows]),
+            "altitude_timeline": dict(t=[_ts(r["event_time"]) for r in rows],
+                                      altitude=[r["altitude"] or 0.0 for r in rows],
+                                      color=[palette[PHASES.index(r["phase"]) % 10] if r["phase"] in PHASES
+                                             else "gray" for r in rows]),
+            "anomaly_scatter": dict(velocity=[r["velocity"] for r in rows],
+                                    altitude=[r["altitude"] or 0.0 for r in rows], score=[r["score"] for r in rows]),
+            "climb_scatter": dict(vertical_rate=[r["vertical_rate"] for r in climb],
+                                  altitude=[r["altitude"] or 0.0 for r in climb], score=[r["score"] for r in climb]),
+        }
+
+    def _update_points(self, rows: list[dict], f: Filters) -> None:
+        """Stream only the events that arrived since the last update (rolling over at the buffer size);
+        replace the columns only when the filters, threshold or buffer size changed."""
+        t = self.traffic
+        key = (f.country, f.callsign, f.anomalies_only, f.altitude_min, f.altitude_max, f.threshold, t.max_events)
+        arrived = t.total_events - self._seen_total
+        if key == self._points_key and 0 <= arrived < len(t.events):
+            new = f.apply(list(t.events)[len(t.events) - arrived:]) if arrived else []
+            if new:
+                for name, columns in self._points(new, f).items():
+                    self.src[name].stream(columns, rollover=t.max_events)
+        else:
+            for name, columns in self._points(rows, f).items():
+                self.src[name].data = columns
+        self._points_key, self._seen_total = key, t.total_events
+
     def update(self) -> None:
         t = self.traffic
         f = self._filters()
@@ -291,12 +326,7 @@ class Dashboard:
         trails = [[mercator(lon, lat) for lon, lat in t.trails.get(i, ())] for i in trail_ids]
         s["trails"].data = dict(xs=[[p[0] for p in tr] for tr in trails], ys=[[p[1] for p in tr] for tr in trails])
 
-        s["velocity_timeline"].data = dict(t=[_ts(r["event_time"]) for r in rows], velocity=[r["velocity"] for r in rows],
-                                           color=["#d62728" if f.is_anomaly(r) else "#1f77b4" for r in rows])
-        palette = Category10[10]
-        s["altitude_timeline"].data = dict(
-            t=[_ts(r["event_time"]) for r in rows], altitude=[r["altitude"] or 0.0 for r in rows],
-            color=[palette[PHASES.index(r["phase"]) % 10] if r["phase"] in PHASES else "gray" for r in rows])
+        self._update_points(rows, f)
         for key, fig, field, n in (("top_aircraft", self.top_aircraft, "callsign", 15),
                                    ("top_countries", self.top_countries, "country", 12)):
             pairs = model.top(rows, field if field != "callsign" else "icao24", n)
@@ -319,11 +349,6 @@ class Dashboard:
             radius=[0.05 + 0.95 * compass[c] / biggest for c in COMPASS], sector=list(COMPASS))
         ground = sum(r["on_ground"] for r in rows)
         s["ground_air"].data = dict(name=["on ground", "in the air"], count=[ground, len(rows) - ground])
-        s["anomaly_scatter"].data = dict(velocity=[r["velocity"] for r in rows],
-                                         altitude=[r["altitude"] or 0.0 for r in rows], score=[r["score"] for r in rows])
-        climb = [r for r in rows if r["vertical_rate"] is not None]
-        s["climb_scatter"].data = dict(vertical_rate=[r["vertical_rate"] for r in climb],
-                                       altitude=[r["altitude"] or 0.0 for r in climb], score=[r["score"] for r in climb])
         series = model.window_series(t, "country", f.country or None)
         s["window_velocity"].data = dict(t=[_ts(w["window_start"]) for w in series],
                                          vmin=[w["velocity_min"] for w in series],

@@ -77,6 +77,11 @@ class Feed:
         self.messages += 1
         self.last_message_at = time.time()
 
+    def _offline(self, error: BaseException) -> None:
+        self.online = False
+        self.error = f"{type(error).__name__}: {error}".rstrip(": ")[:300] or "connection lost"
+        log.warning("Dashboard feed offline (%s); retrying", self.error)
+
     async def run(self) -> None:
         attempt = 0
         while not self._stopping:
@@ -84,12 +89,12 @@ class Feed:
             try:
                 await self._consume()
                 attempt = 0
-            except asyncio.CancelledError:
-                raise
+            except asyncio.CancelledError as error:
+                if asyncio.current_task().cancelling():  # this feed is being cancelled: let it go
+                    raise
+                self._offline(error)  # aiokafka cancels its own waits when a broker vanishes
             except Exception as error:  # noqa: BLE001 - any failure: Offline, say why, retry
-                self.online = False
-                self.error = f"{type(error).__name__}: {error}"[:300]
-                log.warning("Dashboard feed offline (%s); retrying", self.error)
+                self._offline(error)
             if self._stopping:
                 break
             delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
