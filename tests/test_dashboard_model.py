@@ -63,6 +63,7 @@ def test_filters_and_the_threshold_reclassify_live():
     assert [r["icao24"] for r in Filters(anomalies_only=True).apply(rows)] == ["bbbbbb", "cccccc"]
     assert [r["icao24"] for r in Filters(altitude_min=5000).apply(rows)] == ["aaaaaa", "bbbbbb"]
     assert [r["icao24"] for r in alerts(rows, Filters(threshold=0.6))] == ["cccccc", "bbbbbb"]  # rules first
+    assert [r["icao24"] for r in alerts(rows + rows, Filters(threshold=0.6))] == ["cccccc", "bbbbbb"]  # once each
 
 
 def test_kpis_and_chart_figures():

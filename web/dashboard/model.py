@@ -194,7 +194,12 @@ def completeness(rows: list[dict]) -> dict[str, float]:
 def alerts(rows: list[dict], filters: Filters, n: int = 50) -> list[dict]:
     """Rule alerts (emergency squawks, impossible moves) newest first, then the model's anomalies
     above the threshold, highest score first."""
-    flagged = [r for r in rows if r["alerts"] or r["score"] >= filters.threshold]
+    seen: set[tuple[str, float]] = set()
+    flagged = []
+    for r in rows:  # a state OpenSky repeated (or a replay delivered twice) is one alert
+        if (r["alerts"] or r["score"] >= filters.threshold) and (r["icao24"], r["event_time"]) not in seen:
+            seen.add((r["icao24"], r["event_time"]))
+            flagged.append(r)
     flagged.sort(key=lambda r: (not r["alerts"], -r["event_time"] if r["alerts"] else -r["score"]))
     return flagged[:n]
 
