@@ -94,6 +94,7 @@ def test_the_readme_documents_every_setting():
     for name, (default, _) in SETTINGS_DOC.items():
         assert f"| `{name}` | {default} |" in readme, name
     assert readme.splitlines()[3:5] == [
-        "make run    # installs what it needs, then starts Kafka, the OpenSky source and the worker; Ctrl-C stops all",
+        "make run    # installs what it needs, then starts Kafka, the source, the worker and the dashboard (:5006); "
+        "Ctrl-C stops all",
         "make test   # installs what it needs, then runs every test (a real Kafka broker is started for them)",
     ]
