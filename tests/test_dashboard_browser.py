@@ -32,9 +32,10 @@ SOURCE_SIZES = """() => { const out = {};
 
 
 class Dashboard(Proc):
-    def __init__(self, app: TestApp, tmp: Path):
+    def __init__(self, app: TestApp, tmp: Path, worker_web_port: int):
         self.port = free_port()
-        env = dict(app.env, FLIGHTS_DASHBOARD_PORT=str(self.port), FLIGHTS_DATADIR=str(tmp / "dashboard"))
+        env = dict(app.env, FLIGHTS_DASHBOARD_PORT=str(self.port), FLIGHTS_DATADIR=str(tmp / "dashboard"),
+                   FLIGHTS_WEB_PORT=str(worker_web_port))
         super().__init__("dashboard", [PYTHON, "-m", "flights_app.cli", "dashboard"], env, tmp / "dashboard.log")
         self.url = f"http://127.0.0.1:{self.port}/"
 
@@ -54,10 +55,10 @@ def test_the_dashboard_shows_live_traffic_in_a_real_browser(kafka, tmp_path, cle
     cleanup.append(fake)
     app = TestApp(tmp_path, kafka.url, OPENSKY_URL=fake.api_url, FLIGHTS_POLL_INTERVAL="0.5")
     cleanup.append(app)
-    app.start_worker()
+    worker = app.start_worker()
     wait_until(lambda: app.check_workers() or fake.stats()["requests"] >= 8, 120, "eight polls")
     fake.control(paused=True)
-    dashboard = Dashboard(app, tmp_path)
+    dashboard = Dashboard(app, tmp_path, worker.web_port)
     cleanup.append(dashboard)
     wait_until(lambda: dashboard.alive() and "Launching server" in dashboard.log_text() or (
         not dashboard.alive() and pytest.fail(dashboard.tail())), 60, "the dashboard to listen")
@@ -82,6 +83,10 @@ def test_the_dashboard_shows_live_traffic_in_a_real_browser(kafka, tmp_path, cle
             for name in ("events", "anomalies", "aircraft", "mean_velocity", "mean_altitude", "events_per_s"):
                 assert kpi(page, name) > 0, name
             assert 0 < kpi(page, "invalid_rate") < 100
+            # Figures only the worker knows: its lag, and the duplicates its window stage dropped.
+            page.locator(".duplicates").get_by_text(re.compile(r"Duplicates dropped: [1-9]")).first.wait_for(
+                timeout=20000)
+            assert kpi(page, "lag") >= 0
             # The alerts panel lists the simulator's emergency squawks.
             alerts_table = page.locator(".alerts").first
             alerts_table.scroll_into_view_if_needed()

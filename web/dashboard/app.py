@@ -53,7 +53,8 @@ def shared_feed() -> Feed:
         settings = load_settings()
         topics = {"processed": settings.topic_name(PROCESSED), "aggregated": settings.topic_name(AGGREGATED),
                   "invalid": settings.topic_name(INVALID)}
-        feed = Feed(settings.broker_url.removeprefix("kafka://").replace(";", ","), topics, Traffic())
+        feed = Feed(settings.broker_url.removeprefix("kafka://").replace(";", ","), topics, Traffic(),
+                    worker_url=f"http://{settings.web_bind}:{settings.web_port}")
         _process.update(feed=feed, settings=settings, task=asyncio.get_event_loop().create_task(feed.run()))
     return _process["feed"]
 
@@ -123,7 +124,7 @@ class Dashboard:
         names = ("events", "anomalies", "anomaly_rate", "aircraft", "mean_velocity", "mean_altitude",
                  "events_per_s", "invalid_rate", "lag")
         titles = ("Events", "Anomalies", "Anomaly rate", "Aircraft now", "Mean velocity (m/s)", "Mean altitude (m)",
-                  "Events/s", "Invalid rate", "Feed lag (records)")
+                  "Events/s", "Invalid rate", "Pipeline lag (records)")
         formats = ("{value:,.0f}", "{value:,.0f}", "{value:.1%}", "{value:,.0f}", "{value:,.1f}", "{value:,.0f}",
                    "{value:,.1f}", "{value:.1%}", "{value}")
         self.kpis = {n: pn.indicators.Number(name=t, value=0, format=f, font_size="28pt", title_size="10pt",
@@ -218,7 +219,7 @@ class Dashboard:
         self.completeness = hbar("Completeness per field", s["completeness"], 280)
         self.completeness.x_range.end = 1
         self.invalid_reasons = hbar("Invalid records by reason", s["invalid_reasons"], 280)
-        self.duplicates = pn.pane.Markdown("", css_classes=["duplicates"])
+        self.duplicates = pn.pane.Markdown("", css_classes=["duplicates"], sizing_mode="stretch_width")
         self.detail_title = pn.pane.Markdown("*Click an aircraft on the map for its track and alerts.*")
         self.detail = _figure("Selected aircraft: altitude and speed", x_axis_type="datetime", height=220)
         self.detail.line("t", "altitude", source=s["detail"], color="#1f77b4", legend_label="altitude (m)")
@@ -300,7 +301,8 @@ class Dashboard:
         tracked = [r for r in (t.tracked(newest) if newest else []) if f.keep(r)]
         invalid = sum(t.invalid_by_reason.values())
         status = self.feed.status()
-        k = model.kpis(rows, len(tracked), f, invalid=invalid, lag=status["lag"])
+        worker = status["worker"]
+        k = model.kpis(rows, len(tracked), f, invalid=invalid, lag=worker["lag"] if worker else None)
         for name, indicator in self.kpis.items():
             indicator.value = 0 if k[name] is None else k[name]
         age = f"{time.time() - status['last_message_at']:.0f} s ago" if status["last_message_at"] else "none yet"
@@ -362,7 +364,9 @@ class Dashboard:
         reasons = sorted(t.invalid_by_reason.items(), key=lambda kv: kv[1])
         self.invalid_reasons.y_range.factors = [r for r, _ in reasons]
         s["invalid_reasons"].data = dict(name=[r for r, _ in reasons], count=[n for _, n in reasons])
-        self.duplicates.object = (f"**Invalid records:** {invalid:,} &middot; **late events** (in windows seen): "
+        duplicates = f"{worker['duplicates_dropped']:,}" if worker else "unknown (worker not answering)"
+        self.duplicates.object = (f"**Duplicates dropped:** {duplicates} &middot; **invalid records:** {invalid:,} "
+                                  f"&middot; **late events** (in windows seen): "
                                   f"{sum(w.get('late_events', 0) for w in t.windows.values()):,}")
 
         flagged = model.alerts(rows, f)

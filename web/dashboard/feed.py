@@ -25,8 +25,10 @@ BACKOFF_S = (0.5, 1, 2, 5)
 
 
 class Feed:
-    def __init__(self, bootstrap: str, topics: dict[str, str], traffic: Traffic, *, backfill: int = 2000):
-        """``topics``: kind ("processed", "aggregated", "invalid") -> topic name."""
+    def __init__(self, bootstrap: str, topics: dict[str, str], traffic: Traffic, *, backfill: int = 2000,
+                 worker_url: str | None = None):
+        """``topics``: kind ("processed", "aggregated", "invalid") -> topic name; ``worker_url``: a Faust
+        worker's web server, asked for the pipeline's lag and duplicates (figures no topic carries)."""
         if not valid_bootstrap(bootstrap):
             raise ValueError(f"not a host:port list: {bootstrap!r}")
         self.bootstrap = bootstrap
@@ -39,13 +41,16 @@ class Feed:
         self.malformed = 0
         self.last_message_at: float | None = None
         self.lag: int | None = None  # records on the topics this feed has not read yet
+        self.worker_url = worker_url
+        self.worker: dict | None = None  # {"lag": n, "duplicates_dropped": n} from the worker, when it answers
         self._reconnect = asyncio.Event()
         self._positions: dict[tuple[str, str, int], int] = {}  # (bootstrap, topic, partition) -> next offset
         self._stopping = False
 
     def status(self) -> dict:
         return {"online": self.online, "error": self.error, "bootstrap": self.bootstrap, "messages": self.messages,
-                "malformed": self.malformed, "last_message_at": self.last_message_at, "lag": self.lag}
+                "malformed": self.malformed, "last_message_at": self.last_message_at, "lag": self.lag,
+                "worker": self.worker}
 
     def set_bootstrap(self, text: str) -> str | None:
         """Switch brokers; an error text (and no change) if ``text`` is not a host:port list."""
@@ -82,7 +87,36 @@ class Feed:
         self.error = f"{type(error).__name__}: {error}".rstrip(": ")[:300] or "connection lost"
         log.warning("Dashboard feed offline (%s); retrying", self.error)
 
+    async def watch_worker(self) -> None:
+        """Every few seconds: the worker's consumer lag (/health) and duplicates dropped (/stats/windows/)."""
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while not self._stopping:
+                try:
+                    async with session.get(f"{self.worker_url}/health") as response:
+                        health = await response.json()
+                    async with session.get(f"{self.worker_url}/stats/windows/") as response:
+                        counters = await response.json()
+                    self.worker = {"lag": health["lag"]["total"], "duplicates_dropped": counters["duplicates_dropped"]}
+                except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
+                    self.worker = None
+                try:
+                    await asyncio.wait_for(self._reconnect.wait(), PROBE_EVERY_S)
+                except TimeoutError:
+                    pass
+
     async def run(self) -> None:
+        if self.worker_url:
+            watcher = asyncio.create_task(self.watch_worker())
+        try:
+            await self._run()
+        finally:
+            if self.worker_url:
+                watcher.cancel()
+
+    async def _run(self) -> None:
         attempt = 0
         while not self._stopping:
             self._reconnect.clear()
