@@ -74,6 +74,7 @@ def test_the_dashboard_shows_live_traffic_in_a_real_browser(kafka, tmp_path, cle
             page.goto(dashboard.url, wait_until="networkidle")
             page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=30000)
             page.get_by_text("Online").first.wait_for(timeout=30000)
+            assert page.get_by_text("Map: outline").count() == 1  # offline: the land outline, no tiles
 
             def charts_full():
                 sizes = page.evaluate(SOURCE_SIZES)
