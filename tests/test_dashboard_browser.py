@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.harness import PYTHON, FakeOpenSky, Proc, TestApp, free_port, wait_until
+from flights_app.embedded.broker import EmbeddedBroker
+from tests.conftest import KAFKA_LIB
+from tests.harness import PYTHON, FakeOpenSky, Proc, TestApp, free_port, free_port_pair, wait_until
+from tests.test_dashboard_feed import make_topics
 
 pytestmark = pytest.mark.kafka
 
@@ -29,6 +34,29 @@ SOURCE_SIZES = """() => { const out = {};
           .includes(m.name)) out[m.name] = m.data.count.filter(c => c > 0).length;
     }
   return out; }"""
+
+
+#: Where the first aircraft marker is on the screen: the map's plot view maps data to canvas pixels.
+MARKER_ON_SCREEN = """() => {
+  const seen = new Set();
+  function walk(v) {
+    if (!v || seen.has(v)) return null;
+    seen.add(v);
+    if (v.model && v.model.title && v.model.title.text === 'Live map' && v.frame) return v;
+    for (const c of (v.child_views || [])) { const r = walk(c); if (r) return r; }
+    return null;
+  }
+  for (const root of Object.values(Bokeh.index)) {
+    const map = walk(root);
+    if (!map) continue;
+    let src = null;
+    for (const m of Bokeh.documents[0]._all_models.values()) if (m.name === 'aircraft') src = m;
+    map.canvas_view.el.scrollIntoView();
+    const rect = map.canvas_view.el.getBoundingClientRect();
+    return {x: rect.left + map.frame.x_scale.compute(src.data.x[0]),
+            y: rect.top + map.frame.y_scale.compute(src.data.y[0])};
+  }
+  return null; }"""
 
 
 class Dashboard(Proc):
@@ -108,10 +136,11 @@ def test_the_dashboard_shows_live_traffic_in_a_real_browser(kafka, tmp_path, cle
             field.fill("")
             field.press("Enter")
 
-            # Clicking an aircraft (selecting it on the map) shows its track.
-            page.evaluate("""() => { for (const m of Bokeh.documents[0]._all_models.values())
-                if (m.name === 'aircraft') m.selected.indices = [0]; }""")
-            wait_until(lambda: page.evaluate(SOURCE_SIZES)["detail"] > 0, 20, "the selected aircraft's track")
+            # Clicking an aircraft on the map shows its track.
+            point = page.evaluate(MARKER_ON_SCREEN)
+            page.mouse.click(point["x"], point["y"])
+            wait_until(lambda: page.evaluate(SOURCE_SIZES)["detail"] > 0, 20, "the clicked aircraft's track")
+            page.get_by_text(re.compile(r"states buffered, alerts:")).first.wait_for(timeout=10000)
 
             # A broker that does not answer: Offline, said plainly; back to the real one: Online.
             broker = page.get_by_placeholder("host:port[,host:port]")
@@ -125,6 +154,21 @@ def test_the_dashboard_shows_live_traffic_in_a_real_browser(kafka, tmp_path, cle
             broker.fill(app.bootstrap)
             broker.press("Enter")
             page.get_by_text("Online").first.wait_for(timeout=30000)
+
+            # A broker stopped under the dashboard, then started again: Offline, then Online by itself.
+            other = EmbeddedBroker(tmp_path / "kafka-2", free_port_pair(), lib_dir=KAFKA_LIB, heap_mb=384)
+            cleanup.append(other)
+            other.start()
+            other_bootstrap = other.url.removeprefix("kafka://")
+            with ThreadPoolExecutor(1) as pool:  # Playwright's sync API owns this thread's event loop
+                pool.submit(asyncio.run, make_topics(other_bootstrap, [app.topic("flight-processed-data")])).result()
+            broker.fill(other_bootstrap)
+            broker.press("Enter")
+            page.get_by_text(f"Online ({other_bootstrap})").first.wait_for(timeout=30000)
+            other.stop()
+            page.get_by_text("Offline").first.wait_for(timeout=30000)
+            other.start()
+            page.get_by_text(f"Online ({other_bootstrap})").first.wait_for(timeout=60000)
         except Exception:
             page.screenshot(path=str(tmp_path / "dashboard-failure.png"), full_page=True)
             raise
