@@ -145,7 +145,7 @@ class Dashboard:
             "climb_scatter": dict(vertical_rate=[], altitude=[], score=[]),
             "window_velocity": dict(t=[], vmin=[], vmean=[], vmax=[]),
             "window_anomalies": dict(t=[], anomalies=[]),
-            "completeness": dict(name=[], share=[]), "invalid_reasons": dict(name=[], count=[]),
+            "completeness": dict(name=[], count=[]), "invalid_reasons": dict(name=[], count=[]),
             "detail": dict(t=[], altitude=[], velocity=[]),
         }.items()}
         s = self.src
@@ -316,7 +316,7 @@ class Dashboard:
         self.country.options = ["(all)", *countries]
 
         s = self.src
-        a = [r for r in tracked]
+        a = tracked
         merc = [mercator(r["longitude"], r["latitude"]) for r in a]
         s["aircraft"].data = dict(
             x=[p[0] for p in merc], y=[p[1] for p in merc],
@@ -360,7 +360,7 @@ class Dashboard:
                                           anomalies=[w["anomalies"] for w in series])
         comp = model.completeness(rows)
         self.completeness.y_range.factors = list(comp)
-        s["completeness"].data = dict(name=list(comp), count=list(comp.values()), share=list(comp.values()))
+        s["completeness"].data = dict(name=list(comp), count=list(comp.values()))
         reasons = sorted(t.invalid_by_reason.items(), key=lambda kv: kv[1])
         self.invalid_reasons.y_range.factors = [r for r, _ in reasons]
         s["invalid_reasons"].data = dict(name=[r for r, _ in reasons], count=[n for _, n in reasons])

@@ -33,6 +33,7 @@ class Feed:
             raise ValueError(f"not a host:port list: {bootstrap!r}")
         self.bootstrap = bootstrap
         self.topics = topics
+        self._kind_of = {topic: kind for kind, topic in topics.items()}
         self.traffic = traffic
         self.backfill = backfill
         self.online = False
@@ -67,7 +68,7 @@ class Feed:
         self._reconnect.set()
 
     def _dispatch(self, topic: str, raw: bytes | None) -> None:
-        kind = next((k for k, t in self.topics.items() if t == topic), None)
+        kind = self._kind_of.get(topic)
         try:
             value = json.loads(raw) if raw is not None else None
             if kind == "processed":
