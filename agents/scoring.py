@@ -3,6 +3,11 @@
     flight-raw-data --take_events(n, within)--> per partition:
         previous states (table) -> score_batch (features, phase, model, rules)
         -> flight-processed-data (+ flight-alerts), previous states written back
+        -> the windows' aircraft stage (agents.windows.count_in_windows): deduplicated,
+           counted in the aircraft's window partial -> flight-window-partials
+
+One agent does both so that a state is decoded once and every output of a batch
+is acknowledged before its offsets commit.
 """
 
 from __future__ import annotations
@@ -13,10 +18,12 @@ import time
 
 import aiohttp
 
+from agents.windows import count_in_windows
 from flights_app.app import app, settings
 from flights_app.metrics import scorer_batch_seconds, scorer_batch_size
 from flights_app.records import Alert, ScoredState
-from flights_app.topics import alerts, processed_states, raw_states
+from flights_app.publish import Outbox
+from flights_app.topics import alerts, processed_states, raw_states, window_partials
 from flights_app.webhook import AlertWebhook
 from ml.features import AircraftMemory
 from ml.model import ModelError
@@ -97,7 +104,7 @@ async def score_states(stream):
         while registry.current is None:  # the model loads at start, in the background
             await asyncio.sleep(0.05)
         started = time.perf_counter()
-        sends = []
+        outbox = Outbox(app)
         for group in by_partition(events):
             with partition_of(group[-1]):
                 states = [event.value for event in group]
@@ -108,16 +115,19 @@ async def score_states(stream):
                 newest = newest_scored(scored, stored)
                 for icao24, memory in updated.items():  # one write per aircraft per batch
                     aircraft_memory[icao24] = {**memory.as_dict(), "last": newest.get(icao24)}
+                partials = count_in_windows(group[0].message.partition, scored)
             for item in scored:
-                sends.append(processed_states.send_soon(key=item.state.icao24, value=item))
+                await outbox.send(processed_states, item.state.icao24, item)
                 alert = alert_for(item)
                 if alert is not None:
-                    sends.append(alerts.send_soon(key=alert.icao24, value=alert))
+                    await outbox.send(alerts, alert.icao24, alert)
                     stats.alerts += 1
                     if webhook is not None:
                         webhook.offer(alert.icao24, alert.asdict())
                 stats.anomalies += item.ml_is_anomaly
-        await asyncio.gather(*sends)  # every output acknowledged before the batch's offsets commit
+            for key, value in partials:
+                await outbox.send(window_partials, key, value)
+        await outbox.sent()  # every output acknowledged before the batch's offsets commit
         stats.batches += 1
         stats.events += len(events)
         stats.last_batch_size = len(events)

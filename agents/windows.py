@@ -1,6 +1,6 @@
 """Deduplicated, event-time tumbling-window statistics per country and per airline.
 
-    flight-processed-data (by icao24)
+    scored states, in the scoring agent's batch (by icao24, partition of flight-raw-data)
       --> aircraft stage: drop states already counted; update the aircraft's window partial
       --> flight-window-partials (by "country|name" and "airline|name"): the whole partial, an upsert
       --> group stage: store the partial by icao24 (replacing any earlier copy)
@@ -18,10 +18,13 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 
 from flights_app.app import app, settings
 from flights_app.partitioner import partition_for
-from flights_app.topics import aggregated_stats, processed_states, window_partials
+from flights_app.publish import Outbox
+from flights_app.records import ScoredState
+from flights_app.topics import aggregated_stats, window_partials
 from ml.rules import EMERGENCY_SQUAWKS
 from tables.expiry import expire
 from tables.keys import (
@@ -64,7 +67,7 @@ class WindowStats:
 
 stats = WindowStats()
 #: The event-time watermark of the aircraft stage: the highest event time seen in each partition
-#: of flight-processed-data (recovered from the table after a restart).
+#: of flight-raw-data (recovered from the table after a restart).
 aircraft_watermark: dict[int, float] = {}
 #: The group stage's: the lowest of the upstream partitions' watermarks, as their partials carry
 #: them, so a partition that lags behind does not see its windows closed or expired under it.
@@ -86,58 +89,56 @@ def _new_aircraft_entry(state) -> dict:
             "airline": airline_of(state.callsign)}
 
 
-@app.agent(processed_states)
-async def window_aircraft(stream):
-    async for events in stream.take_events(settings.score_batch_max, within=settings.score_batch_within_s):
-        sends = []
-        for group in by_partition(events):
-            partition = group[0].message.partition
-            with partition_of(group[-1]):
-                touched: dict[str, dict] = {}
-                for event in group:
-                    scored = event.value
-                    state = scored.state
-                    event_time = state.event_time
-                    watermark = max(aircraft_watermark.get(partition, event_time), event_time)
-                    aircraft_watermark[partition] = watermark
-                    start = window_start(event_time, SIZE)
-                    stats.states += 1
-                    if _expired(start, watermark):  # its window is gone: neither counted nor windowed
-                        stats.expired_events += 1
-                        continue
-                    key = aircraft_key(state.icao24, start)
-                    entry = touched.get(key) or aircraft_windows.get(key) or _new_aircraft_entry(state)
-                    if event_time in entry["seen"]:
-                        # Not counted again, but its partial is sent again: after a crash the
-                        # entry's mark may have reached the changelog while the partial did not.
-                        stats.duplicates_dropped += 1
-                        touched[key] = entry
-                        continue
-                    entry["seen"].append(event_time)
-                    partial = Partial.from_dict(entry["partial"])
-                    if is_late(event_time, watermark, SIZE, GRACE):
-                        partial.late += 1
-                        stats.late_events += 1
-                    else:
-                        altitude = state.baro_altitude if state.baro_altitude is not None else state.geo_altitude
-                        partial.add(state.velocity, altitude, scored.ml_is_anomaly, state.on_ground,
-                                    state.squawk in EMERGENCY_SQUAWKS)
-                    entry["partial"] = partial.as_dict()
-                    touched[key] = entry
-                updates = defaultdict(list)  # (dimension, name) -> partials: one message per group per batch
-                for key, entry in touched.items():  # one table write per aircraft-window per batch
-                    aircraft_windows[key] = entry
-                    icao24 = key.split("@")[0]
-                    for dimension, name in (("country", entry["country"]), ("airline", entry["airline"])):
-                        if name:
-                            updates[(dimension, name)].append({
-                                "window_start": window_of_key(key), "icao24": icao24, "partial": entry["partial"]})
-                for (dimension, name), partials in updates.items():
-                    sends.append(window_partials.send_soon(key=group_name(dimension, name), value={
-                        "dimension": dimension, "name": name, "partials": partials,
-                        "source": partition, "watermark": aircraft_watermark[partition]}))
-                    stats.partials_sent += len(partials)
-        await asyncio.gather(*sends)
+def count_in_windows(partition: int, items: Sequence[ScoredState]) -> list[tuple[str, dict]]:
+    """The aircraft stage, for scored states of one partition of flight-raw-data (run by the scoring
+    agent in that partition's table context): drop states already counted, update each aircraft's
+    window partial (one table write per aircraft-window), and return the partial updates to send
+    to flight-window-partials, one message per country or airline."""
+    touched: dict[str, dict] = {}
+    for scored in items:
+        state = scored.state
+        event_time = state.event_time
+        watermark = max(aircraft_watermark.get(partition, event_time), event_time)
+        aircraft_watermark[partition] = watermark
+        start = window_start(event_time, SIZE)
+        stats.states += 1
+        if _expired(start, watermark):  # its window is gone: neither counted nor windowed
+            stats.expired_events += 1
+            continue
+        key = aircraft_key(state.icao24, start)
+        entry = touched.get(key) or aircraft_windows.get(key) or _new_aircraft_entry(state)
+        if event_time in entry["seen"]:
+            # Not counted again, but its partial is sent again: after a crash the
+            # entry's mark may have reached the changelog while the partial did not.
+            stats.duplicates_dropped += 1
+            touched[key] = entry
+            continue
+        entry["seen"].append(event_time)
+        partial = Partial.from_dict(entry["partial"])
+        if is_late(event_time, watermark, SIZE, GRACE):
+            partial.late += 1
+            stats.late_events += 1
+        else:
+            altitude = state.baro_altitude if state.baro_altitude is not None else state.geo_altitude
+            partial.add(state.velocity, altitude, scored.ml_is_anomaly, state.on_ground,
+                        state.squawk in EMERGENCY_SQUAWKS)
+        entry["partial"] = partial.as_dict()
+        touched[key] = entry
+    updates = defaultdict(list)  # (dimension, name) -> partials: one message per group per batch
+    for key, entry in touched.items():  # one table write per aircraft-window per batch
+        aircraft_windows[key] = entry
+        icao24 = key.split("@")[0]
+        for dimension, name in (("country", entry["country"]), ("airline", entry["airline"])):
+            if name:
+                updates[(dimension, name)].append({
+                    "window_start": window_of_key(key), "icao24": icao24, "partial": entry["partial"]})
+    messages = []
+    for (dimension, name), partials in updates.items():
+        messages.append((group_name(dimension, name), {
+            "dimension": dimension, "name": name, "partials": partials,
+            "source": partition, "watermark": aircraft_watermark[partition]}))
+        stats.partials_sent += len(partials)
+    return messages
 
 
 @app.agent(window_partials)
@@ -145,7 +146,7 @@ async def window_groups(stream):
     async for events in stream.take_events(settings.score_batch_max, within=settings.score_batch_within_s):
         for group in by_partition(events):
             finals: list[tuple[str, str, int]] = []
-            sends = []
+            outbox = Outbox(app)
             with partition_of(group[-1]):
                 touched: dict[str, dict] = {}
                 for event in group:
@@ -160,8 +161,8 @@ async def window_groups(stream):
                             summary = window_summary(*window)
                             finals.append(window)
                             if summary is not None:
-                                sends.append(aggregated_stats.send_soon(key=group_name(dimension, name), value={
-                                    **summary, "final": True, "emitted_at": time.time()}))
+                                await outbox.send(aggregated_stats, group_name(dimension, name), {
+                                    **summary, "final": True, "emitted_at": time.time()})
                                 stats.finals_published += 1
                         continue
                     if "source" in message:  # (partials written before watermarks travelled with them lack it)
@@ -179,7 +180,7 @@ async def window_groups(stream):
             if finals:
                 # Marked only once the final record is acknowledged: a crash in between
                 # publishes the (same) final again rather than losing it.
-                await asyncio.gather(*sends)
+                await outbox.sent()
                 with partition_of(group[-1]):
                     for window in finals:
                         group_windows[final_key(*window)] = {"final": True}
@@ -265,12 +266,12 @@ async def flush_window_updates() -> None:
     ask for the final record of every window the watermark has passed, and expire old windows."""
     updated = list(dirty)
     dirty.clear()
-    sends = []
+    outbox = Outbox(app)
     for dimension, name, start in updated:
         summary = window_summary(dimension, name, start)
         if summary is not None:
-            sends.append(aggregated_stats.send_soon(key=group_name(dimension, name),
-                                                    value={**summary, "final": False, "emitted_at": time.time()}))
+            await outbox.send(aggregated_stats, group_name(dimension, name),
+                              {**summary, "final": False, "emitted_at": time.time()})
             stats.records_published += 1
     recover_watermarks()
     advance_group_watermark()  # partitions fall idle without a message
@@ -283,8 +284,7 @@ async def flush_window_updates() -> None:
             if start + SIZE + GRACE <= watermark and not group_windows.get(final_key(*window)):
                 # Through the partials topic, so the final is written in its partition's context.
                 closing.add(window)
-                sends.append(window_partials.send_soon(key=group_name(dimension, name), value={
-                    "dimension": dimension, "name": name, "close": start}))
-    if sends:
-        await asyncio.gather(*sends)
+                await outbox.send(window_partials, group_name(dimension, name),
+                                  {"dimension": dimension, "name": name, "close": start})
+    await outbox.sent()
     expire_windows()

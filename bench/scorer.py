@@ -40,12 +40,9 @@ def best_rate(fn, rows: int, min_time_s: float, repeats: int) -> float:
     return rows / best
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="short runs: checks the harness, not speeds")
-    args = parser.parse_args(argv)
-    min_time, repeats = (0.05, 1) if args.quick else (1.0, 3)
-
+def run(quick: bool = False) -> dict:
+    """Rows per second of both scorers at each batch size (a ratio from the same run)."""
+    min_time, repeats = (0.05, 1) if quick else (1.0, 3)
     model = model_io.load(model_io.DEFAULT_MODEL)
     X = np.array([r[1] for r in dataset.feature_rows(dataset.simulated_polls(200, seed=7, minutes=5))])
     model.scorer.anomaly_score(X[:1])  # compile outside the timing
@@ -57,24 +54,35 @@ def main(argv=None) -> dict:
         compiled = best_rate(lambda b=batch: model.scorer.anomaly_score(b), n, min_time, repeats)
         rows_out.append({"batch": n, "sklearn_rows_per_s": round(sk, 1), "compiled_rows_per_s": round(compiled, 1),
                          "speedup": round(compiled / sk, 1)})
-    report = {
+    return {
         "benchmark": "scorer",
-        "quick": args.quick,
+        "quick": quick,
         "conditions": {"model": model.version, "n_estimators": model.manifest["params"]["n_estimators"],
                        "features": len(model.manifest["features"]), "cores": os.cpu_count(),
                        "machine": platform.machine(), "python": platform.python_version(),
                        "timing": f"best of {repeats} runs of >= {min_time} s, sklearn and compiled alternating"},
         "rows": rows_out,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "scorer.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+def table(report: dict) -> str:
     lines = ["| batch rows | scikit-learn rows/s | compiled rows/s | speed-up |", "|---:|---:|---:|---:|"]
     lines += [f"| {r['batch']:,} | {r['sklearn_rows_per_s']:,.0f} | {r['compiled_rows_per_s']:,.0f} | {r['speedup']:,.1f}x |"
-              for r in rows_out]
-    table = "\n".join(lines)
-    (RESULTS / "scorer.md").write_text(f"Scorer ({report['conditions']['timing']}; model {model.version}, "
-                                       f"{report['conditions']['n_estimators']} trees, {os.cpu_count()} cores)\n\n{table}\n")
-    print(table)
+              for r in report["rows"]]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="short runs: checks the harness, not speeds")
+    args = parser.parse_args(argv)
+    report = run(args.quick)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "scorer.json").write_text(json.dumps(report, indent=2) + "\n")
+    conditions = report["conditions"]
+    (RESULTS / "scorer.md").write_text(f"Scorer ({conditions['timing']}; model {conditions['model']}, "
+                                       f"{conditions['n_estimators']} trees, {os.cpu_count()} cores)\n\n{table(report)}\n")
+    print(table(report))
     return report
 
 

@@ -8,6 +8,7 @@ functions that are tested without Kafka.
 from __future__ import annotations
 
 import faust
+from faust.transport.producer import ProducerBuffer
 
 from flights_app.settings import SettingsError, load_settings
 
@@ -33,7 +34,15 @@ app = faust.App(
     producer_acks=-1,
     # Table keys "<stream key>@<rest>" route to the partition of their stream key (flights_app.partitioner).
     producer_partitioner="flights_app.partitioner:partitioner",
+    # Throughput: batches of up to 1 MiB per partition, gathered for up to 5 ms.
+    producer_linger_ms=5,
+    producer_max_batch_size=1 << 20,
+    producer_max_request_size=4 << 20,
 )
+# Table writes (changelog messages) go through Faust's producer buffer, which stalls the
+# stream once more than 100 wait. A micro-batch writes up to two per state (bounded by
+# FLIGHTS_SCORE_BATCH), and every commit flushes the buffer first, so this only removes the stall.
+ProducerBuffer.max_messages = 10_000
 
 # Import for their side effect of registering topics, tasks and agents on `app`.
 from agents import scoring, source, windows  # noqa: E402,F401

@@ -1,0 +1,196 @@
+"""``make bench``: every benchmark in one run, side by side, as a table.
+
+    python -m bench [--quick] [--out DIR]
+
+Writes ``DIR/bench.json`` and ``DIR/bench.md`` (default bench/results/) and
+prints the table. ``--quick`` runs each measurement small (under 2 minutes):
+it keeps the harness working; its figures mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import scorer
+from bench.pipeline import KAFKA_LIB, Bench, BenchError, ceiling, fixed_rate, growth, throughput
+from bench.workload import check_decodes, simulate
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+#: What each run measures: (full, quick).
+PLAN = {
+    "throughput": ({"aircraft": 2000, "polls": 100, "repeat_every": 10}, {"aircraft": 200, "polls": 10, "repeat_every": 5}),
+    "memory": ({"aircraft": 40_000, "polls": 2}, {"aircraft": 2000, "polls": 2}),
+    "latency": ({"rates": (5000,), "seconds": 60, "drain_s": 60}, {"rates": (300,), "seconds": 5, "drain_s": 20}),
+    "growth": ({"rate": 1000, "seconds": 600, "warmup_s": 60}, {"rate": 200, "seconds": 12, "warmup_s": 4}),
+}
+#: The Spark Structured Streaming + Streamlit pipeline this app replaces (its published figures).
+REPLACED = {"rows_per_s_low": 120, "rows_per_s_high": 170, "latency_s": 1.0}
+TARGETS = {"events_per_s": 10_000, "share_of_ceiling": 0.5, "p99_ms_at_1000": 500, "p99_ms_at_5000": 1000,
+           "compiled_rows_per_s": 200_000, "single_row_speedup": 20, "rss_mb_40k": 500, "growth_pct": 10}
+
+
+def kafka_version() -> str:
+    jars = sorted(KAFKA_LIB.glob("kafka_2.13-*.jar"))
+    return jars[0].name.removeprefix("kafka_2.13-").removesuffix(".jar") if jars else "?"
+
+
+def say(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+async def kafka_runs(quick: bool, tmp: Path) -> dict:
+    pick = 1 if quick else 0
+    out: dict = {}
+    t = PLAN["throughput"][pick]
+    say(f"workload: {t['aircraft']:,} aircraft x {t['polls']} polls, every {t['repeat_every']}th poll twice")
+    workload = simulate(t["aircraft"], t["polls"], repeat_every=t["repeat_every"])
+    check_decodes(workload)
+    with Bench(tmp) as bench:
+        say(f"ceiling: raw aiokafka, {len(workload):,} records")
+        out["ceiling"] = await ceiling(bench, workload)
+        say(f"throughput: one worker, {len(workload):,} states")
+        out["throughput_1"] = await throughput(bench, workload, workers=1)
+        say(f"scale-out: two workers, {len(workload):,} states, {bench.partitions} partitions")
+        out["throughput_2"] = await throughput(bench, workload, workers=2)
+        m = PLAN["memory"][pick]
+        say(f"memory: {m['aircraft']:,} aircraft")
+        tracked = simulate(m["aircraft"], m["polls"], seed=12)
+        out["memory"] = await throughput(bench, tracked, workers=1)
+        lat = PLAN["latency"][pick]
+        out["latency"] = []
+        for rate in lat["rates"]:
+            say(f"latency: {rate:,} states/s for {lat['seconds']} s")
+            out["latency"].append(await fixed_rate(bench, workload, rate=rate, seconds=lat["seconds"],
+                                                   drain_s=lat["drain_s"]))
+        g = PLAN["growth"][pick]
+        say(f"latency and memory growth: {g['rate']:,} states/s for {g['seconds']} s")
+        run = await fixed_rate(bench, workload, rate=g["rate"], seconds=g["seconds"], drain_s=lat["drain_s"],
+                               rss_every_s=max(1, g["seconds"] / 60))
+        out["latency"].insert(0, run)
+        out["growth"] = growth(run["rss"], g["warmup_s"])
+    return out
+
+
+def evaluate(report: dict) -> list[dict]:
+    """Each target of the benchmark issue, its measured figure, and whether it is reached."""
+    k = report["kafka"]
+    one = k["throughput_1"]["windowed_per_s"]
+    share = one / k["ceiling"]["relay_per_s"]
+    by_rate = {r["rate_per_s"]: r for r in k["latency"]}
+    rows = report["scorer"]["rows"]
+    batched = max(r["compiled_rows_per_s"] for r in rows)
+    single = next(r["speedup"] for r in rows if r["batch"] == 1)
+
+    def p99(rate):
+        r = by_rate.get(rate)
+        return None if r is None or not r["kept_up"] else r["to_processed"]["p99_ms"]
+
+    out = [
+        ("end to end, one worker", f">= {TARGETS['events_per_s']:,} events/s", f"{one:,} events/s", one >= TARGETS["events_per_s"]),
+        ("share of the raw aiokafka relay", f">= {TARGETS['share_of_ceiling']:.0%}", f"{share:.1%}", share >= TARGETS["share_of_ceiling"]),
+        ("p99 to flight-processed-data at 1,000/s", f"< {TARGETS['p99_ms_at_1000']} ms", p99(1000), None),
+        ("p99 to flight-processed-data at 5,000/s", f"< {TARGETS['p99_ms_at_5000']} ms", p99(5000), None),
+        ("compiled scorer, batched", f">= {TARGETS['compiled_rows_per_s']:,} rows/s", f"{batched:,.0f} rows/s", batched >= TARGETS["compiled_rows_per_s"]),
+        ("compiled vs scikit-learn, single rows", f">= {TARGETS['single_row_speedup']}x", f"{single:,.0f}x", single >= TARGETS["single_row_speedup"]),
+        ("worker peak RSS, 40,000 aircraft", f"< {TARGETS['rss_mb_40k']} MB", f"{k['memory']['peak_rss_mb']} MB", k["memory"]["peak_rss_mb"] < TARGETS["rss_mb_40k"]),
+        ("RSS growth over the run", f"< {TARGETS['growth_pct']}%", f"{k['growth']['growth_pct']}%", k["growth"]["growth_pct"] < TARGETS["growth_pct"]),
+    ]
+    result = []
+    for name, target, measured, met in out:
+        if name.startswith("p99"):
+            rate = 1000 if "1,000" in name else 5000
+            limit = TARGETS["p99_ms_at_1000"] if rate == 1000 else TARGETS["p99_ms_at_5000"]
+            if rate not in by_rate:
+                measured, met = "not measured (quick)", None
+            elif measured is None:
+                measured, met = f"did not keep up ({by_rate[rate]['scored']:,} of {by_rate[rate]['sent']:,} scored)", False
+            else:
+                measured, met = f"{measured:,} ms", measured < limit
+        result.append({"target": name, "wanted": target, "measured": measured,
+                       "reached": "n/a" if met is None else ("yes" if met else "NO")})
+    return result
+
+
+def markdown(report: dict) -> str:
+    k, c = report["kafka"], report["conditions"]
+    t1, t2, mem = k["throughput_1"], k["throughput_2"], k["memory"]
+    ceil = k["ceiling"]
+    lines = [f"`{report['command']}` on {c['cores']} cores, Python {c['python']}, embedded Kafka {c['kafka']}, "
+             f"{c['partitions']} partitions, {c['date']}{' (QUICK: figures mean nothing)' if report['quick'] else ''}.",
+             "", "| measurement | figure | conditions |", "|---|---:|---|"]
+    row = lines.append
+    row(f"| ceiling: aiokafka produce | {ceil['produce_per_s']:,} msg/s | {ceil['records']:,} records of {ceil['record_bytes']} B, acks=all |")
+    row(f"| ceiling: aiokafka consume | {ceil['consume_per_s']:,} msg/s | same records, no decoding |")
+    row(f"| ceiling: aiokafka relay (consume + produce) | {ceil['relay_per_s']:,} msg/s | what a pipeline doing nothing else reaches |")
+    for t, label in ((t1, "one worker"), (t2, "two workers")):
+        row(f"| pipeline, {label}: scored | {t['scored_per_s']:,} events/s | {t['states']:,} states ({t['duplicates']:,} duplicates, "
+            f"{t['aircraft']:,} aircraft) preloaded; first to last record on flight-processed-data |")
+        row(f"| pipeline, {label}: windowed, totals exact | {t['windowed_per_s']:,} events/s | until every window's newest "
+            f"record on flight-aggregated-data equals the distinct count; peak RSS {t['peak_rss_mb']} MB |")
+    row(f"| scale-out: two workers / one | {t2['windowed_per_s'] / t1['windowed_per_s']:.2f}x | {t2['partitions']} partitions, same machine |")
+    row(f"| one worker / raw relay | {t1['windowed_per_s'] / ceil['relay_per_s']:.1%} | |")
+    for r in k["latency"]:
+        kept = "" if r["kept_up"] else f"; did NOT keep up: {r['scored']:,} of {r['sent']:,} scored by the end of the drain"
+        for name, pct in (("flight-processed-data", r["to_processed"]), ("window record", r["to_window"])):
+            if pct["n"]:
+                row(f"| latency at {r['rate_per_s']:,}/s to {name} | p50 {pct['p50_ms']:,} / p95 {pct['p95_ms']:,} / "
+                    f"p99 {pct['p99_ms']:,} / max {pct['max_ms']:,} ms | {r['seconds']} s at {r['achieved_input_per_s']:,}/s "
+                    f"sent{kept}{'; window records at most every 5 s (FLIGHTS_AGGREGATE_FLUSH)' if name == 'window record' else ''} |")
+    row(f"| worker peak RSS, {mem['aircraft']:,} aircraft | {mem['peak_rss_mb']} MB | {mem['states']:,} states, one worker |")
+    g = k["growth"]
+    row(f"| worker RSS growth | {g['growth_pct']}% | {g['rss_after_warmup_mb']} MB after {g['warmup_s']} s -> "
+        f"{g['rss_end_mb']} MB at the end of the {k['latency'][0]['seconds']} s run at {k['latency'][0]['rate_per_s']:,}/s |")
+    for r in report["scorer"]["rows"]:
+        row(f"| scorer, {r['batch']:,} rows | {r['compiled_rows_per_s']:,.0f} vs {r['sklearn_rows_per_s']:,.0f} rows/s "
+            f"({r['speedup']:,.1f}x) | compiled vs scikit-learn score_samples, {report['scorer']['conditions']['timing']} |")
+    rep = REPLACED
+    row(f"| replaced system (Spark + Streamlit, published) | {rep['rows_per_s_low']}-{rep['rows_per_s_high']} rows/s, "
+        f"< {rep['latency_s']:g} s | ours: {t1['windowed_per_s'] / rep['rows_per_s_high']:.0f}x its upper figure, one worker |")
+    lines += ["", "| target | wanted | measured | reached |", "|---|---|---|---|"]
+    lines += [f"| {t['target']} | {t['wanted']} | {t['measured']} | {t['reached']} |" for t in report["targets"]]
+    lines.append(f"\nWall time of the whole run: {report['wall_s']:.0f} s.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="every measurement small (under 2 minutes); figures mean nothing")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where bench.json and bench.md go (default bench/results)")
+    args = parser.parse_args(argv)
+    # A SIGTERM unwinds like Ctrl-C, so every worker and the broker are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    started = time.monotonic()
+    say("scorer: scikit-learn vs compiled")
+    report = {"command": "python -m bench" + (" --quick" if args.quick else ""), "quick": args.quick,
+              "scorer": scorer.run(args.quick)}
+    try:
+        with tempfile.TemporaryDirectory(prefix="flights-bench-") as tmp:
+            report["kafka"] = asyncio.run(kafka_runs(args.quick, Path(tmp)))
+    except BenchError as error:
+        print(f"bench: a run failed, no figures reported: {error}", file=sys.stderr)
+        return 1
+    report["conditions"] = {"cores": os.cpu_count(), "python": platform.python_version(), "kafka": kafka_version(),
+                            "partitions": report["kafka"]["throughput_1"]["partitions"],
+                            "date": time.strftime("%Y-%m-%d")}
+    report["targets"] = evaluate(report)
+    report["wall_s"] = round(time.monotonic() - started, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    text = markdown(report)
+    (args.out / "bench.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

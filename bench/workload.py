@@ -1,0 +1,66 @@
+"""The benchmarks' input: simulated state vectors as the source agent publishes them.
+
+States come from the fake OpenSky simulator (``n`` aircraft polled every
+``poll_s`` seconds), validated by the app's own validator, so they are what a
+real run carries. Known duplicates are whole polls sent twice (OpenSky repeats
+snapshots), and the distinct count per (country, window) is computed here,
+independently of the worker, to check its totals.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+from dataclasses import dataclass
+
+import orjson
+
+from flights_app.records import StateVector
+from ml.dataset import simulated_polls, valid_states
+
+EPOCH = 1_790_000_000
+
+
+@dataclass
+class Workload:
+    states: list[dict]  # StateVector fields (without ingest_time), in send order
+    duplicates: int  # how many of them repeat an earlier state exactly
+    aircraft: int
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def distinct_per_window(self, window_s: int) -> dict[tuple[str, int], int]:
+        """(country, window start) -> distinct (icao24, event time): what the worker must count."""
+        seen = set()
+        for s in self.states:
+            event_time = s["time_position"] if s["time_position"] is not None else s["last_contact"]
+            seen.add((s["origin_country"], s["icao24"], event_time))
+        return dict(collections.Counter((c, int(t // window_s) * window_s) for c, _, t in seen))
+
+
+def simulate(n_aircraft: int, polls: int, *, seed: int = 11, poll_s: float = 5.0,
+             repeat_every: int = 0, epoch: float = EPOCH) -> Workload:
+    """``polls`` polls of ``n_aircraft`` aircraft; with ``repeat_every`` k, every k-th poll is sent twice."""
+    states, duplicates = [], 0
+    for k, poll in enumerate(simulated_polls(n_aircraft, seed=seed, minutes=polls * poll_s / 60,
+                                             poll_s=poll_s, anomaly_rate=0.01, epoch=epoch)):
+        rows = [s.asdict() for s in valid_states(poll)]
+        for row in rows:
+            row.pop("ingest_time", None)
+        states += rows
+        if repeat_every and k % repeat_every == repeat_every - 1:
+            states += rows
+            duplicates += len(rows)
+    return Workload(states, duplicates, n_aircraft)
+
+
+def encode(state: dict, ingest_time: float) -> bytes:
+    """The record the source agent would publish, ingested at ``ingest_time`` (Unix seconds)."""
+    return orjson.dumps({**state, "ingest_time": ingest_time})
+
+
+def check_decodes(workload: Workload) -> None:
+    """The records decode as the worker decodes them (a wrong workload would be rejected silently)."""
+    for state in random.Random(0).sample(workload.states, min(20, len(workload))):
+        StateVector.loads(encode(state, 0.0))
