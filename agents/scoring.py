@@ -21,8 +21,8 @@ import aiohttp
 from agents.windows import count_in_windows
 from flights_app.app import app, settings
 from flights_app.metrics import scorer_batch_seconds, scorer_batch_size
-from flights_app.records import Alert, ScoredState
 from flights_app.publish import Outbox
+from flights_app.records import Alert, ScoredState
 from flights_app.topics import alerts, processed_states, raw_states, window_partials
 from flights_app.webhook import AlertWebhook
 from ml.features import AircraftMemory

@@ -14,7 +14,6 @@ as expired and not windowed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import defaultdict
