@@ -30,7 +30,9 @@ from ml.model import ModelError
 from ml.registry import ModelRegistry
 from ml.scoring import score_batch
 from tables.aircraft_memory import aircraft_memory
+from tables.direct import TableWrites, read
 from tables.partitions import by_partition, partition_of
+from tables.window_tables import aircraft_windows
 
 log = logging.getLogger("flights_app.scoring")
 
@@ -89,13 +91,15 @@ def alert_for(scored: ScoredState) -> Alert | None:
 def newest_scored(scored: list[ScoredState], stored: dict[str, dict | None]) -> dict[str, dict | None]:
     """Per aircraft, its newest scored state (by event time) of the batch and the table: what
     ``/aircraft/{icao24}/`` shows. A replayed older state does not replace a newer one."""
-    newest = {icao24: (value or {}).get("last") for icao24, value in stored.items()}
+    newest: dict[str, dict | ScoredState | None] = {icao24: (value or {}).get("last") for icao24, value in stored.items()}
     for item in scored:
         current = newest.get(item.state.icao24)
-        if current is None or item.state.event_time >= current["state"]["event_time"]:
-            newest[item.state.icao24] = {**item.asdict(), "state": {**item.state.asdict(),
-                                                                     "event_time": item.state.event_time}}
-    return newest
+        current_time = None if current is None else (
+            current.state.event_time if isinstance(current, ScoredState) else current["state"]["event_time"])
+        if current_time is None or item.state.event_time >= current_time:
+            newest[item.state.icao24] = item
+    return {icao24: {**value.asdict(), "state": {**value.state.asdict(), "event_time": value.state.event_time}}
+            if isinstance(value, ScoredState) else value for icao24, value in newest.items()}
 
 
 @app.agent(raw_states)
@@ -105,17 +109,22 @@ async def score_states(stream):
             await asyncio.sleep(0.05)
         started = time.perf_counter()
         outbox = Outbox(app)
+        writes = TableWrites(outbox)
         for group in by_partition(events):
+            partition = group[0].message.partition
             with partition_of(group[-1]):
                 states = [event.value for event in group]
-                stored = {state.icao24: aircraft_memory.get(state.icao24) for state in states}
+                stored = {state.icao24: read(aircraft_memory, state.icao24, partition) for state in states}
                 memories = {icao24: AircraftMemory.from_dict(value) if value else None
                             for icao24, value in stored.items()}
                 scored, updated = score_batch(registry.current, states, memories)
                 newest = newest_scored(scored, stored)
                 for icao24, memory in updated.items():  # one write per aircraft per batch
-                    aircraft_memory[icao24] = {**memory.as_dict(), "last": newest.get(icao24)}
-                partials = count_in_windows(group[0].message.partition, scored)
+                    await writes.put(aircraft_memory, icao24, {**memory.as_dict(), "last": newest.get(icao24)},
+                                     partition)
+                partials, entries = count_in_windows(partition, scored)
+                for key, entry in entries.items():  # one write per aircraft-window per batch
+                    await writes.put(aircraft_windows, key, entry, partition)
             for item in scored:
                 await outbox.send(processed_states, item.state.icao24, item)
                 alert = alert_for(item)
@@ -127,7 +136,8 @@ async def score_states(stream):
                 stats.anomalies += item.ml_is_anomaly
             for key, value in partials:
                 await outbox.send(window_partials, key, value)
-        await outbox.sent()  # every output acknowledged before the batch's offsets commit
+        await outbox.sent()  # every output and table change acknowledged before the batch's offsets commit
+        writes.persist_offsets()
         stats.batches += 1
         stats.events += len(events)
         stats.last_batch_size = len(events)

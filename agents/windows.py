@@ -25,6 +25,7 @@ from flights_app.publish import Outbox
 from flights_app.records import ScoredState
 from flights_app.topics import aggregated_stats, window_partials
 from ml.rules import EMERGENCY_SQUAWKS
+from tables.direct import read
 from tables.expiry import expire
 from tables.keys import (
     FINAL,
@@ -88,11 +89,11 @@ def _new_aircraft_entry(state) -> dict:
             "airline": airline_of(state.callsign)}
 
 
-def count_in_windows(partition: int, items: Sequence[ScoredState]) -> list[tuple[str, dict]]:
+def count_in_windows(partition: int, items: Sequence[ScoredState]) -> tuple[list[tuple[str, dict]], dict[str, dict]]:
     """The aircraft stage, for scored states of one partition of flight-raw-data (run by the scoring
-    agent in that partition's table context): drop states already counted, update each aircraft's
-    window partial (one table write per aircraft-window), and return the partial updates to send
-    to flight-window-partials, one message per country or airline."""
+    agent in that partition's table context): drop states already counted and update each aircraft's
+    window partial. Returns the partial updates to send to flight-window-partials (one message per
+    country or airline) and the aircraft-windows entries to write (one per aircraft-window)."""
     touched: dict[str, dict] = {}
     for scored in items:
         state = scored.state
@@ -105,7 +106,7 @@ def count_in_windows(partition: int, items: Sequence[ScoredState]) -> list[tuple
             stats.expired_events += 1
             continue
         key = aircraft_key(state.icao24, start)
-        entry = touched.get(key) or aircraft_windows.get(key) or _new_aircraft_entry(state)
+        entry = touched.get(key) or read(aircraft_windows, key, partition) or _new_aircraft_entry(state)
         if event_time in entry["seen"]:
             # Not counted again, but its partial is sent again: after a crash the
             # entry's mark may have reached the changelog while the partial did not.
@@ -124,8 +125,7 @@ def count_in_windows(partition: int, items: Sequence[ScoredState]) -> list[tuple
         entry["partial"] = partial.as_dict()
         touched[key] = entry
     updates = defaultdict(list)  # (dimension, name) -> partials: one message per group per batch
-    for key, entry in touched.items():  # one table write per aircraft-window per batch
-        aircraft_windows[key] = entry
+    for key, entry in touched.items():
         icao24 = key.split("@")[0]
         for dimension, name in (("country", entry["country"]), ("airline", entry["airline"])):
             if name:
@@ -137,7 +137,7 @@ def count_in_windows(partition: int, items: Sequence[ScoredState]) -> list[tuple
             "dimension": dimension, "name": name, "partials": partials,
             "source": partition, "watermark": aircraft_watermark[partition]}))
         stats.partials_sent += len(partials)
-    return messages
+    return messages, touched
 
 
 @app.agent(window_partials)

@@ -42,6 +42,12 @@ def percentiles(values: list[float]) -> dict:
             "max_ms": round(ordered[-1] * 1000, 1)}
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> dict:
     """Resident and peak resident memory of a process, MiB (Linux /proc)."""
     fields = {}
@@ -261,8 +267,10 @@ async def throughput(bench: Bench, workload: Workload, *, workers: int = 1, part
             now = time.monotonic()
             if count and first is None:
                 first = now
+                cpu_first = sum(cpu_s(p.process.pid) for p in procs)
             if count >= n:
                 done = now
+                cpu_done = sum(cpu_s(p.process.pid) for p in procs)
                 break
             if now > deadline:
                 raise BenchError(f"{count:,} of {n:,} states scored after {timeout_s} s")
@@ -285,6 +293,8 @@ async def throughput(bench: Bench, workload: Workload, *, workers: int = 1, part
                 "scored_per_s": round(n / max(done - first, 1e-9)),
                 "windowed_per_s": round(n / max(totals - first, 1e-9)),
                 "seconds": round(totals - first, 1), "totals_exact": True,
+                "worker_cpu_per_wall": round((cpu_done - cpu_first) / max(done - first, 1e-9), 2),
+                "batches": [http_json(f"http://127.0.0.1:{p.web_port}/model/")["scorer"] for p in procs],
                 "peak_rss_mb": round(max(peak.values()), 1)}
     finally:
         await probe.stop()

@@ -12,10 +12,14 @@ other send.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 import orjson
 from faust.types import AppT, TopicT
+
+#: Records handed to the producer by every Outbox of this process, by topic (for /metrics).
+sent_by_topic: Counter[str] = Counter()
 
 
 def _representation(value: Any) -> Any:
@@ -38,8 +42,15 @@ class Outbox:
         self.pending: list[asyncio.Future] = []
 
     async def send(self, topic: TopicT, key: str | None, value: Any, partition: int | None = None) -> None:
-        self.pending.append(await self.producer.send(
-            topic.get_topic_name(), None if key is None else key.encode(), encode(value), partition, None, None))
+        await self.send_bytes(topic.get_topic_name(), None if key is None else key.encode(), encode(value), partition)
+
+    async def send_bytes(self, topic: str, key: bytes | None, value: bytes | None,
+                         partition: int | None = None) -> asyncio.Future:
+        """Hand one encoded record to the producer; its acknowledgement is awaited by ``sent()``."""
+        future = await self.producer.send(topic, key, value, partition, None, None)
+        self.pending.append(future)
+        sent_by_topic[topic] += 1
+        return future
 
     async def sent(self) -> None:
         pending, self.pending = self.pending, []

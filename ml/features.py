@@ -9,7 +9,7 @@ the gap since the previous contact, how stale the position is).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -64,7 +64,8 @@ class PreviousState:
     altitude_m: float
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {"time_position": self.time_position, "last_contact": self.last_contact, "latitude": self.latitude,
+                "longitude": self.longitude, "velocity": self.velocity, "altitude_m": self.altitude_m}
 
     @classmethod
     def from_dict(cls, data: dict) -> PreviousState:

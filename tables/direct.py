@@ -1,0 +1,73 @@
+"""A micro-batch's table reads and writes, without Faust's per-key path.
+
+``table[key] = value`` in Faust runs the sensors, serialises, writes RocksDB,
+and queues a changelog message in the producer buffer (drained one message per
+event-loop turn) whose callback records the changelog offset in the store:
+about 200 us a key here, the largest single cost of the worker (py-spy, #6).
+
+``TableWrites`` does the same three things for a batch: the value is encoded
+once (JSON, like Faust's codec reads it back), put into the RocksDB database of
+the current event's partition, and sent to the changelog partition of that
+event through the batch's ``Outbox``; once the outbox's sends are acknowledged,
+``persist_offsets()`` records the highest changelog offset per partition in the
+store, as Faust's ``_on_changelog_sent`` does, so recovery starts after it.
+Faust's commit comes after the agent's batch (the agent awaits the outbox
+first), so a committed input always has its table changes on the changelog.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from faust.types import CollectionT
+
+from flights_app.publish import Outbox, encode
+
+
+def _rocksdb(table: CollectionT, partition: int):
+    """The RocksDB database of ``partition`` (None with the memory store: then Faust's own path)."""
+    db_for = getattr(table.data, "_db_for_partition", None)
+    return db_for(partition) if db_for is not None else None
+
+
+def read(table: CollectionT, key: str, partition: int) -> Any:
+    """The value of ``key`` in ``partition``'s database, or None (no sensors, no default factory)."""
+    db = _rocksdb(table, partition)
+    if db is None:
+        return table.data.get(key)
+    raw = db.get(key.encode())
+    return None if raw is None else orjson.loads(raw)
+
+
+class TableWrites:
+    """Table writes of one micro-batch, sent with the batch's other records."""
+
+    def __init__(self, outbox: Outbox):
+        self.outbox = outbox
+        self.sent: list[tuple[CollectionT, Any]] = []
+
+    async def put(self, table: CollectionT, key: str, value: Any, partition: int) -> None:
+        """Write ``key`` (in ``partition``'s context: see tables.partitions.partition_of)."""
+        key_bytes, value_bytes = key.encode(), encode(value)
+        if _rocksdb(table, partition) is not None:
+            table.data._set(key_bytes, value_bytes)  # the current event's partition, as Faust's set
+        else:
+            table.data[key] = value
+        future = await self.outbox.send_bytes(table.changelog_topic.get_topic_name(), key_bytes, value_bytes, partition)
+        self.sent.append((table, future))
+        state = table.app.monitor.tables.get(table.name)
+        if state is not None:
+            state.keys_updated += 1
+
+    def persist_offsets(self) -> None:
+        """After the outbox's acknowledgements: the highest changelog offset per table and partition."""
+        highest: dict[tuple[int, Any], tuple[CollectionT, Any, int]] = {}
+        for table, future in self.sent:
+            meta = future.result()
+            slot = (id(table), meta.partition)
+            if slot not in highest or meta.offset > highest[slot][2]:
+                highest[slot] = (table, meta.topic_partition, meta.offset)
+        for table, tp, offset in highest.values():
+            table.data.set_persisted_offset(tp, offset)
+        self.sent.clear()

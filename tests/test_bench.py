@@ -1,0 +1,68 @@
+"""`python -m bench --quick` keeps working: a well-formed report, and nothing left running.
+
+Speeds are not asserted (tests assert behaviour; `make bench` measures).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.harness import PYTHON, ROOT
+
+pytestmark = pytest.mark.kafka
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line or environment contains ``text``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            blob = (proc / "cmdline").read_bytes() + (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in blob:
+            found.append(int(proc.name))
+    return found
+
+
+def test_quick_bench_writes_a_well_formed_report_and_stops_what_it_started(tmp_path):
+    out = tmp_path / "results"
+    run = subprocess.run([PYTHON, "-m", "bench", "--quick", "--out", str(out)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    report = json.loads((out / "bench.json").read_text())
+    assert report["quick"] is True
+    kafka = report["kafka"]
+    for key in ("produce_per_s", "consume_per_s", "relay_per_s"):
+        assert kafka["ceiling"][key] > 0
+    for run_ in (kafka["throughput_1"], kafka["throughput_2"]):
+        assert run_["totals_exact"] is True  # the window totals equalled the workload's distinct counts
+        assert run_["scored_per_s"] > 0 and run_["windowed_per_s"] > 0
+    assert kafka["throughput_2"]["workers"] == 2
+    for run_ in kafka["latency"]:
+        assert run_["kept_up"], run_  # tiny rates: every state scored
+        assert run_["to_processed"]["n"] == run_["sent"]
+        pct = run_["to_processed"]
+        assert 0 < pct["p50_ms"] <= pct["p95_ms"] <= pct["p99_ms"] <= pct["max_ms"]
+        assert run_["to_window"]["n"] > 0
+    assert kafka["growth"]["aircraft"] > 0 and kafka["growth"]["peak_rss_mb"] > 0
+    assert [r["batch"] for r in report["scorer"]["rows"]] == [1, 10, 100, 1000, 10000]
+    assert {t["reached"] for t in report["targets"]} <= {"yes", "NO", "n/a"}
+    assert len(report["targets"]) == 8
+
+    table = (out / "bench.md").read_text()
+    assert "| measurement | figure | conditions |" in table
+    assert "| target | wanted | measured | reached |" in table
+    assert "QUICK" in table
+    assert table.strip() in run.stdout  # printed as well as written
+
+    # Every worker (FLIGHTS_APP_ID=bench-...) and the broker (its data under flights-bench-...) stopped.
+    assert processes_mentioning("FLIGHTS_APP_ID=bench-") == []
+    assert processes_mentioning("flights-bench-") == []
