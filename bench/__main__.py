@@ -46,6 +46,16 @@ def kafka_version() -> str:
     return jars[0].name.removeprefix("kafka_2.13-").removesuffix(".jar") if jars else "?"
 
 
+def worker_settings() -> dict:
+    """The worker's batching settings the figures depend on (their defaults: the benchmark sets none,
+    but FLIGHTS_AGGREGATE_FLUSH=1 in the throughput runs)."""
+    from flights_app.settings import SETTINGS_DOC
+
+    return {"score_batch": int(SETTINGS_DOC["FLIGHTS_SCORE_BATCH"][0]),
+            "score_within_s": float(SETTINGS_DOC["FLIGHTS_SCORE_WITHIN"][0]),
+            "aggregate_flush_s": float(SETTINGS_DOC["FLIGHTS_AGGREGATE_FLUSH"][0])}
+
+
 def say(text: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
@@ -129,7 +139,9 @@ def markdown(report: dict) -> str:
     t1, t2, g = k["throughput_1"], k["throughput_2"], k["growth"]
     ceil = k["ceiling"]
     lines = [f"`{report['command']}` on {c['cores']} cores, Python {c['python']}, embedded Kafka {c['kafka']}, "
-             f"{c['partitions']} partitions, {c['date']}{' (QUICK: figures mean nothing)' if report['quick'] else ''}.",
+             f"{c['partitions']} partitions, {c['date']}{' (QUICK: figures mean nothing)' if report['quick'] else ''}; "
+             f"worker batches of up to {c.get('score_batch', '?')} states or {c.get('score_within_s', '?')} s "
+             f"(FLIGHTS_SCORE_BATCH, FLIGHTS_SCORE_WITHIN).",
              "", "| measurement | figure | conditions |", "|---|---:|---|"]
     row = lines.append
     row(f"| ceiling: aiokafka produce | {ceil['produce_per_s']:,} msg/s | {ceil['records']:,} records of {ceil['record_bytes']} B, acks=all |")
@@ -143,13 +155,14 @@ def markdown(report: dict) -> str:
             f"cores; peak RSS {t['peak_rss_mb']} MB |")
     row(f"| scale-out: two workers / one | {t2['windowed_per_s'] / t1['windowed_per_s']:.2f}x | {t2['partitions']} partitions, same machine |")
     row(f"| one worker / raw relay | {t1['windowed_per_s'] / ceil['relay_per_s']:.1%} | |")
+    flush = f"; window records at most every {c.get('aggregate_flush_s', 5):g} s (FLIGHTS_AGGREGATE_FLUSH)"
     for r in k["latency"]:
         kept = "" if r["kept_up"] else f"; did NOT keep up: {r['scored']:,} of {r['sent']:,} scored by the end of the drain"
         for name, pct in (("flight-processed-data", r["to_processed"]), ("window record", r["to_window"])):
             if pct["n"]:
                 row(f"| latency at {r['rate_per_s']:,}/s to {name} | p50 {pct['p50_ms']:,} / p95 {pct['p95_ms']:,} / "
                     f"p99 {pct['p99_ms']:,} / max {pct['max_ms']:,} ms | {r['seconds']} s at {r['achieved_input_per_s']:,}/s "
-                    f"sent{kept}{'; window records at most every 5 s (FLIGHTS_AGGREGATE_FLUSH)' if name == 'window record' else ''} |")
+                    f"sent{kept}{flush if name == 'window record' else ''} |")
     row(f"| worker peak RSS, {g['aircraft']:,} aircraft tracked | {g['peak_rss_mb']} MB | one worker, through the "
         f"{k['latency'][0]['seconds']} s run at {k['latency'][0]['rate_per_s']:,}/s |")
     row(f"| worker RSS growth | {g['growth_pct']}% | {g['rss_after_warmup_mb']} MB after {g['warmup_s']} s -> "
@@ -166,11 +179,31 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+README = Path(__file__).resolve().parent.parent / "README.md"
+MARKERS = ("<!-- bench:start -->", "<!-- bench:end -->")
+
+
+def update_readme(table: str, path: Path = README) -> None:
+    """Put the latest full run's table between the README's bench markers."""
+    text = path.read_text()
+    start, end = text.index(MARKERS[0]), text.index(MARKERS[1])
+    path.write_text(text[:start + len(MARKERS[0])] + "\n" + table + text[end:])
+
+
+def render(path: Path) -> str:
+    """The Markdown of a saved report (after a change to the table's layout)."""
+    return markdown(json.loads(path.read_text()))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="every measurement small (under 2 minutes); figures mean nothing")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where bench.json and bench.md go (default bench/results)")
+    parser.add_argument("--render", type=Path, metavar="JSON", help="only print the table of a saved report")
     args = parser.parse_args(argv)
+    if args.render:
+        print(render(args.render))
+        return 0
     # A SIGTERM unwinds like Ctrl-C, so every worker and the broker are stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
@@ -185,13 +218,15 @@ def main(argv=None) -> int:
         return 1
     report["conditions"] = {"cores": os.cpu_count(), "python": platform.python_version(), "kafka": kafka_version(),
                             "partitions": report["kafka"]["throughput_1"]["partitions"],
-                            "date": time.strftime("%Y-%m-%d")}
+                            "date": time.strftime("%Y-%m-%d"), **worker_settings()}
     report["targets"] = evaluate(report)
     report["wall_s"] = round(time.monotonic() - started, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     text = markdown(report)
     (args.out / "bench.md").write_text(text)
+    if not args.quick and args.out == RESULTS:
+        update_readme(text)  # README's Performance section shows the latest full run
     print(text)
     return 0
 

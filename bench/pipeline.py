@@ -282,13 +282,13 @@ async def throughput(bench: Bench, workload: Workload, *, workers: int = 1, part
             if time.monotonic() > deadline:
                 raise BenchError("the window totals did not reach the workload's distinct counts")
             await asyncio.sleep(0.5)
-        stats = http_json(f"http://127.0.0.1:{procs[0].web_port}/stats/windows/")
         duplicates = sum(http_json(f"http://127.0.0.1:{p.web_port}/stats/windows/")["duplicates_dropped"]
                          for p in procs)
-        if duplicates != workload.duplicates:
-            raise BenchError(f"{duplicates} duplicates dropped, the workload has {workload.duplicates}")
-        del stats
-        return {"states": n, "duplicates": workload.duplicates, "aircraft": workload.aircraft,
+        expected_duplicates = workload.duplicates
+        if duplicates != expected_duplicates:
+            raise BenchError(f"{duplicates} duplicates dropped, the workload has {expected_duplicates}")
+        return {"states": n, "duplicates": expected_duplicates, "repeated_polls_states": workload.repeated_polls,
+                "aircraft": workload.aircraft,
                 "workers": workers, "partitions": partitions, "preload_s": round(preload_s, 1),
                 "scored_per_s": round(n / max(done - first, 1e-9)),
                 "windowed_per_s": round(n / max(totals - first, 1e-9)),

@@ -21,28 +21,37 @@ from ml.dataset import simulated_polls, valid_states
 EPOCH = 1_790_000_000
 
 
+def _identity(state: dict) -> tuple[str, str, int]:
+    """What makes a state a duplicate for the worker: the same aircraft at the same event time."""
+    event_time = state["time_position"] if state["time_position"] is not None else state["last_contact"]
+    return state["origin_country"], state["icao24"], event_time
+
+
 @dataclass
 class Workload:
     states: list[dict]  # StateVector fields (without ingest_time), in send order
-    duplicates: int  # how many of them repeat an earlier state exactly
+    repeated_polls: int  # states sent twice on purpose (whole polls)
     aircraft: int
 
     def __len__(self) -> int:
         return len(self.states)
 
+    @property
+    def duplicates(self) -> int:
+        """States whose aircraft and event time came before: the repeated polls, and the simulator's own
+        repeats (a position not updated between two polls keeps its time)."""
+        return len(self.states) - len({_identity(s) for s in self.states})
+
     def distinct_per_window(self, window_s: int) -> dict[tuple[str, int], int]:
         """(country, window start) -> distinct (icao24, event time): what the worker must count."""
-        seen = set()
-        for s in self.states:
-            event_time = s["time_position"] if s["time_position"] is not None else s["last_contact"]
-            seen.add((s["origin_country"], s["icao24"], event_time))
+        seen = {_identity(s) for s in self.states}
         return dict(collections.Counter((c, int(t // window_s) * window_s) for c, _, t in seen))
 
 
 def simulate(n_aircraft: int, polls: int, *, seed: int = 11, poll_s: float = 5.0,
              repeat_every: int = 0, epoch: float = EPOCH) -> Workload:
     """``polls`` polls of ``n_aircraft`` aircraft; with ``repeat_every`` k, every k-th poll is sent twice."""
-    states, duplicates = [], 0
+    states, repeated = [], 0
     for k, poll in enumerate(simulated_polls(n_aircraft, seed=seed, minutes=polls * poll_s / 60,
                                              poll_s=poll_s, anomaly_rate=0.01, epoch=epoch)):
         rows = [s.asdict() for s in valid_states(poll)]
@@ -51,8 +60,8 @@ def simulate(n_aircraft: int, polls: int, *, seed: int = 11, poll_s: float = 5.0
         states += rows
         if repeat_every and k % repeat_every == repeat_every - 1:
             states += rows
-            duplicates += len(rows)
-    return Workload(states, duplicates, n_aircraft)
+            repeated += len(rows)
+    return Workload(states, repeated, n_aircraft)
 
 
 def encode(state: dict, ingest_time: float) -> bytes:
