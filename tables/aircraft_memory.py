@@ -7,13 +7,6 @@ restart rebuilds them from the changelog.
 
 from __future__ import annotations
 
-from flights_app.app import app, settings
-from tables.partitions import raw_keys
+from tables.store import table
 
-aircraft_memory = raw_keys(app.Table(
-    "aircraft-memory",
-    key_type=str,
-    default=None,  # values: AircraftMemory.as_dict(), stored as JSON (the app's value serializer)
-    partitions=settings.topic_partitions,
-    help="icao24 -> the aircraft's last two states (features) and its last scored state",
-))
+aircraft_memory = table("aircraft-memory", help="icao24 -> the aircraft's last two states (features) and its last scored state")

@@ -14,12 +14,9 @@ the worker that owns its stream key.
 
 from __future__ import annotations
 
-from flights_app.app import app, settings
-from tables.partitions import raw_keys
+from tables.store import table
 
-aircraft_windows = raw_keys(app.Table("aircraft-windows", key_type=str, default=None,
-                             partitions=settings.topic_partitions,
-                             help="icao24@window_start -> event times counted and the aircraft's partial aggregate"))
-group_windows = raw_keys(app.Table("group-windows", key_type=str, default=None,
-                          partitions=settings.topic_partitions,
-                          help="dimension|name@window_start@shard -> the aircraft partials of a country or airline"))
+aircraft_windows = table("aircraft-windows",
+                         help="icao24@window_start -> event times counted and the aircraft's partial aggregate")
+group_windows = table("group-windows",
+                      help="dimension|name@window_start@shard -> the aircraft partials of a country or airline")

@@ -52,7 +52,8 @@ def test_quick_bench_writes_a_well_formed_report_and_stops_what_it_started(tmp_p
         pct = run_["to_processed"]
         assert 0 < pct["p50_ms"] <= pct["p95_ms"] <= pct["p99_ms"] <= pct["max_ms"]
         assert run_["to_window"]["n"] > 0
-    assert kafka["growth"]["aircraft"] > 0 and kafka["growth"]["peak_rss_mb"] > 0
+    assert kafka["memory"]["totals_exact"] is True and kafka["memory"]["peak_rss_mb"] > 0
+    assert kafka["growth"]["rss_end_mb"] > 0
     assert [r["batch"] for r in report["scorer"]["rows"]] == [1, 10, 100, 1000, 10000]
     assert {t["reached"] for t in report["targets"]} <= {"yes", "NO", "n/a"}
     assert len(report["targets"]) == 8
