@@ -22,8 +22,9 @@ from agents.windows import count_in_windows
 from flights_app.app import app, settings
 from flights_app.metrics import scorer_batch_seconds, scorer_batch_size
 from flights_app.publish import Outbox
-from flights_app.records import Alert, ScoredState
-from flights_app.topics import alerts, processed_states, raw_states, window_partials
+from flights_app.decode import decode_state, rejections, where
+from flights_app.records import Alert, InvalidState, ScoredState
+from flights_app.topics import alerts, invalid_states, processed_states, raw_states, window_partials
 from flights_app.webhook import AlertWebhook
 from ml.features import AircraftMemory
 from ml.model import ModelError
@@ -112,8 +113,18 @@ async def score_states(stream):
         writes = TableWrites(outbox)
         for group in by_partition(events):
             partition = group[0].message.partition
+            states = []
+            for event in group:
+                message = event.message
+                decoded = decode_state(message.value, message.key, where(message.topic, partition, message.offset))
+                if isinstance(decoded, InvalidState):  # not a state: counted, sent on with its reason
+                    rejections.note(message.topic, decoded)
+                    await outbox.send(invalid_states, decoded.icao24 or "", decoded)
+                else:
+                    states.append(decoded)
+            if not states:
+                continue
             with partition_of(group[-1]):
-                states = [event.value for event in group]
                 stored = {state.icao24: read(aircraft_memory, state.icao24, partition) for state in states}
                 memories = {icao24: AircraftMemory.from_dict(value) if value else None
                             for icao24, value in stored.items()}

@@ -6,7 +6,6 @@ r"""The OpenSky source agent: a leader-only Faust timer that polls and publishes
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from flights_app.app import app, settings
 from flights_app.opensky.auth import TokenProvider
 from flights_app.opensky.backoff import Backoff
 from flights_app.opensky.client import OpenSkyClient
+from flights_app.publish import Outbox
 from flights_app.records import InvalidState, StateVector
 from flights_app.source import StateSource
 from flights_app.topics import invalid_states, raw_states
@@ -26,11 +26,13 @@ log = logging.getLogger("flights_app.source")
 
 
 async def publish(valid: Sequence[StateVector], invalid: Sequence[InvalidState]) -> None:
-    """Hand every state to the producer's buffer at once, then wait for all acks together."""
-    sends = [raw_states.send_soon(key=s.icao24, value=s) for s in valid]
-    sends += [invalid_states.send_soon(key=r.icao24 or "", value=r) for r in invalid]
-    if sends:
-        await asyncio.gather(*sends)
+    """Hand every state to the producer at once, then wait for all acks together."""
+    outbox = Outbox(app)
+    for state in valid:
+        await outbox.send(raw_states, state.icao24, state)
+    for rejected in invalid:
+        await outbox.send(invalid_states, rejected.icao24 or "", rejected)
+    await outbox.sent()
 
 
 def describe_poll_plan() -> str:

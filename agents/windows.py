@@ -21,9 +21,10 @@ from collections.abc import Sequence
 
 from flights_app.app import app, settings
 from flights_app.partitioner import partition_for
+from flights_app.decode import decode_partial, rejections, where
 from flights_app.publish import Outbox
-from flights_app.records import ScoredState
-from flights_app.topics import aggregated_stats, window_partials
+from flights_app.records import InvalidState, ScoredState
+from flights_app.topics import aggregated_stats, invalid_states, window_partials
 from ml.rules import EMERGENCY_SQUAWKS
 from tables.direct import read
 from tables.expiry import expire
@@ -149,7 +150,12 @@ async def window_groups(stream):
             with partition_of(group[-1]):
                 touched: dict[str, dict] = {}
                 for event in group:
-                    message = event.value
+                    raw = event.message
+                    message = decode_partial(raw.value, raw.key, where(raw.topic, raw.partition, raw.offset))
+                    if isinstance(message, InvalidState):  # not a partial: counted, sent on with its reason
+                        rejections.note(raw.topic, message)
+                        await outbox.send(invalid_states, "", message)
+                        continue
                     dimension, name = message["dimension"], message["name"]
                     if "close" in message:
                         for key, entry in touched.items():  # the summary reads the table: write first
@@ -176,10 +182,10 @@ async def window_groups(stream):
                         dirty.add((dimension, name, update["window_start"]))
                 for key, entry in touched.items():
                     group_windows[key] = entry
+            await outbox.sent()
             if finals:
                 # Marked only once the final record is acknowledged: a crash in between
                 # publishes the (same) final again rather than losing it.
-                await outbox.sent()
                 with partition_of(group[-1]):
                     for window in finals:
                         group_windows[final_key(*window)] = {"final": True}

@@ -90,7 +90,7 @@ def clean_callsign(value: str | None) -> str | None:
     return callsign
 
 
-def _validate(row: Any, response_time: int) -> dict:
+def _validate(row: Any, response_time: int | None) -> dict:
     if not isinstance(row, list) or len(row) not in ROW_LENGTHS:
         kind = type(row).__name__ if not isinstance(row, list) else f"list of {len(row)}"
         raise _Reject("malformed_row", f"expected a list of 17 or 18 values, got a {kind}")
@@ -110,7 +110,7 @@ def _validate(row: Any, response_time: int) -> dict:
     last_contact = _timestamp(named, "last_contact", required=True)
     time_position = _timestamp(named, "time_position", required=False)
     for name, stamp in (("last_contact", last_contact), ("time_position", time_position)):
-        if stamp is None:
+        if stamp is None or response_time is None:
             continue
         if stamp > response_time + FUTURE_TOLERANCE_S:
             raise _Reject("timestamp_in_future", f"{name}={stamp} is {stamp - response_time} s after the response time", name)
@@ -187,9 +187,12 @@ def _validate(row: Any, response_time: int) -> dict:
 
 
 def validate_state(
-    row: Any, response_time: int, *, ingest_time: float, poll_id: str
+    row: Any, response_time: int | None, *, ingest_time: float, poll_id: str
 ) -> StateVector | InvalidState:
     """Accept ``row`` (one element of ``states``) as a StateVector, or reject it.
+
+    ``response_time`` is the poll's own time, against which the row's timestamps
+    must be consistent; None skips that check (a state already on the raw topic).
 
     Never raises on any JSON value: a rejection carries the row as it came,
     a reason code, the offending field and a sentence.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import urllib.error
 import urllib.parse
+import urllib.request
 
 import pytest
 
@@ -111,6 +112,19 @@ def check_worker_endpoints(base: str, recording, counters: dict) -> None:
         status, ctype, body = http_get(base + path)
         assert (status, ctype) == (code, "application/json"), (path, status, body)
     assert http_get(f"{base}/no/such/path")[0] == 404
+    # Any text in any parameter: an answer or a clear refusal, never a server error.
+    nasty = ["", " ", "%00", "..", "../../etc/passwd", "A0B1C2", "a0b1c2 ", "ünïcødé", "'; DROP TABLE x;--",
+             "<script>", "9" * 5000, "-1", "1e9", "%F0%9F%9B%AB", "a" * 300, "%2F%2F", "null", "[]", "{}"]
+    for text in map(lambda t: urllib.parse.quote(t, safe="%"), nasty):
+        for path in (f"/aircraft/{text}/", f"/stats/countries/{text}/", f"/stats/countries/?window={text}",
+                     f"/stats/airlines/?window={text}&scope={text}", f"/table/aircraft-memory/{text}/"):
+            status, _, body = http_get(base + path)
+            assert status in (200, 400, 404), (path, status, body)
+    # Read-only: nothing changes state over GET, and the model reload is off unless enabled.
+    request = urllib.request.Request(f"{base}/model/reload", data=b"", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 403
 
 
 @pytest.mark.parametrize("recording_name, states, distinct, kill_after", [

@@ -19,9 +19,10 @@ from agents import windows
 from agents.scoring import registry, stats
 from agents.source import OpenSkySourceService
 from flights_app.app import app, settings
+from flights_app.decode import rejections
 from tables.aircraft_memory import aircraft_memory
 from tables.keys import group_name
-from web import health, metrics  # noqa: F401 - /health and /metrics
+from web import health, metrics, params  # noqa: F401 - /health and /metrics
 
 PEER_TIMEOUT_S = 5.0
 
@@ -58,7 +59,6 @@ class ModelReload(web.View):
     async def post(self, request: web.Request) -> web.Response:
         if not settings.model_reload_endpoint:
             return self.json({"error": "model reload is disabled (set FLIGHTS_MODEL_RELOAD_ENDPOINT=1)"}, status=403)
-        import asyncio
 
         reloaded, message = await asyncio.get_running_loop().run_in_executor(None, registry.reload)
         return self.json({"reloaded": reloaded, "message": message, "model": _model_summary()},
@@ -89,19 +89,6 @@ async def _peer_rows(peer: str, path: str) -> list[dict]:
         return (await response.json())["rows"]
 
 
-def _pick_window(wanted: str, starts: set[int]) -> int | None | str:
-    """``current`` (default: the newest window), ``previous`` or a window start; an error text if malformed."""
-    if wanted not in ("current", "previous"):
-        try:
-            return windows.window_start(int(wanted), windows.SIZE)
-        except ValueError:
-            return "window must be current, previous or a Unix time"
-    if not starts:
-        return None
-    latest = max(starts)
-    return latest if wanted == "current" else latest - windows.SIZE
-
-
 def _group_stats(dimension: str, plural: str):
     async def view(self: web.View, request: web.Request) -> web.Response:
         if request.query.get("scope") == "local":  # one worker's part, for the merging worker
@@ -114,7 +101,8 @@ def _group_stats(dimension: str, plural: str):
         for answer in answers:
             if not isinstance(answer, BaseException):
                 rows += answer
-        start = _pick_window(request.query.get("window", "current"), {r["window_start"] for r in rows})
+        start = params.pick_window(request.query.get("window", "current"), {r["window_start"] for r in rows},
+                                   windows.SIZE)
         if isinstance(start, str):
             return self.json({"error": start}, status=400)
         chosen = sorted((r for r in rows if r["window_start"] == start), key=lambda r: (-r["events"], r["name"]))
@@ -154,8 +142,8 @@ async def country_windows(self: web.View, request: web.Request, country: str) ->
 @app.page("/aircraft/{icao24}/")
 async def aircraft(self: web.View, request: web.Request, icao24: str) -> web.Response:
     """An aircraft's last scored state (state, phase, score, reason, alerts); 404 if never seen."""
-    icao24 = icao24.strip().lower()
-    if not (len(icao24) == 6 and all(c in "0123456789abcdef" for c in icao24)):
+    icao24 = params.icao24(icao24)
+    if icao24 is None:
         return self.json({"error": "icao24 is six hexadecimal digits, e.g. a0b1c2"}, status=400)
     routed = await _routed(self, request, aircraft_memory.name, icao24)
     if routed is not None:
@@ -170,3 +158,9 @@ async def aircraft(self: web.View, request: web.Request, icao24: str) -> web.Res
 async def window_counters(self: web.View, request: web.Request) -> web.Response:
     """Deduplication and windowing counters of this worker."""
     return self.json({**windows.stats.as_dict(), "watermark": windows.group_watermark["event_time"]})
+
+
+@app.page("/stats/rejected/")
+async def rejected_messages(self: web.View, request: web.Request) -> web.Response:
+    """Malformed messages this worker's agents rejected to flight-invalid-data: topic -> reason -> count."""
+    return self.json({"rejected": rejections.as_dict()})

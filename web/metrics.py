@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 from agents import scoring, windows
 from agents.source import OpenSkySourceService
 from flights_app.app import app
+from flights_app.decode import rejections
 from flights_app.metrics import registry
 from flights_app.publish import sent_by_topic
 from web.health import consumer_lag
@@ -66,6 +67,11 @@ class AppCollector(Collector):
                        w.records_published)
         yield _counter("flights_window_finals", "Final window records published", w.finals_published)
         yield _counter("flights_windows_expired", "Window table entries deleted after expiry", w.windows_expired)
+        rejected = CounterMetricFamily("flights_rejected_messages", "Malformed messages an agent rejected to "
+                                       "flight-invalid-data, by input topic and reason", labels=["topic", "reason"])
+        for (topic, reason), n in sorted(rejections.counts.items()):
+            rejected.add_metric([topic, reason], n)
+        yield rejected
         lag = GaugeMetricFamily("flights_consumer_lag", "Messages not yet committed, by topic and partition",
                                 labels=["topic", "partition"])
         for (topic, partition), n in sorted(consumer_lag().items()):

@@ -1,0 +1,174 @@
+"""Decoding the messages agents consume: every message is accepted or rejected with a reason.
+
+The agents' input topics carry raw bytes (their Faust topics have the raw
+serializer), so a message that is not JSON or not of the topic's schema never
+reaches Faust's decoder, which would throw into the agent and stop it. Instead
+it becomes an ``InvalidState`` with a reason, and the agent sends it on to
+``flight-invalid-data`` and counts it. Nothing here raises.
+
+A state on ``flight-raw-data`` goes through the same validator as a row from
+OpenSky (``flights_app.validation``), except the time-consistency checks, which
+need the poll's response time and were made by the source.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+import orjson
+
+from flights_app.records import STATE_FIELDS, InvalidState, StateVector
+from flights_app.validation import validate_state
+from tables.windows import Partial
+
+log = logging.getLogger("flights_app.decode")
+
+#: Of a rejected message, this many characters of its text are kept on the invalid topic.
+MAX_RAW_CHARS = 2000
+#: The fields a state message must have, besides the state vector's (category is optional).
+_REQUIRED = (*STATE_FIELDS[:17], "ingest_time", "poll_id")
+
+
+def where(topic: str, partition: int, offset: int) -> str:
+    """The message's place, as the ``poll_id`` of its rejection: ``topic:partition:offset``."""
+    return f"{topic}:{partition}:{offset}"
+
+
+def _text(value: bytes | None) -> str | None:
+    if value is None:
+        return None
+    return value[:MAX_RAW_CHARS * 4].decode("utf-8", errors="replace")[:MAX_RAW_CHARS]
+
+
+def _key(key: bytes | None) -> str | None:
+    if key is None:
+        return None
+    text = key.decode("utf-8", errors="replace")
+    return text if len(text) == 6 and all(c in "0123456789abcdef" for c in text) else None
+
+
+def reject(reason: str, detail: str, value: bytes | None, key: bytes | None, place: str,
+           raw: Any = None, field_name: str | None = None) -> InvalidState:
+    return InvalidState(reason=reason, detail=detail[:500], field_name=field_name,
+                        raw=_text(value) if raw is None else raw, icao24=_key(key),
+                        ingest_time=time.time(), poll_id=place)
+
+
+def _load(value: bytes | None, key: bytes | None, place: str) -> Any | InvalidState:
+    if value is None:
+        return reject("empty_message", "the message has no value (a tombstone)", value, key, place)
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as error:
+        return reject("not_json", f"not JSON: {error}", value, key, place)
+
+
+def decode_state(value: bytes | None, key: bytes | None, place: str) -> StateVector | InvalidState:
+    """A message of ``flight-raw-data`` as a ``StateVector``, or its rejection."""
+    data = _load(value, key, place)
+    if isinstance(data, InvalidState):
+        return data
+    if not isinstance(data, dict):
+        return reject("malformed_message", f"expected a JSON object, got {type(data).__name__}", value, key, place)
+    missing = [name for name in _REQUIRED if name not in data]
+    if missing:
+        return reject("malformed_message", f"missing field(s): {', '.join(missing)}", value, key, place)
+    ingest_time, poll_id = data["ingest_time"], data["poll_id"]
+    if not isinstance(ingest_time, (int, float)) or isinstance(ingest_time, bool) or ingest_time != ingest_time:
+        return reject("malformed_message", f"ingest_time={ingest_time!r} is not a number", value, key, place,
+                      field_name="ingest_time")
+    if not isinstance(poll_id, str):
+        return reject("malformed_message", f"poll_id={poll_id!r} is not a string", value, key, place,
+                      field_name="poll_id")
+    row = [data.get(name) for name in STATE_FIELDS]
+    checked = validate_state(row, None, ingest_time=float(ingest_time), poll_id=poll_id)
+    if isinstance(checked, InvalidState):
+        return reject(checked.reason, checked.detail, value, key, place, field_name=checked.field_name,
+                      raw=data)
+    return checked
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+#: A partial's fields: counts are integers, the rest numbers (min and max may be null).
+_COUNTS = ("count", "altitude_count", "anomalies", "on_ground", "emergencies", "late")
+_NULLABLE = ("velocity_min", "velocity_max", "altitude_min", "altitude_max")
+
+
+def _partial_fields_ok(partial: Any) -> bool:
+    if not isinstance(partial, dict) or set(partial) != set(Partial.__dataclass_fields__):
+        return False
+    for name, value in partial.items():
+        if name in _COUNTS:
+            if not (_is_int(value) and value >= 0):
+                return False
+        elif not ((value is None and name in _NULLABLE) or (_is_number(value) and value == value)):
+            return False
+    return True
+
+
+def _partial_problem(data: Any) -> str | None:
+    """What is wrong with a message of ``flight-window-partials``, or None."""
+    if not isinstance(data, dict):
+        return f"expected a JSON object, got {type(data).__name__}"
+    for name in ("dimension", "name"):
+        if not isinstance(data.get(name), str) or not data[name]:
+            return f"{name} is missing or not a string"
+    if data["dimension"] not in ("country", "airline"):
+        return f"dimension={data['dimension']!r} is not country or airline"
+    if "close" in data:
+        return None if _is_int(data["close"]) else f"close={data['close']!r} is not a window start"
+    partials = data.get("partials")
+    if not isinstance(partials, list):
+        return "partials is missing or not a list"
+    if "source" in data and not (_is_int(data["source"]) and _is_number(data.get("watermark"))):
+        return "source and watermark must be a partition and an event time"
+    for update in partials:
+        if not (isinstance(update, dict) and _is_int(update.get("window_start"))
+                and isinstance(update.get("icao24"), str) and _partial_fields_ok(update.get("partial"))):
+            return f"a partial is not {{window_start, icao24, partial}}: {str(update)[:100]}"
+    return None
+
+
+def decode_partial(value: bytes | None, key: bytes | None, place: str) -> dict | InvalidState:
+    """A message of ``flight-window-partials`` (written by the scoring agent), or its rejection."""
+    data = _load(value, key, place)
+    if isinstance(data, InvalidState):
+        return data
+    problem = _partial_problem(data)
+    if problem is not None:
+        return reject("malformed_partial", problem, value, key, place)
+    return data
+
+
+class Rejections:
+    """Messages an agent rejected, by (topic, reason); the first of each kind is logged."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, str]] = Counter()
+
+    def note(self, topic: str, rejection: InvalidState) -> None:
+        key = (topic, rejection.reason)
+        self.counts[key] += 1
+        if self.counts[key] == 1 or self.counts[key] % 1000 == 0:
+            log.warning("Rejected a message of %s at %s (%s: %s); sent to the invalid topic [%d so far]",
+                        topic, rejection.poll_id, rejection.reason, rejection.detail, self.counts[key])
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for (topic, reason), n in sorted(self.counts.items()):
+            out.setdefault(topic, {})[reason] = n
+        return out
+
+
+#: This worker's agents' rejections (for /metrics and /stats/rejected/).
+rejections = Rejections()

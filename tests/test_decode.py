@@ -1,0 +1,158 @@
+"""Every message an agent or the dashboard consumes, and every web parameter: accepted or rejected
+with a reason, never an exception (property tests)."""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flights_app.decode import decode_partial, decode_state
+from flights_app.publish import encode
+from flights_app.records import STATE_FIELDS, InvalidState, StateVector
+from flights_app.validation import validate_state
+from tables.windows import Partial
+from web import params
+from web.dashboard.model import Traffic
+
+T = 1678803647
+ROW = ["a65527", "NKS2003 ", "United States", T, T, -77.3974, 38.8778, 7010.4, False,
+       187.84, 208.46, 0, None, 6659.88, "0260", False, 0]
+STATE = validate_state(ROW, T, ingest_time=T + 0.5, poll_id="p-1")
+MESSAGE = encode(STATE)
+PARTIAL = Partial(count=2, velocity_sum=300.0, velocity_min=140.0, velocity_max=160.0).as_dict()
+PARTIALS = {"dimension": "country", "name": "United States", "source": 3, "watermark": T,
+            "partials": [{"window_start": T // 600 * 600, "icao24": "a65527", "partial": PARTIAL}]}
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=30,
+)
+
+
+def decode(value: bytes | None, key: bytes | None = b"a65527"):
+    return decode_state(value, key, "flight-raw-data:0:42")
+
+
+def test_a_state_as_the_source_publishes_it_decodes_to_the_same_state():
+    assert decode(MESSAGE) == STATE
+
+
+@pytest.mark.parametrize("value, reason, words", [
+    (b"not json at all", "not_json", "not JSON"),
+    (b'{"icao24": "a65527"', "not_json", "not JSON"),
+    (b"[1, 2, 3]", "malformed_message", "JSON object"),
+    (None, "empty_message", "tombstone"),
+    (orjson.dumps({k: v for k, v in orjson.loads(MESSAGE).items() if k != "velocity"}),
+     "malformed_message", "velocity"),
+    (orjson.dumps({**orjson.loads(MESSAGE), "velocity": "fast"}), "invalid_velocity", "not a number"),
+    (orjson.dumps({**orjson.loads(MESSAGE), "latitude": 95.0}), "latitude_out_of_range", "outside"),
+    (orjson.dumps({**orjson.loads(MESSAGE), "poll_id": 7}), "malformed_message", "poll_id"),
+])
+def test_a_malformed_state_message_is_rejected_with_its_reason_and_place(value, reason, words):
+    rejected = decode(value)
+    assert isinstance(rejected, InvalidState)
+    assert rejected.reason == reason and words in rejected.detail, rejected
+    assert rejected.poll_id == "flight-raw-data:0:42" and rejected.icao24 == "a65527"
+    orjson.loads(encode(rejected))  # publishable
+
+
+def test_a_rejection_keeps_a_bounded_copy_of_what_arrived():
+    rejected = decode(b"\xff" + b"x" * 100_000, key=b"\x00\x01")
+    assert rejected.reason == "not_json" and rejected.icao24 is None
+    assert len(rejected.raw) <= 2000
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
+def test_any_bytes_decode_or_are_rejected_never_raise(value):
+    result = decode(value)
+    assert isinstance(result, (StateVector, InvalidState))
+    orjson.loads(encode(result))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from([*STATE_FIELDS, "ingest_time", "poll_id"]), json_values, max_size=20),
+       st.booleans())
+def test_any_object_with_state_fields_decodes_or_is_rejected(fields, over_a_real_state):
+    data = {**orjson.loads(MESSAGE), **fields} if over_a_real_state else fields
+    result = decode(json.dumps(data).encode())
+    assert isinstance(result, (StateVector, InvalidState))
+    if isinstance(result, InvalidState):
+        assert result.reason and result.detail
+    orjson.loads(encode(result))
+
+
+def test_partials_and_close_requests_decode():
+    assert decode_partial(orjson.dumps(PARTIALS), b"country|United States", "p:0:1") == PARTIALS
+    close = {"dimension": "airline", "name": "UAL", "close": T // 600 * 600}
+    assert decode_partial(orjson.dumps(close), None, "p:0:2") == close
+
+
+@pytest.mark.parametrize("change", [
+    {"dimension": "planet"}, {"name": 5}, {"partials": "many"}, {"close": "soon"}, {"source": "x"},
+    {"partials": [{"window_start": 0, "icao24": "a65527", "partial": {**PARTIAL, "count": -1}}]},
+    {"partials": [{"window_start": 0, "icao24": "a65527", "partial": {**PARTIAL, "velocity_sum": None}}]},
+    {"partials": [{"window_start": 0, "icao24": "a65527", "partial": {"count": 1}}]},
+    {"partials": [{"window_start": "0", "icao24": "a65527", "partial": PARTIAL}]},
+])
+def test_a_malformed_partial_is_rejected_with_what_is_wrong(change):
+    rejected = decode_partial(orjson.dumps({**PARTIALS, **change}), None, "p:1:9")
+    assert isinstance(rejected, InvalidState) and rejected.reason == "malformed_partial", rejected
+    assert rejected.poll_id == "p:1:9"
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values | st.fixed_dictionaries({}, optional={
+    "dimension": st.sampled_from(["country", "airline", 1]), "name": json_values, "close": json_values,
+    "partials": st.lists(st.fixed_dictionaries({}, optional={
+        "window_start": json_values, "icao24": json_values,
+        "partial": st.fixed_dictionaries({k: json_values for k in PARTIAL})}), max_size=3),
+    "source": json_values, "watermark": json_values}))
+def test_any_partial_message_decodes_or_is_rejected(data):
+    result = decode_partial(json.dumps(data).encode(), None, "p:0:0")
+    assert isinstance(result, (dict, InvalidState))
+    if isinstance(result, dict):  # what the group stage then does with it must work
+        from tables.windows import summarize
+
+        for update in result.get("partials", []):
+            summarize({update["icao24"]: update["partial"]})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["processed", "aggregated", "invalid"]), json_values | st.binary(max_size=100))
+def test_the_dashboard_feed_counts_any_bad_record_and_keeps_going(kind, value):
+    from web.dashboard.feed import Feed
+
+    feed = Feed("127.0.0.1:9", {kind: f"t-{kind}"}, Traffic())
+    raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+    feed._dispatch(f"t-{kind}", raw)
+    assert feed.messages + feed.malformed == 1
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=40))
+def test_any_icao24_parameter_is_parsed_or_refused(text):
+    value = params.icao24(text)
+    assert value is None or (len(value) == 6 and int(value, 16) >= 0)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=40) | st.integers().map(str), st.sets(st.integers(0, 2**40), max_size=5))
+def test_any_window_parameter_is_a_window_or_an_error(text, starts):
+    starts = {s // 600 * 600 for s in starts}
+    value = params.pick_window(text, starts, 600)
+    assert value is None or isinstance(value, str) or value % 600 == 0
+
+
+def test_window_parameters():
+    assert params.pick_window("current", {600, 1200}, 600) == 1200
+    assert params.pick_window("previous", {600, 1200}, 600) == 600
+    assert params.pick_window("1250", set(), 600) == 1200
+    assert params.pick_window("current", set(), 600) is None
+    for bad in ("soon", "1e9", "٣", "9" * 5000, ""):
+        assert params.pick_window(bad, {600}, 600) == "window must be current, previous or a Unix time"
