@@ -20,9 +20,9 @@ import aiohttp
 
 from agents.windows import count_in_windows
 from flights_app.app import app, settings
+from flights_app.decode import decode_state, rejections, where
 from flights_app.metrics import scorer_batch_seconds, scorer_batch_size
 from flights_app.publish import Outbox
-from flights_app.decode import decode_state, rejections, where
 from flights_app.records import Alert, InvalidState, ScoredState
 from flights_app.topics import alerts, invalid_states, processed_states, raw_states, window_partials
 from flights_app.webhook import AlertWebhook

@@ -20,8 +20,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from flights_app.app import app, settings
-from flights_app.partitioner import partition_for
 from flights_app.decode import decode_partial, rejections, where
+from flights_app.partitioner import partition_for
 from flights_app.publish import Outbox
 from flights_app.records import InvalidState, ScoredState
 from flights_app.topics import aggregated_stats, invalid_states, window_partials
