@@ -74,6 +74,7 @@ aircraft_watermark: dict[int, float] = {}
 #: them, so a partition that lags behind does not see its windows closed or expired under it.
 source_watermarks: dict[int, tuple[float, float]] = {}  # partition -> (watermark, monotonic time heard)
 group_watermark: dict[str, float | None] = {"event_time": None}
+first_heard: dict[str, float] = {}  # "at": when this worker's group stage heard its first partial
 #: (dimension, name, window_start) updated since the last flush, on this worker.
 dirty: set[tuple[str, str, int]] = set()
 #: Windows whose final record this worker has asked for (not asked twice while the first is in flight).
@@ -200,6 +201,10 @@ def advance_group_watermark(source: int | None = None, watermark: float | None =
     if source is not None:
         previous = source_watermarks.get(source, (watermark, now))[0]
         source_watermarks[source] = (max(previous, watermark), now)
+        first_heard.setdefault("at", now)
+    if len(source_watermarks) < settings.topic_partitions and \
+            now - first_heard.get("at", now) < settings.watermark_idle_s:
+        return  # after a (re)start, hear from every upstream partition (or wait the idle time) first
     active = [mark for mark, heard in source_watermarks.values() if now - heard < settings.watermark_idle_s]
     if active:
         current = group_watermark["event_time"]

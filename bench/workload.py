@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from flights_app.decode import decode_state
 from flights_app.records import StateVector
 from ml.dataset import simulated_polls, valid_states
 
@@ -70,6 +71,8 @@ def encode(state: dict, ingest_time: float) -> bytes:
 
 
 def check_decodes(workload: Workload) -> None:
-    """The records decode as the worker decodes them (a wrong workload would be rejected silently)."""
+    """The records decode as the worker decodes them (a wrong workload would be rejected)."""
     for state in random.Random(0).sample(workload.states, min(20, len(workload))):
-        StateVector.loads(encode(state, 0.0))
+        decoded = decode_state(encode(state, 0.0), None, "bench")
+        if not isinstance(decoded, StateVector):
+            raise ValueError(f"the workload's state is rejected: {decoded.reason}: {decoded.detail}")

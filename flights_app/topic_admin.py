@@ -19,10 +19,12 @@ log = logging.getLogger(__name__)
 
 
 async def ensure_topics(bootstrap: str, names: Iterable[str], *, partitions: int, replication: int,
-                        retention_s: int, timeout_s: float = 120.0) -> None:
-    """Create the topics that are missing; retry while the broker is not reachable yet."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    delay = 0.5
+                        retention_s: int, timeout_s: float | None = None) -> None:
+    """Create the topics that are missing; while the broker is not reachable, retry (backing off up
+    to 10 s) until it is, or until ``timeout_s`` if one is given, saying so every 30 s."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    delay, next_notice = 0.5, started
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
         try:
@@ -39,9 +41,13 @@ async def ensure_topics(bootstrap: str, names: Iterable[str], *, partitions: int
                 log.info("Created topics %s (%d partitions)", ", ".join(missing), partitions)
             return
         except (KafkaConnectionError, OSError) as error:
-            if asyncio.get_running_loop().time() > deadline:
+            waited = loop.time() - started
+            if timeout_s is not None and waited > timeout_s:
                 raise
-            log.warning("Kafka at %s not reachable yet (%s); retrying in %.0f s", bootstrap, error, delay)
+            if loop.time() >= next_notice:
+                log.warning("Kafka at %s is not reachable (%s); waiting for it (%.0f s so far, retrying "
+                            "every %.0f s)", bootstrap, error, waited, delay)
+                next_notice = loop.time() + 30
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
         finally:

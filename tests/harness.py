@@ -261,3 +261,21 @@ def topic_size(bootstrap: str, topic: str) -> int:
             await consumer.stop()
 
     return asyncio.run(size())
+
+
+def committed_lag(bootstrap: str, group: str, topic: str) -> int:
+    """How many records of ``topic`` the consumer group ``group`` has not committed (all partitions)."""
+    async def lag() -> int:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            await consumer._client.force_metadata_update()
+            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            ends = await consumer.end_offsets(tps)
+            return sum(ends[tp] - (await consumer.committed(tp) or 0) for tp in tps)
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(lag())

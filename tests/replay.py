@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import json
+import re
 
 from flights_app.fake_opensky.recordings import load_recording
 from flights_app.topic_names import AGGREGATED
@@ -11,11 +13,12 @@ from tests.harness import TestApp, read_topic
 WINDOW_S = 600
 
 
-def expected_counts(recording, window_s: int = WINDOW_S) -> tuple[dict[tuple[str, int], int], int]:
-    """Distinct (icao24, time_position or last_contact) per (country, window), straight from the files;
-    and the latest event time (the watermark the replay ends on)."""
+def expected_counts(recording, window_s: int = WINDOW_S, polls: slice = slice(None),
+                    ) -> tuple[dict[tuple[str, int], int], int]:
+    """Distinct (icao24, time_position or last_contact) per (country, window), straight from the files
+    (of the polls in ``polls``); and the latest event time (the watermark the replay ends on)."""
     distinct = set()
-    for poll in load_recording(recording):
+    for poll in load_recording(recording)[polls]:
         for row in poll.states or []:
             event_time = row[3] if row[3] is not None else row[4]
             distinct.add((row[2], row[0], event_time))
@@ -35,8 +38,35 @@ def newest_states(recording) -> dict[str, dict]:
             for icao24, (t, row) in newest.items()}
 
 
-def produce_recording(bootstrap: str, topic: str, recording) -> int:
-    """Every valid state of the recording onto ``topic``, as the source agent publishes them."""
+def expected_totals(recording, window_s: int = WINDOW_S) -> dict[tuple[str, str, int], int]:
+    """(dimension, name, window) -> distinct states, for countries and airlines, straight from the
+    files. An aircraft's states of one window count for the airline of its first state in that
+    window (as the worker attributes them: tables.windows.airline_of of the cleaned callsign)."""
+    from flights_app.validation import clean_callsign
+    from tables.windows import airline_of
+
+    first_airline: dict[tuple[str, int], str | None] = {}
+    distinct = set()
+    for poll in load_recording(recording):
+        for row in poll.states or []:
+            event_time = row[3] if row[3] is not None else row[4]
+            start = int(event_time // window_s) * window_s
+            first_airline.setdefault((row[0], start), airline_of(clean_callsign(row[1])))
+            distinct.add((row[2], row[0], event_time, start))
+    totals = collections.Counter()
+    for country, icao24, _, start in distinct:
+        totals[("country", country, start)] += 1
+        airline = first_airline[(icao24, start)]
+        if airline:
+            totals[("airline", airline, start)] += 1
+    return dict(totals)
+
+
+def produce_recording(bootstrap: str, topic: str, recording, polls: slice = slice(None),
+                      malformed_every: int = 0) -> int:
+    """Every valid state of the recording (of the polls in ``polls``) onto ``topic``, as the source
+    agent publishes them; with ``malformed_every``, also a malformed message (``malformed(i)``)
+    after every so many states. Returns the number of states sent."""
     import asyncio
 
     from aiokafka import AIOKafkaProducer
@@ -49,18 +79,37 @@ def produce_recording(bootstrap: str, topic: str, recording) -> int:
         await producer.start()
         sent = 0
         try:
-            for poll in load_recording(recording):
+            for poll in load_recording(recording)[polls]:
                 for row in poll.states or []:
                     state = validate_state(row, poll.time, ingest_time=float(poll.time), poll_id=poll.name)
                     if isinstance(state, StateVector):
                         await producer.send(topic, key=state.icao24.encode(), value=state.dumps())
                         sent += 1
+                        if malformed_every and sent % malformed_every == 0:
+                            value, _ = malformed(sent // malformed_every)
+                            await producer.send(topic, key=state.icao24.encode(), value=value)
             await producer.flush()
         finally:
             await producer.stop()
         return sent
 
     return asyncio.run(send())
+
+
+def malformed(i: int) -> tuple[bytes, str]:
+    """The ``i``-th malformed message of a replay, and the reason it must be rejected with:
+    alternately not JSON and JSON of the wrong schema; each carries its number."""
+    if i % 2:
+        return f"garbage #{i} {{not json".encode(), "not_json"
+    return json.dumps({"icao24": "a65527", "note": f"wrong schema #{i}"}).encode(), "malformed_message"
+
+
+def malformed_number(invalid: dict) -> int | None:
+    """The number a malformed message carried, from its record on the invalid topic."""
+    raw = invalid.get("raw")
+    text = raw if isinstance(raw, str) else json.dumps(raw)
+    match = re.search(r"#(\d+)", text or "")
+    return int(match.group(1)) if match else None
 
 
 def latest_records(app: TestApp) -> tuple[dict, list]:
@@ -70,3 +119,13 @@ def latest_records(app: TestApp) -> tuple[dict, list]:
         if r["dimension"] == "country":
             latest[(r["name"], r["window_start"])] = r
     return latest, records
+
+
+def latest_totals(app: TestApp) -> dict[tuple[str, str, int], int]:
+    """(dimension, name, window) -> events, of the newest aggregated record of each."""
+    latest = {}
+    for _, r in read_topic(app.bootstrap, app.topic(AGGREGATED), timeout_s=60):
+        key = (r["dimension"], r["name"], r["window_start"])
+        if key not in latest or r["emitted_at"] >= latest[key]["emitted_at"]:
+            latest[key] = r
+    return {k: r["events"] for k, r in latest.items()}

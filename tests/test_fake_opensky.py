@@ -20,6 +20,13 @@ def test_same_seed_same_traffic_and_other_seed_other_traffic():
     assert a == b and a[0] != c[0]
 
 
+def test_every_simulated_aircraft_has_its_own_address():
+    aircraft = Simulator(40_000, seed=11, epoch=EPOCH).aircraft
+    addresses = [a.icao24 for a in aircraft]
+    assert len(set(addresses)) == 40_000
+    assert all(0x100000 <= int(x, 16) <= 0xFFFFFF and len(x) == 6 for x in addresses)
+
+
 def test_simulated_states_are_valid_and_show_every_phase_of_flight():
     sim = Simulator(300, seed=1, epoch=EPOCH, anomaly_rate=0)
     rows, labels = sim.states_at(EPOCH)

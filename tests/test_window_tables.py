@@ -115,8 +115,20 @@ def test_two_workers_answer_for_every_key_and_a_worker_rebuilds_its_tables_from_
         return all(http_get(f"{b}/health", timeout_s=5)[0] == 200 and "Scoring with model" in w.log_text()
                    for b, w in zip(bases, (one, two), strict=True))
     wait_until(both_assigned, 180, "two healthy workers")
-    produce_recording(app.bootstrap, app.topic("flight-raw-data"), recording)
-    wait_until(lambda: app.check_workers() or latest_country_totals(app) == expected, 240, "exact totals", 1)
+    produce_recording(app.bootstrap, app.topic("flight-raw-data"), recording, polls=slice(0, 225))
+    half, _ = expected_counts(recording, polls=slice(0, 225))
+    wait_until(lambda: app.check_workers() or latest_country_totals(app) == half, 240, "exact totals of a half", 1)
+
+    # Worker two dies: worker one takes over its partitions (and their tables) and does the rest alone.
+    two.kill()
+    produce_recording(app.bootstrap, app.topic("flight-raw-data"), recording, polls=slice(225, None))
+    wait_until(lambda: app.check_workers() or latest_country_totals(app) == expected, 240,
+               "exact totals from the one worker left", 1)
+    assert {r["name"] for r in http_get(f"{bases[0]}/stats/countries/?scope=local")[2]["rows"]} == {
+        c for c, _ in expected}  # it holds every country now
+    two = app.start_worker("two", FLIGHTS_WEB_PORT=str(two.web_port))
+    wait_until(both_assigned, 180, "worker two back")
+    wait_until(lambda: all(http_get(f"{b}/health")[2]["recovery_done"] for b in bases), 120, "recovery")
 
     local = [http_get(f"{b}/stats/countries/?scope=local")[2]["rows"] for b in bases]
     assert local[0] and local[1], "each worker holds some countries"

@@ -278,7 +278,9 @@ async def stats(request: web.Request) -> web.Response:
     state: FakeState = request.app[FAKE]
     return web.json_response({
         "requests": len(state.requests), "states_served": state.states_served,
-        "token_requests": state.token_requests, "exhausted": state.source.exhausted,
+        "token_requests": state.token_requests,
+        "tokens_issued": list(state.tokens),  # a test searches logs for them; this server is a fake
+        "exhausted": state.source.exhausted,
         "paused": state.paused, "log": state.requests[-1000:],
         "corruptions": state.faults.corruptions,
     })

@@ -236,6 +236,11 @@ class Simulator:
         self.anomaly_rate = anomaly_rate
         self.anomaly_kinds = anomaly_kinds
         self.aircraft = [SimulatedAircraft(i, seed, epoch) for i in range(n_aircraft)]
+        taken: set[str] = set()
+        for aircraft in self.aircraft:  # one address per aircraft, as in the real world
+            while aircraft.icao24 in taken:  # (random addresses collide: ~50 pairs among 40,000)
+                aircraft.icao24 = f"{0x100000 + (int(aircraft.icao24, 16) + 1 - 0x100000) % 0xEFFFFF:06x}"
+            taken.add(aircraft.icao24)
 
     def states_at(self, t: int, extended: bool = False) -> tuple[list[list], list[AnomalyLabel]]:
         rows, labels = [], []

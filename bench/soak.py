@@ -1,0 +1,201 @@
+"""The soak run (``make soak``): a steady input rate for a long time, with the worker restarted every
+few minutes (alternately kill -9 and SIGTERM), on an embedded broker of its own.
+
+Every ``sample_s`` it prints states sent, scored (on flight-processed-data), the worker's consumer lag
+and RSS, and the broker's disk use. At the end it checks that nothing was lost: every state sent has
+a scored record, and the final count of every closed (country, window) equals the distinct states
+sent into it. ``python -m bench.soak --minutes 30 --rate 1000 --restart-every 300``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+from aiokafka import TopicPartition
+
+from bench.pipeline import Bench, BenchError, end_offsets, rss_mb
+from bench.workload import encode, simulate
+from flights_app.topic_names import AGGREGATED, PROCESSED, RAW
+from tests.harness import http_json
+
+WINDOW_S = 600
+
+
+def log(text: str) -> None:
+    print(f"[soak {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def disk_mb(path: Path) -> float:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(root, name))
+            except OSError:
+                pass
+    return round(total / 2**20, 1)
+
+
+def shifted(state: dict, repeat: int) -> dict:
+    """The workload's state, ``repeat`` hours of event time later (each pass over the workload is new traffic)."""
+    shift = repeat * 3600
+    return {**state, "time_position": state["time_position"] and state["time_position"] + shift,
+            "last_contact": state["last_contact"] + shift}
+
+
+def event_time(state: dict) -> int:
+    return state["time_position"] if state["time_position"] is not None else state["last_contact"]
+
+
+async def _read_all(bench: Bench, topic: str, partitions: int):
+    consumer = bench.consumer()
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
+            for records in (await consumer.getmany(timeout_ms=500, max_records=50_000)).values():
+                for record in records:
+                    yield orjson.loads(record.value)
+    finally:
+        await consumer.stop()
+
+
+async def soak(bench: Bench, *, minutes: float, rate: float, restart_every_s: float, sample_s: float = 10) -> dict:
+    app = bench.new_app()
+    app.update(FLIGHTS_WINDOW=str(WINDOW_S), FLIGHTS_WINDOW_GRACE="30", FLIGHTS_WINDOW_EXPIRY="1200")
+    prefix, partitions = app["FLIGHTS_TOPIC_PREFIX"], bench.partitions
+    workload = simulate(1000, 60, repeat_every=10)  # every 10th poll sent twice: known duplicates
+    worker = bench.start_worker(app, "worker")
+    bench.wait_ready(worker)
+    producer, probe = bench.producer(), bench.consumer()
+    await producer.start()
+    await probe.start()
+    total = int(rate * minutes * 60)
+    expected: collections.Counter = collections.Counter()
+    sent_ids: set[tuple[str, int]] = set()
+    samples, restarts, kill = [], [], True
+    try:
+        started = time.monotonic()
+        sent, next_sample, next_restart, futures = 0, started, started + restart_every_s, []
+        while sent < total:
+            now = time.monotonic()
+            if now >= next_restart:
+                how = "kill -9" if kill else "SIGTERM"
+                (worker.kill if kill else worker.stop)()
+                bench.workers.remove(worker)
+                worker = bench.start_worker(app, "worker")
+                restarts.append({"t_s": round(now - started), "how": how})
+                log(f"restarted the worker ({how})")
+                kill, next_restart = not kill, now + restart_every_s
+            if now >= next_sample:
+                sample = await _sample(bench, probe, worker, prefix, partitions, now - started, sent)
+                samples.append(sample)
+                log(json.dumps(sample))
+                next_sample += sample_s
+            due = min(total, int((now - started) * rate))
+            wall = time.time()
+            while sent < due:
+                state = shifted(workload.states[sent % len(workload)], sent // len(workload))
+                identity = (state["icao24"], event_time(state))
+                if identity not in sent_ids:
+                    sent_ids.add(identity)
+                    expected[(state["origin_country"], event_time(state) // WINDOW_S * WINDOW_S)] += 1
+                futures.append(await producer.send(prefix + RAW, key=state["icao24"].encode(),
+                                                   value=encode(state, wall)))
+                sent += 1
+            if len(futures) > 5000:
+                await asyncio.gather(*futures)
+                futures = []
+            if not worker.alive():
+                raise BenchError(f"worker exited:\n{worker.tail()}")
+            await asyncio.sleep(0.01)
+        await asyncio.gather(*futures)
+        log(f"sent {sent:,} states in {time.monotonic() - started:.0f} s; draining")
+        deadline = time.monotonic() + 600
+        while await end_offsets(probe, prefix + PROCESSED, partitions) < total and time.monotonic() < deadline:
+            await asyncio.sleep(1)
+        samples.append(await _sample(bench, probe, worker, prefix, partitions, time.monotonic() - started, sent))
+        log(json.dumps(samples[-1]))
+
+        scored = set()
+        async for value in _read_all(bench, prefix + PROCESSED, partitions):
+            scored.add((value["state"]["icao24"], event_time(value["state"])))
+        finals = {}
+        async for value in _read_all(bench, prefix + AGGREGATED, partitions):
+            if value["dimension"] == "country" and value["final"]:
+                finals[(value["name"], value["window_start"])] = value["events"]
+        lost = len(sent_ids - scored)
+        wrong = {k: (n, expected[k]) for k, n in finals.items() if n != expected[k]}
+        disks = [s["broker_disk_mb"] for s in samples]
+        return {"minutes": minutes, "rate_per_s": rate, "sent": sent, "distinct": len(sent_ids),
+                "restarts": restarts, "lost": lost, "closed_windows_checked": len(finals),
+                "wrong_windows": {f"{c}|{w}": v for (c, w), v in list(wrong.items())[:20]},
+                "rss_growth": _rss_growth(samples, restarts), "broker_disk_mb": {"first": disks[0], "max": max(disks),
+                                                                                  "last": disks[-1]},
+                "samples": samples}
+    finally:
+        await producer.stop()
+        await probe.stop()
+        bench.stop_workers()
+
+
+async def _sample(bench: Bench, probe, worker, prefix: str, partitions: int, t: float, sent: int) -> dict:
+    lag = None
+    try:
+        lag = http_json(f"http://127.0.0.1:{worker.web_port}/health", timeout_s=3)["lag"]["total"]
+    except Exception:  # noqa: BLE001 - restarting, or 503 while recovering (its body is not read)
+        pass
+    memory = rss_mb(worker.process.pid) if worker.alive() else {"rss_mb": None}
+    return {"t_s": round(t), "sent": sent, "scored": await end_offsets(probe, prefix + PROCESSED, partitions),
+            "lag": lag, "rss_mb": memory["rss_mb"], "broker_disk_mb": disk_mb(bench.broker.log_dir)}
+
+
+def _rss_growth(samples: list[dict], restarts: list[dict]) -> dict:
+    """The worker's RSS at the end of each life (the last sample before each restart, and the last),
+    after the first life: growth from the second life's end to the last life's end."""
+    ends, bounds = [], [r["t_s"] for r in restarts] + [float("inf")]
+    for bound in bounds:
+        before = [s["rss_mb"] for s in samples if s["t_s"] < bound and s["rss_mb"]]
+        if before:
+            ends.append(before[-1])
+    base = ends[1] if len(ends) > 2 else ends[0]
+    return {"per_life_end_mb": ends, "growth_pct": round((ends[-1] - base) / base * 100, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--rate", type=float, default=1000)
+    parser.add_argument("--restart-every", type=float, default=300, help="seconds between worker restarts")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/soak.json"))
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with tempfile.TemporaryDirectory(prefix="flights-soak-") as tmp, Bench(Path(tmp)) as bench:
+        report = asyncio.run(soak(bench, minutes=args.minutes, rate=args.rate, restart_every_s=args.restart_every))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    summary = {k: v for k, v in report.items() if k != "samples"}
+    print(json.dumps(summary, indent=2))
+    ok = report["lost"] == 0 and not report["wrong_windows"] and report["closed_windows_checked"] > 0 \
+        and report["rss_growth"]["growth_pct"] < 10
+    print(f"soak {'passed' if ok else 'FAILED'}: lost {report['lost']}, wrong windows {len(report['wrong_windows'])} "
+          f"of {report['closed_windows_checked']}, RSS growth {report['rss_growth']['growth_pct']}%, "
+          f"broker disk {report['broker_disk_mb']}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
