@@ -237,10 +237,20 @@ async def _read_topic(bootstrap: str, topic: str, timeout_s: float):
             for records in batches.values():
                 for r in records:
                     key = r.key.decode() if r.key is not None else None
-                    out.append((key, json.loads(r.value) if r.value is not None else None))  # None: a tombstone
+                    out.append((key, _decoded(r.value)))
         return out
     finally:
         await consumer.stop()
+
+
+def _decoded(value: bytes | None):
+    """A record's JSON value; None for a tombstone; the text itself when it is not JSON."""
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value.decode("utf-8", errors="replace")
 
 
 def topic_size(bootstrap: str, topic: str) -> int:
@@ -274,7 +284,7 @@ def committed_lag(bootstrap: str, group: str, topic: str) -> int:
             await consumer._client.force_metadata_update()
             tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
             ends = await consumer.end_offsets(tps)
-            return sum(ends[tp] - (await consumer.committed(tp) or 0) for tp in tps)
+            return sum([ends[tp] - (await consumer.committed(tp) or 0) for tp in tps])
         finally:
             await consumer.stop()
 

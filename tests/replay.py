@@ -129,3 +129,17 @@ def latest_totals(app: TestApp) -> dict[tuple[str, str, int], int]:
         if key not in latest or r["emitted_at"] >= latest[key]["emitted_at"]:
             latest[key] = r
     return {k: r["events"] for k, r in latest.items()}
+
+
+def wait_for_exact_totals(app: TestApp, expected: dict, timeout_s: float, what: str) -> None:
+    """Wait until ``latest_totals`` equals ``expected``; on timeout, fail showing what differs."""
+    from tests.harness import wait_until
+
+    try:
+        wait_until(lambda: app.check_workers() or latest_totals(app) == expected, timeout_s, what, interval_s=2)
+    except AssertionError as error:
+        got = latest_totals(app)
+        diff = {k: (got.get(k), expected.get(k)) for k in set(got) | set(expected) if got.get(k) != expected.get(k)}
+        by_dimension = collections.Counter(k[0] for k in diff)
+        raise AssertionError(f"{error}: {len(diff)} (dimension, name, window) differ {dict(by_dimension)} "
+                             f"as (got, expected), e.g. {sorted(diff.items())[:8]}") from None

@@ -70,7 +70,8 @@ def listening(pid: int) -> list[tuple[str, int]]:
     return out
 
 
-LOOPBACK = {"127.0.0.1", "0000:0000:0000:0000:0000:0000:0000:0001"}
+#: 127.0.0.1, ::1, and 127.0.0.1 as Java's IPv6 sockets show it (::ffff:127.0.0.1).
+LOOPBACK = {"127.0.0.1", "0000:0000:0000:0000:0000:0000:0000:0001", "0000:0000:0000:0000:0000:FFFF:7F00:0001"}
 
 
 def test_every_server_listens_on_loopback_and_no_secret_gets_out(kafka, tmp_path, cleanup):

@@ -33,11 +33,17 @@ def consumer_lag() -> dict[tuple[str, int], int]:
     for tp in assigned:
         if tp.topic not in _INPUTS:
             continue
-        end = monitor.tp_end_offsets.get(tp)
-        if end is None:
+        try:  # the broker's high watermark as of the last fetch (known even when nothing came)
+            highwater = app.consumer.highwater(tp)
+        except Exception:  # noqa: BLE001 - not fetched from yet, or being revoked
+            highwater = None
+        ends = [e for e in (monitor.tp_end_offsets.get(tp), highwater) if e is not None]
+        if not ends:
             continue
-        committed = monitor.tp_committed_offsets.get(tp)
-        lag[(tp.topic, tp.partition)] = max(0, end - (committed or 0))
+        committed = app.consumer._committed_offset.get(tp)  # from the broker at assignment, then ours
+        if committed is None:
+            committed = monitor.tp_committed_offsets.get(tp)
+        lag[(tp.topic, tp.partition)] = max(0, max(ends) - (committed or 0))
     return lag
 
 
