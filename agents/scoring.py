@@ -18,7 +18,7 @@ import time
 
 import aiohttp
 
-from agents.windows import count_in_windows
+from agents.windows import count_in_windows, recover_watermarks
 from flights_app.app import app, settings
 from flights_app.decode import decode_state, rejections, where
 from flights_app.metrics import scorer_batch_seconds, scorer_batch_size
@@ -108,6 +108,7 @@ async def score_states(stream):
     async for events in stream.take_events(settings.score_batch_max, within=settings.score_batch_within_s):
         while registry.current is None:  # the model loads at start, in the background
             await asyncio.sleep(0.05)
+        recover_watermarks()  # after a start, before the first state is judged late or expired
         started = time.perf_counter()
         outbox = Outbox(app)
         writes = TableWrites(outbox)

@@ -173,8 +173,13 @@ async def window_groups(stream):
                         continue
                     if "source" in message:  # (partials written before watermarks travelled with them lack it)
                         advance_group_watermark(message["source"], message["watermark"])
+                    # Until this worker knows the group watermark (just after a start), the sender's own
+                    # watermark judges expiry, so a replayed partial cannot bring back a deleted window.
+                    mark = group_watermark["event_time"]
+                    if mark is None:
+                        mark = message.get("watermark")
                     for update in message["partials"]:
-                        if _expired(update["window_start"], group_watermark["event_time"]):
+                        if _expired(update["window_start"], mark):
                             continue  # a replayed partial of a window already deleted
                         key = group_key(dimension, name, update["window_start"], shard_of(update["icao24"]))
                         entry = touched.get(key) or group_windows.get(key) or {"partials": {}}
