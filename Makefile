@@ -55,6 +55,7 @@ bench: install
 # SOAK_ARGS="--minutes 5 --restart-every 100" for a shorter run.
 SOAK_ARGS ?=
 soak: install
+	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 # The shipped default model (ml/models/default.joblib + .json): reproducible, seed 1.

@@ -103,6 +103,16 @@ def newest_scored(scored: list[ScoredState], stored: dict[str, dict | None]) -> 
             if isinstance(value, ScoredState) else value for icao24, value in newest.items()}
 
 
+def backlog(event) -> bool:
+    """Whether more messages wait in ``event``'s partition after it (the consumer's high watermark)."""
+    message = event.message
+    try:
+        highwater = app.consumer.highwater(message.tp)
+    except Exception:  # noqa: BLE001 - not known yet: say busy, the safe side
+        return True
+    return highwater is None or highwater > message.offset + 1
+
+
 @app.agent(raw_states)
 async def score_states(stream):
     async for events in stream.take_events(settings.score_batch_max, within=settings.score_batch_within_s):
@@ -134,7 +144,7 @@ async def score_states(stream):
                 for icao24, memory in updated.items():  # one write per aircraft per batch
                     await writes.put(aircraft_memory, icao24, {**memory.as_dict(), "last": newest.get(icao24)},
                                      partition)
-                partials, entries = count_in_windows(partition, scored)
+                partials, entries = count_in_windows(partition, scored, behind=backlog(group[-1]))
                 for key, entry in entries.items():  # one write per aircraft-window per batch
                     await writes.put(aircraft_windows, key, entry, partition)
             for item in scored:

@@ -72,7 +72,8 @@ stats = WindowStats()
 aircraft_watermark: dict[int, float] = {}
 #: The group stage's: the lowest of the upstream partitions' watermarks, as their partials carry
 #: them, so a partition that lags behind does not see its windows closed or expired under it.
-source_watermarks: dict[int, tuple[float, float]] = {}  # partition -> (watermark, monotonic time heard)
+#: partition -> (watermark, monotonic time heard, whether its sender still had a backlog there)
+source_watermarks: dict[int, tuple[float, float, bool]] = {}
 group_watermark: dict[str, float | None] = {"event_time": None}
 first_heard: dict[str, float] = {}  # "at": when this worker's group stage heard its first partial
 #: (dimension, name, window_start) updated since the last flush, on this worker.
@@ -91,11 +92,13 @@ def _new_aircraft_entry(state) -> dict:
             "airline": airline_of(state.callsign)}
 
 
-def count_in_windows(partition: int, items: Sequence[ScoredState]) -> tuple[list[tuple[str, dict]], dict[str, dict]]:
+def count_in_windows(partition: int, items: Sequence[ScoredState], behind: bool = False,
+                     ) -> tuple[list[tuple[str, dict]], dict[str, dict]]:
     """The aircraft stage, for scored states of one partition of flight-raw-data (run by the scoring
     agent in that partition's table context): drop states already counted and update each aircraft's
     window partial. Returns the partial updates to send to flight-window-partials (one message per
-    country or airline) and the aircraft-windows entries to write (one per aircraft-window)."""
+    country or airline) and the aircraft-windows entries to write (one per aircraft-window).
+    ``behind``: the partition has more states waiting (so it must not be taken for idle downstream)."""
     touched: dict[str, dict] = {}
     for scored in items:
         state = scored.state
@@ -137,7 +140,7 @@ def count_in_windows(partition: int, items: Sequence[ScoredState]) -> tuple[list
     for (dimension, name), partials in updates.items():
         messages.append((group_name(dimension, name), {
             "dimension": dimension, "name": name, "partials": partials,
-            "source": partition, "watermark": aircraft_watermark[partition]}))
+            "source": partition, "watermark": aircraft_watermark[partition], "behind": behind}))
         stats.partials_sent += len(partials)
     return messages, touched
 
@@ -172,7 +175,7 @@ async def window_groups(stream):
                                 stats.finals_published += 1
                         continue
                     if "source" in message:  # (partials written before watermarks travelled with them lack it)
-                        advance_group_watermark(message["source"], message["watermark"])
+                        advance_group_watermark(message["source"], message["watermark"], message.get("behind", False))
                     # Until this worker knows the group watermark (just after a start), the sender's own
                     # watermark judges expiry, so a replayed partial cannot bring back a deleted window.
                     mark = group_watermark["event_time"]
@@ -198,19 +201,21 @@ async def window_groups(stream):
                         closing.discard(window)
 
 
-def advance_group_watermark(source: int | None = None, watermark: float | None = None) -> None:
-    """The lowest watermark of the upstream partitions heard from in the last FLIGHTS_WATERMARK_IDLE
-    seconds (an idle partition, e.g. one whose aircraft all landed, must not stop the clock; a busy
-    one working through a backlog keeps sending); it never goes back."""
+def advance_group_watermark(source: int | None = None, watermark: float | None = None, behind: bool = False) -> None:
+    """The lowest watermark of the upstream partitions that are busy: heard from in the last
+    FLIGHTS_WATERMARK_IDLE seconds, or whose last message said more states were waiting there (an
+    idle partition, e.g. one whose aircraft all landed, must not stop the clock; one working through
+    a backlog, e.g. after a restart, must hold it even if its messages come slowly); it never goes back."""
     now = time.monotonic()
     if source is not None:
-        previous = source_watermarks.get(source, (watermark, now))[0]
-        source_watermarks[source] = (max(previous, watermark), now)
+        previous = source_watermarks.get(source, (watermark, now, behind))[0]
+        source_watermarks[source] = (max(previous, watermark), now, behind)
         first_heard.setdefault("at", now)
     if len(source_watermarks) < settings.topic_partitions and \
             now - first_heard.get("at", now) < settings.watermark_idle_s:
         return  # after a (re)start, hear from every upstream partition (or wait the idle time) first
-    active = [mark for mark, heard in source_watermarks.values() if now - heard < settings.watermark_idle_s]
+    active = [mark for mark, heard, busy in source_watermarks.values()
+              if busy or now - heard < settings.watermark_idle_s]
     if active:
         current = group_watermark["event_time"]
         group_watermark["event_time"] = min(active) if current is None else max(current, min(active))

@@ -132,6 +132,8 @@ def _partial_problem(data: Any) -> str | None:
         return "partials is missing or not a list"
     if "source" in data and not (_is_int(data["source"]) and _is_number(data.get("watermark"))):
         return "source and watermark must be a partition and an event time"
+    if not isinstance(data.get("behind", False), bool):
+        return "behind must be true or false"
     for update in partials:
         if not (isinstance(update, dict) and _is_int(update.get("window_start"))
                 and isinstance(update.get("icao24"), str) and _partial_fields_ok(update.get("partial"))):
