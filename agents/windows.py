@@ -177,12 +177,16 @@ async def window_groups(stream):
                     if "source" in message:  # (partials written before watermarks travelled with them lack it)
                         advance_group_watermark(message["source"], message["watermark"], message.get("behind", False))
                     # Until this worker knows the group watermark (just after a start), the sender's own
-                    # watermark judges expiry, so a replayed partial cannot bring back a deleted window.
+                    # watermark judges expiry. A partial of an expired window is dropped only if the window
+                    # is gone (a replayed partial must not bring a deleted window back); one whose window is
+                    # still here is applied: its partitions of the partials topic may simply lag behind
+                    # the ones that moved the watermark (the window's close comes after it, in order).
                     mark = group_watermark["event_time"]
                     if mark is None:
                         mark = message.get("watermark")
                     for update in message["partials"]:
-                        if _expired(update["window_start"], mark):
+                        start = update["window_start"]
+                        if _expired(start, mark) and not window_exists(dimension, name, start, touched):
                             continue  # a replayed partial of a window already deleted
                         key = group_key(dimension, name, update["window_start"], shard_of(update["icao24"]))
                         entry = touched.get(key) or group_windows.get(key) or {"partials": {}}
@@ -219,6 +223,12 @@ def advance_group_watermark(source: int | None = None, watermark: float | None =
     if active:
         current = group_watermark["event_time"]
         group_watermark["event_time"] = min(active) if current is None else max(current, min(active))
+
+
+def window_exists(dimension: str, name: str, start: int, touched: dict[str, dict]) -> bool:
+    """Whether the group stage still holds the window (any shard, or its final mark)."""
+    keys = [group_key(dimension, name, start, shard) for shard in range(SHARDS)] + [final_key(dimension, name, start)]
+    return any(key in touched or group_windows.get(key) for key in keys)
 
 
 def window_summary(dimension: str, name: str, start: int) -> dict | None:

@@ -43,7 +43,7 @@ def wait_ready(app: TestApp, worker) -> None:
     wait_until(ready, 180, f"{worker.name} to be healthy")
 
 
-@pytest.mark.soak  # fails about one run in five (a known defect, issue #7): in `make soak` until fixed
+@pytest.mark.soak  # failed 1 run in 5 (a known defect, issue #7): in `make soak` until fixed
 def test_three_kill_9s_and_a_lost_data_directory_lose_nothing(kafka, tmp_path, cleanup, shared_data):
     """57,756 states with known duplicates and malformed messages among them; the worker is killed
     (SIGKILL) three times at random moments, and before one restart its data directory is deleted
