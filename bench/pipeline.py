@@ -17,7 +17,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.workload import Workload, encode
+from bench.workload import Workload, encode, event_time, shifted
 from flights_app.embedded.broker import EmbeddedBroker
 from flights_app.topic_names import AGGREGATED, PROCESSED, RAW
 from tests.harness import PYTHON, Proc, free_port, free_port_pair, http_json
@@ -373,13 +373,9 @@ async def fixed_rate(bench: Bench, workload: Workload, *, rate: float, seconds: 
             due = min(total, int((now - started) * rate))
             wall = time.time()
             while sent < due:
-                state = workload.states[sent % len(workload)]
                 # Fresh event times (the workload repeats), so no state counts as a duplicate or late.
-                shift = (sent // len(workload)) * 3600
-                state = {**state, "time_position": state["time_position"] and state["time_position"] + shift,
-                         "last_contact": state["last_contact"] + shift}
-                event_time = state["time_position"] if state["time_position"] is not None else state["last_contact"]
-                observer.sent(state["origin_country"], int(event_time // WINDOW_S) * WINDOW_S, wall)
+                state = shifted(workload.states[sent % len(workload)], sent // len(workload))
+                observer.sent(state["origin_country"], int(event_time(state) // WINDOW_S) * WINDOW_S, wall)
                 futures.append(await producer.send(raw, key=state["icao24"].encode(), value=encode(state, wall)))
                 sent += 1
             if len(futures) > 5000:

@@ -24,7 +24,7 @@ import orjson
 from aiokafka import TopicPartition
 
 from bench.pipeline import Bench, BenchError, end_offsets, rss_mb
-from bench.workload import encode, simulate
+from bench.workload import encode, event_time, shifted, simulate
 from flights_app.topic_names import AGGREGATED, PROCESSED, RAW
 from tests.harness import http_json
 
@@ -45,17 +45,6 @@ def disk_mb(path: Path) -> float:
             except OSError:
                 pass
     return round(total / 2**20, 1)
-
-
-def shifted(state: dict, repeat: int) -> dict:
-    """The workload's state, ``repeat`` hours of event time later (each pass over the workload is new traffic)."""
-    shift = repeat * 3600
-    return {**state, "time_position": state["time_position"] and state["time_position"] + shift,
-            "last_contact": state["last_contact"] + shift}
-
-
-def event_time(state: dict) -> int:
-    return state["time_position"] if state["time_position"] is not None else state["last_contact"]
 
 
 async def _read_all(bench: Bench, topic: str, partitions: int):

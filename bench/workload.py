@@ -24,8 +24,7 @@ EPOCH = 1_790_000_000
 
 def _identity(state: dict) -> tuple[str, str, int]:
     """What makes a state a duplicate for the worker: the same aircraft at the same event time."""
-    event_time = state["time_position"] if state["time_position"] is not None else state["last_contact"]
-    return state["origin_country"], state["icao24"], event_time
+    return state["origin_country"], state["icao24"], event_time(state)
 
 
 @dataclass
@@ -63,6 +62,17 @@ def simulate(n_aircraft: int, polls: int, *, seed: int = 11, poll_s: float = 5.0
             states += rows
             repeated += len(rows)
     return Workload(states, repeated, n_aircraft)
+
+
+def event_time(state: dict) -> int:
+    return state["time_position"] if state["time_position"] is not None else state["last_contact"]
+
+
+def shifted(state: dict, repeat: int) -> dict:
+    """The state ``repeat`` hours of event time later: each pass over a workload is new traffic."""
+    shift = repeat * 3600
+    return {**state, "time_position": state["time_position"] and state["time_position"] + shift,
+            "last_contact": state["last_contact"] + shift}
 
 
 def encode(state: dict, ingest_time: float) -> bytes:
