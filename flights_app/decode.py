@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from flights_app.records import STATE_FIELDS, InvalidState, StateVector
-from flights_app.validation import validate_state
+from flights_app.validation import parse_icao24, validate_state
 from tables.windows import Partial
 
 log = logging.getLogger("flights_app.decode")
@@ -44,10 +44,11 @@ def _text(value: bytes | None) -> str | None:
 
 
 def _key(key: bytes | None) -> str | None:
+    """The message key as an icao24, if it is one exactly (as the app writes keys)."""
     if key is None:
         return None
     text = key.decode("utf-8", errors="replace")
-    return text if len(text) == 6 and all(c in "0123456789abcdef" for c in text) else None
+    return text if parse_icao24(text) == text else None
 
 
 def reject(reason: str, detail: str, value: bytes | None, key: bytes | None, place: str,

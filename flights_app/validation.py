@@ -30,6 +30,15 @@ _ICAO24_RE = re.compile(r"^[0-9a-f]{6}$")
 _SQUAWK_RE = re.compile(r"^[0-7]{4}$")
 
 
+def parse_icao24(value: Any) -> str | None:
+    """An ICAO 24-bit address as six lower-case hex digits (surrounding spaces and case ignored),
+    or None if ``value`` is not one."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    return text if _ICAO24_RE.match(text) else None
+
+
 @dataclass(frozen=True)
 class Rejection:
     reason: str
@@ -97,10 +106,9 @@ def _validate(row: Any, response_time: int | None) -> dict:
     named = dict(zip(STATE_FIELDS, row, strict=False))
     named.setdefault("category", None)
 
-    icao24 = named["icao24"]
-    if not isinstance(icao24, str) or not _ICAO24_RE.match(icao24.strip().lower()):
-        raise _Reject("invalid_icao24", f"icao24={icao24!r} is not 6 hex digits", "icao24")
-    icao24 = icao24.strip().lower()
+    icao24 = parse_icao24(named["icao24"])
+    if icao24 is None:
+        raise _Reject("invalid_icao24", f"icao24={named['icao24']!r} is not 6 hex digits", "icao24")
 
     callsign = clean_callsign(_optional_str(named, "callsign"))
     country = named["origin_country"]
@@ -201,9 +209,7 @@ def validate_state(
         fields = _validate(row, response_time)
     except _Reject as rejected:
         r = rejected.rejection
-        icao24 = None
-        if isinstance(row, list) and row and isinstance(row[0], str) and _ICAO24_RE.match(row[0].strip().lower()):
-            icao24 = row[0].strip().lower()
+        icao24 = parse_icao24(row[0]) if isinstance(row, list) and row else None
         return InvalidState(
             reason=r.reason,
             detail=r.detail,

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-_HEX = frozenset("0123456789abcdef")
+from flights_app.validation import parse_icao24
+
 #: A window given as a Unix time has at most this many digits (year 2286 has 10).
 MAX_TIME_DIGITS = 12
 
 
 def icao24(text: str) -> str | None:
     """An ICAO 24-bit address as six lower-case hex digits, or None if ``text`` is not one."""
-    value = text.strip().lower()
-    return value if len(value) == 6 and _HEX.issuperset(value) else None
+    return parse_icao24(text)
 
 
 def pick_window(wanted: str, starts: set[int], size_s: int) -> int | None | str:
