@@ -9,12 +9,12 @@ KAFKA_LIB := .kafka/lib
 POM    := flights_app/embedded/pom.xml
 PYTEST_ARGS ?=
 
-.PHONY: install chromium-check run test bench lint soak model evaluate clean distclean
+.PHONY: install chromium-check compose-check run test bench lint soak model evaluate clean distclean
 
 MAPS   := .maps/land-110m.json
 WORLD_ATLAS := world-atlas@2.0.2
 
-install: $(STAMP) $(KAFKA_LIB)/.resolved $(MAPS) chromium-check
+install: $(STAMP) $(KAFKA_LIB)/.resolved $(MAPS) chromium-check compose-check
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; set PYTHON=python3.x (3.11+)"; exit 1; }
@@ -39,6 +39,15 @@ $(MAPS):
 # The dashboard's browser tests use Debian's Chromium (.ci/run installs it).
 chromium-check:
 	@command -v chromium >/dev/null || echo "make: chromium not found: the dashboard's browser tests need it (Debian: apt-get install chromium)"
+
+# tests/test_deploy.py validates docker-compose.yml with Debian's docker-compose (no Docker engine needed).
+compose-check:
+	@command -v docker-compose >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing Debian's docker-compose (validates docker-compose.yml)..."; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q docker-compose >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q docker-compose >/dev/null; }; \
+	  else echo "make: docker-compose not found: the deployment tests need it (Debian: sudo apt-get install docker-compose)"; fi; }
 
 run: install
 	$(BIN)/flights-app up

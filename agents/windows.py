@@ -81,6 +81,16 @@ dirty: set[tuple[str, str, int]] = set()
 #: Windows whose final record this worker has asked for (not asked twice while the first is in flight).
 closing: set[tuple[str, str, int]] = set()
 _last_expiry = {"horizon": None, "finals": 0}
+#: Set after every rebalance (the first start included), once the tables are recovered: the next
+#: flush republishes every window this worker holds. The set of windows updated since the last flush
+#: lives in memory, so a worker killed between a commit and its flush would otherwise leave a window's
+#: newest record behind its table for good (the partials that updated it are committed, never replayed).
+republish = {"pending": False}
+
+
+@app.on_rebalance_complete.connect
+async def _after_rebalance(sender, **kwargs) -> None:
+    republish["pending"] = True
 
 
 def _expired(start: int, watermark: float | None) -> bool:
@@ -294,6 +304,9 @@ def expire_windows() -> None:
 async def flush_window_updates() -> None:
     """Publish the windows updated since the last flush (at most once per key per interval),
     ask for the final record of every window the watermark has passed, and expire old windows."""
+    if republish["pending"] and not getattr(app, "rebalancing", False) and not getattr(app, "in_recovery", False):
+        republish["pending"] = False
+        dirty.update(window for window in known_windows() if not group_windows.get(final_key(*window)))
     updated = list(dirty)
     dirty.clear()
     outbox = Outbox(app)

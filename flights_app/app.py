@@ -24,10 +24,15 @@ app = faust.App(
     datadir=str(settings.datadir / "worker"),
     web_bind=settings.web_bind,
     web_port=settings.web_port,
-    web_host=settings.web_bind,
+    web_host=settings.web_host,
     topic_partitions=settings.topic_partitions,
     topic_replication_factor=settings.topic_replication,
     processing_guarantee="at_least_once",
+    table_standby_replicas=settings.standby_replicas,
+    # A crashed worker's partitions are handed over after this long (the broker's default
+    # group.min.session.timeout.ms is 6 s); heartbeats every tenth of it.
+    broker_session_timeout=settings.session_timeout_s,
+    broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 10),
     Worker="flights_app.worker:Worker",
     # Broker not reachable yet: keep retrying with a clear log line instead of dying.
     broker_request_timeout=90.0,

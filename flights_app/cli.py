@@ -384,6 +384,28 @@ def _supervise(children: list[Child]) -> None:
                 return
 
 
+# -- probe (container health checks) ------------------------------------------------------
+
+
+def cmd_probe(args: argparse.Namespace) -> None:
+    """Exit 0 if ``args.url`` answers 2xx within the timeout; else one line saying why, exit 1.
+    (The image has no curl; the compose file's health checks run this.)"""
+    import urllib.error
+    import urllib.request
+
+    if not args.url.startswith(("http://", "https://")):
+        raise fail(f"{args.url!r} is not an http(s) URL")
+    try:
+        with urllib.request.urlopen(args.url, timeout=args.timeout) as response:
+            status = response.status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise fail(f"{args.url}: {getattr(error, 'reason', error)}") from None
+    if not 200 <= status < 300:
+        raise fail(f"{args.url}: HTTP {status}")
+
+
 # -- main ---------------------------------------------------------------------------------
 
 
@@ -440,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="queue a fault for the next request (repeatable): 429:S 500 502 503 slow:S "
                            "malformed truncated big empty duplicate future past disconnect")
     fake.add_argument("--corrupt-rate", type=float, default=0.0, help="share of rows with a corrupted field")
+    probe = sub.add_parser("probe", help="exit 0 if the URL answers 2xx (container health checks)")
+    probe.add_argument("url")
+    probe.add_argument("--timeout", type=float, default=5.0, help="seconds (default %(default)s)")
     return parser
 
 
@@ -454,7 +479,8 @@ def cmd_dashboard() -> None:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the feed says Offline and why, once per attempt
     print(f"flights-app: dashboard on http://{address}:{port}/ (Ctrl-C stops it)", flush=True)
     pn.serve({"/": create}, address=address, port=port, show=False, title="flights-app",
-             websocket_origin=[f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"])
+             websocket_origin=[f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}",
+                               *settings.dashboard_origins])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -480,6 +506,8 @@ def main(argv: list[str] | None = None) -> None:
         cmd_train(args)
     elif args.command == "evaluate":
         cmd_evaluate(args)
+    elif args.command == "probe":
+        cmd_probe(args)
 
 
 if __name__ == "__main__":

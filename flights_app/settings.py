@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,12 +129,19 @@ class Settings:
     store: str
     datadir: Path
     web_bind: str
+    web_host: str
     web_port: int
     dashboard_port: int
+    dashboard_origins: tuple[str, ...]
+    worker_url: str
     map_tiles: str
+    map_outline: Path
     topic_partitions: int
     topic_replication: int
     topic_prefix: str
+    standby_replicas: int
+    retention_hours: int
+    session_timeout_s: float
     opensky_url: str
     opensky_token_url: str
     opensky_client_id: str | None
@@ -184,12 +192,24 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "FLIGHTS_STORE": ("rocksdb://", "Faust table store (`rocksdb://` with the rocksdict driver, or `memory://`)"),
     "FLIGHTS_DATADIR": ("./var", "where tables, the embedded broker's logs and data live"),
     "FLIGHTS_WEB_BIND": ("127.0.0.1", "address the Faust web server and the dashboard bind to"),
+    "FLIGHTS_WEB_HOST": ("the bind address", "host name other workers use to reach this worker's web server (its "
+                         "container's host name when bound to 0.0.0.0)"),
     "FLIGHTS_WEB_PORT": ("6066", "Faust web server port (table inspection, stats)"),
     "FLIGHTS_DASHBOARD_PORT": ("5006", "Panel dashboard port"),
+    "FLIGHTS_DASHBOARD_ORIGINS": ("unset", "more `host[:port]` (comma-separated) a browser may open the dashboard as, "
+                                  "e.g. behind a proxy"),
+    "FLIGHTS_WORKER_URL": ("this machine's worker", "the worker web server the dashboard asks for health and window "
+                           "stats (any worker answers for all)"),
     "FLIGHTS_MAP_TILES": ("", "map tile URL template ({z}/{x}/{y}), used when it answers; empty: the offline land outline"),
-    "FLIGHTS_TOPIC_PARTITIONS": ("4", "partitions of the app's topics"),
+    "FLIGHTS_MAP_OUTLINE": ("./.maps/land-110m.json", "the offline land outline (`make install` fetches it)"),
+    "FLIGHTS_TOPIC_PARTITIONS": ("4 / 8", "partitions of the app's topics (embedded broker / a cluster); "
+                                 "bounds the number of useful workers"),
     "FLIGHTS_TOPIC_REPLICATION": ("1", "replication factor of the app's topics"),
     "FLIGHTS_TOPIC_PREFIX": ("empty", "prefix for every topic name (isolates test runs)"),
+    "FLIGHTS_RETENTION_HOURS": ("168", "how long the app's topics keep records (changelogs are compacted instead)"),
+    "FLIGHTS_STANDBY_REPLICAS": ("1", "standby copies of each table partition kept by other workers (fast failover)"),
+    "FLIGHTS_SESSION_TIMEOUT": ("60", "seconds without a heartbeat before a worker's partitions go to the others "
+                                "(how long a crashed worker's partitions wait)"),
     "OPENSKY_URL": (OPENSKY_API_URL, "OpenSky REST API base URL"),
     "OPENSKY_TOKEN_URL": ("OpenSky's auth server", "OAuth2 token endpoint (client credentials)"),
     "OPENSKY_CLIENT_ID": ("unset", "OAuth2 client id; anonymous without it"),
@@ -219,6 +239,8 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
 
 _APP_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 _HOSTPORT_RE = re.compile(r"^[A-Za-z0-9.\-_]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9.\-]{1,253}$|^\[?[0-9a-fA-F:]+\]?$")
+_ORIGIN_RE = re.compile(r"^[A-Za-z0-9.\-]{1,253}(:\d{1,5})?$")
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -320,6 +342,11 @@ def parse_bbox(value: str) -> BoundingBox:
     return BoundingBox(lamin, lomin, lamax, lomax)
 
 
+def _local_url(bind: str, port: int) -> str:
+    host = "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise SettingsError on the first bad one."""
     env = _Reader(os.environ if environ is None else environ)
@@ -360,6 +387,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     web_bind = env.raw("FLIGHTS_WEB_BIND") or "127.0.0.1"
     if not re.match(r"^[A-Za-z0-9.:\-]+$", web_bind):
         raise SettingsError(f"FLIGHTS_WEB_BIND={web_bind!r} is not an address")
+    # Faust tells the other workers this host (table routing): a wildcard bind is no address to reach.
+    web_host = env.raw("FLIGHTS_WEB_HOST") or (socket.gethostname() if web_bind in ("0.0.0.0", "::") else web_bind)
+    if not _HOST_RE.match(web_host):
+        raise SettingsError(f"FLIGHTS_WEB_HOST={web_host!r} is not a host name or address")
+    origins = tuple(o.strip() for o in (env.raw("FLIGHTS_DASHBOARD_ORIGINS") or "").split(",") if o.strip())
+    for origin in origins:
+        if not _ORIGIN_RE.match(origin):
+            raise SettingsError(f"FLIGHTS_DASHBOARD_ORIGINS: {origin!r} is not host or host:port")
 
     return Settings(
         app_id=app_id,
@@ -368,12 +403,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         store=store,
         datadir=Path(env.raw("FLIGHTS_DATADIR") or "var").absolute(),
         web_bind=web_bind,
+        web_host=web_host,
         web_port=env.port("FLIGHTS_WEB_PORT", 6066),
         dashboard_port=env.port("FLIGHTS_DASHBOARD_PORT", 5006),
+        dashboard_origins=origins,
+        worker_url=env.url("FLIGHTS_WORKER_URL", _local_url(web_bind, env.port("FLIGHTS_WEB_PORT", 6066))),
         map_tiles=env.url("FLIGHTS_MAP_TILES", "") if env.raw("FLIGHTS_MAP_TILES") else "",
-        topic_partitions=env.integer("FLIGHTS_TOPIC_PARTITIONS", 4, 1, 1000),
+        map_outline=Path(env.raw("FLIGHTS_MAP_OUTLINE") or PROJECT_ROOT / ".maps" / "land-110m.json").absolute(),
+        # A laptop's embedded broker gains nothing from more partitions than cores; a cluster's
+        # partitions bound how many workers share the work.
+        topic_partitions=env.integer("FLIGHTS_TOPIC_PARTITIONS", 4 if broker is None else 8, 1, 1000),
         topic_replication=env.integer("FLIGHTS_TOPIC_REPLICATION", 1, 1, 10),
         topic_prefix=topic_prefix,
+        retention_hours=env.integer("FLIGHTS_RETENTION_HOURS", 168, 1, 24 * 3650),
+        standby_replicas=env.integer("FLIGHTS_STANDBY_REPLICAS", 1, 0, 10),
+        session_timeout_s=env.seconds("FLIGHTS_SESSION_TIMEOUT", 60.0, 6, 90),
         opensky_url=env.url("OPENSKY_URL", OPENSKY_API_URL),
         opensky_token_url=env.url("OPENSKY_TOKEN_URL", OPENSKY_TOKEN_URL),
         opensky_client_id=client_id,

@@ -13,9 +13,36 @@ import logging
 from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError, for_code
 
 log = logging.getLogger(__name__)
+
+
+class TopicError(RuntimeError):
+    """The cluster cannot hold the topics as configured; the message says what to change."""
+
+
+def _created(response, replication: int) -> None:
+    """Raise TopicError for a topic the broker refused (other than one that already exists)."""
+    for topic, code, *rest in getattr(response, "topic_errors", ()):
+        if code == 0 or for_code(code) is TopicAlreadyExistsError:
+            continue
+        detail = rest[0] if rest and rest[0] else for_code(code).__name__
+        if code == 38:  # INVALID_REPLICATION_FACTOR
+            raise TopicError(f"cannot create {topic} with FLIGHTS_TOPIC_REPLICATION={replication}: {detail} "
+                             "(the replication factor cannot exceed the number of live brokers)")
+        raise TopicError(f"cannot create {topic}: {detail}")
+
+
+def _check_partitions(described: list[dict], partitions: int) -> None:
+    """Topics made earlier with another partition count break the tables' co-partitioning."""
+    for topic in described:
+        count = len(topic.get("partitions") or ())
+        if topic.get("error_code", 0) == 0 and count and count != partitions:
+            raise TopicError(
+                f"{topic['topic']} has {count} partitions but FLIGHTS_TOPIC_PARTITIONS={partitions}: the tables "
+                f"are partitioned like the topics, so set FLIGHTS_TOPIC_PARTITIONS={count}, or start a new app "
+                "(FLIGHTS_APP_ID and FLIGHTS_TOPIC_PREFIX) with the new count (docs/deploy.md)")
 
 
 async def ensure_topics(bootstrap: str, names: Iterable[str], *, partitions: int, replication: int,
@@ -29,16 +56,19 @@ async def ensure_topics(bootstrap: str, names: Iterable[str], *, partitions: int
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
         try:
             await admin.start()
+            names = list(names)
             existing = set(await admin.list_topics())
             missing = [n for n in names if n not in existing]
+            _check_partitions(await admin.describe_topics([n for n in names if n in existing]), partitions)
             if missing:
                 config = {"retention.ms": str(retention_s * 1000)}
                 try:
-                    await admin.create_topics([NewTopic(n, partitions, replication, topic_configs=config)
-                                               for n in missing])
+                    _created(await admin.create_topics([NewTopic(n, partitions, replication, topic_configs=config)
+                                                        for n in missing]), replication)
                 except TopicAlreadyExistsError:  # another worker was first
                     pass
-                log.info("Created topics %s (%d partitions)", ", ".join(missing), partitions)
+                log.info("Created topics %s (%d partitions, replication %d)", ", ".join(missing), partitions,
+                         replication)
             return
         except (KafkaConnectionError, OSError) as error:
             waited = loop.time() - started

@@ -10,8 +10,8 @@ from flights_app.app import app, settings
 from flights_app.records import Alert, InvalidState, ScoredState
 from flights_app.topic_names import AGGREGATED, ALERTS, INVALID, PROCESSED, RAW, WINDOW_PARTIALS
 
-#: One week: long enough to replay after an outage, bounded so the disk stays bounded.
-RETENTION_S = 7 * 24 * 3600
+#: One week by default: long enough to replay after an outage, bounded so the disk stays bounded.
+RETENTION_S = settings.retention_hours * 3600
 
 
 def _topic(base: str, value_type=None, *, consumed: bool = False):

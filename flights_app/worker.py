@@ -40,14 +40,18 @@ class Worker(faust.Worker):
             except BrokerError as error:
                 raise SystemExit(f"flights-app: {error}") from None
             self.embedded_broker = broker
-        from flights_app.topic_admin import ensure_topics
+        from flights_app.topic_admin import TopicError, ensure_topics
         from flights_app.topics import ALL_TOPICS, RETENTION_S
 
-        await ensure_topics(
-            settings.broker_url.removeprefix("kafka://").replace(";", ","),
-            [t.get_topic_name() for t in ALL_TOPICS],
-            partitions=settings.topic_partitions, replication=settings.topic_replication, retention_s=RETENTION_S,
-        )
+        try:
+            await ensure_topics(
+                settings.broker_url.removeprefix("kafka://").replace(";", ","),
+                [t.get_topic_name() for t in ALL_TOPICS],
+                partitions=settings.topic_partitions, replication=settings.topic_replication,
+                retention_s=RETENTION_S,
+            )
+        except TopicError as error:  # a configuration the cluster cannot take: one line, no traceback
+            raise SystemExit(f"flights-app: {error}") from None
 
     async def on_shutdown(self) -> None:
         await super().on_shutdown()

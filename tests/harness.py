@@ -172,6 +172,9 @@ class TestApp:
             "FLIGHTS_TOPIC_PREFIX": self.prefix,
             "FLIGHTS_DAILY_CREDITS": "0",
             "FLIGHTS_LOG_LEVEL": "info",
+            # A killed worker's partitions go to its successor after 15 s instead of 60.
+            "FLIGHTS_SESSION_TIMEOUT": "15",
+            "FLIGHTS_TOPIC_PARTITIONS": "4",
         })
         self.env.update(env)
         self.workers: list[Proc] = []

@@ -11,7 +11,7 @@ import signal
 
 import pytest
 
-from flights_app.topic_names import INVALID, PROCESSED, RAW
+from flights_app.topic_names import AGGREGATED, INVALID, PROCESSED, RAW, WINDOW_PARTIALS
 from tests.harness import TestApp, committed_lag, http_get, read_topic, topic_size, wait_until
 from tests.replay import (
     WINDOW_S,
@@ -43,7 +43,6 @@ def wait_ready(app: TestApp, worker) -> None:
     wait_until(ready, 180, f"{worker.name} to be healthy")
 
 
-@pytest.mark.soak  # failed 1 run in 5 (a known defect, issue #7): in `make soak` until fixed
 def test_three_kill_9s_and_a_lost_data_directory_lose_nothing(kafka, tmp_path, cleanup, shared_data):
     """57,756 states with known duplicates and malformed messages among them; the worker is killed
     (SIGKILL) three times at random moments, and before one restart its data directory is deleted
@@ -97,6 +96,34 @@ def test_three_kill_9s_and_a_lost_data_directory_lose_nothing(kafka, tmp_path, c
         assert 1 <= len(reasons) <= 1 + len(kill_points), (i, reasons)
         assert set(reasons) == {malformed(i)[1]}, (i, reasons)
     assert set(rejected) == set(range(1, sent + 1))
+
+
+def test_a_worker_killed_between_its_commit_and_its_flush_republishes_its_windows(kafka, tmp_path, cleanup,
+                                                                                   shared_data):
+    """The windows updated since the last flush are known only in memory. A worker that committed the
+    partials it applied and was killed before it published the windows' records must publish them
+    after its restart (the partials are not read again). Made certain here: the first life never
+    flushes (FLIGHTS_AGGREGATE_FLUSH=3600) and is killed once everything it read is committed."""
+    recording = shared_data / DULLES
+    expected = expected_totals(recording)
+    app = replay_app(tmp_path, kafka.url)
+    cleanup.append(app)
+    worker = app.start_worker(FLIGHTS_AGGREGATE_FLUSH="3600")
+    wait_ready(app, worker)
+    states = produce_recording(app.bootstrap, app.topic(RAW), recording)
+    group = app.env["FLIGHTS_APP_ID"]
+
+    def all_committed() -> bool:
+        app.check_workers()
+        return (topic_size(app.bootstrap, app.topic(PROCESSED)) == states
+                and committed_lag(app.bootstrap, group, app.topic(RAW)) == 0
+                and committed_lag(app.bootstrap, group, app.topic(WINDOW_PARTIALS)) == 0)
+
+    wait_until(all_committed, 180, "every state scored and every partial applied and committed", interval_s=0.5)
+    assert topic_size(app.bootstrap, app.topic(AGGREGATED)) == 0  # the premise: nothing flushed yet
+    worker.kill()
+    app.start_worker(FLIGHTS_WEB_PORT=str(worker.web_port))
+    wait_for_exact_totals(app, expected, 180, "the restarted worker to publish the windows it holds")
 
 
 def test_a_clean_shutdown_commits_everything_and_a_restart_reprocesses_nothing(kafka, tmp_path, cleanup,

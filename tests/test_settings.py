@@ -36,12 +36,30 @@ def test_defaults_use_the_embedded_broker_and_the_real_api():
         ({"FLIGHTS_STORE": "redis://"}, "expected rocksdb:// or memory://"),
         ({"OPENSKY_CLIENT_ID": "me"}, "OPENSKY_CLIENT_SECRET is not set"),
         ({"FLIGHTS_LOG_LEVEL": "loud"}, "expected one of"),
+        ({"FLIGHTS_DASHBOARD_ORIGINS": "a.example.org, http://b"}, "'http://b' is not host or host:port"),
+        ({"FLIGHTS_WEB_HOST": "a b"}, "FLIGHTS_WEB_HOST='a b' is not a host name"),
+        ({"FLIGHTS_SESSION_TIMEOUT": "3"}, "expected 6..90 seconds"),
+        ({"FLIGHTS_STANDBY_REPLICAS": "-1"}, "out of range"),
+        ({"FLIGHTS_WORKER_URL": "worker:6066"}, "not an http(s) URL"),
     ],
 )
 def test_a_wrong_value_names_the_variable_and_what_it_accepts(env, words):
     with pytest.raises(SettingsError) as error:
         load_settings(env)
     assert words in str(error.value)
+
+
+def test_a_cluster_gets_production_defaults_and_a_container_advertises_its_host_name():
+    import socket
+
+    cluster = load_settings({"FLIGHTS_BROKER": "kafka-1:9092;kafka-2:9092", "FLIGHTS_WEB_BIND": "0.0.0.0",
+                             "FLIGHTS_DASHBOARD_ORIGINS": "flights.example.org, 10.0.0.5:5006"})
+    assert cluster.topic_partitions == 8 and load_settings({}).topic_partitions == 4
+    assert cluster.web_host == socket.gethostname()  # what other workers can reach, not 0.0.0.0
+    assert cluster.worker_url == "http://127.0.0.1:6066"
+    assert cluster.dashboard_origins == ("flights.example.org", "10.0.0.5:5006")
+    assert load_settings({"FLIGHTS_WEB_BIND": "10.1.2.3"}).web_host == "10.1.2.3"
+    assert (cluster.standby_replicas, cluster.session_timeout_s) == (1, 60.0)
 
 
 def test_broker_list_is_normalised():

@@ -19,14 +19,13 @@ from bokeh.palettes import Category10, Viridis256
 from bokeh.plotting import figure
 from bokeh.transform import linear_cmap
 
-from flights_app.settings import PROJECT_ROOT, load_settings
+from flights_app.settings import load_settings
 from flights_app.topic_names import AGGREGATED, INVALID, PROCESSED
 from web.dashboard import model
 from web.dashboard.basemap import land_outline, mercator, tiles_reachable
 from web.dashboard.feed import Feed
 from web.dashboard.model import COMPASS, Filters, Traffic
 
-OUTLINE = PROJECT_ROOT / ".maps" / "land-110m.json"
 PHASES = ("ground", "takeoff", "climb", "cruise", "level", "descent", "approach", "landing", "unknown")
 SECTIONS = ("Map", "Timelines", "Distributions", "Anomalies", "Windows", "Data quality", "Raw data")
 
@@ -54,7 +53,7 @@ def shared_feed() -> Feed:
         topics = {"processed": settings.topic_name(PROCESSED), "aggregated": settings.topic_name(AGGREGATED),
                   "invalid": settings.topic_name(INVALID)}
         feed = Feed(settings.broker_url.removeprefix("kafka://").replace(";", ","), topics, Traffic(),
-                    worker_url=f"http://{settings.web_bind}:{settings.web_port}")
+                    worker_url=settings.worker_url)
         _process.update(feed=feed, settings=settings, task=asyncio.get_event_loop().create_task(feed.run()))
     return _process["feed"]
 
@@ -157,7 +156,7 @@ class Dashboard:
         if tiles_reachable(self.settings.map_tiles):
             m.add_tile(WMTSTileSource(url=self.settings.map_tiles))
             self.basemap = "tiles"
-        elif (outline := land_outline(str(OUTLINE))) is not None:
+        elif (outline := land_outline(str(self.settings.map_outline))) is not None:
             m.patches(outline[0], outline[1], fill_color="#e8e4d8", line_color="#a9a39a", line_width=0.5)
             self.basemap = "outline"
         else:
