@@ -306,7 +306,8 @@ async def flush_window_updates() -> None:
     ask for the final record of every window the watermark has passed, and expire old windows."""
     if republish["pending"] and not getattr(app, "rebalancing", False) and not getattr(app, "in_recovery", False):
         republish["pending"] = False
-        dirty.update(window for window in known_windows() if not group_windows.get(final_key(*window)))
+        # Closed windows too: late states may have changed one after its final record.
+        dirty.update(known_windows())
     updated = list(dirty)
     dirty.clear()
     outbox = Outbox(app)

@@ -140,7 +140,7 @@ class Settings:
     topic_replication: int
     topic_prefix: str
     standby_replicas: int
-    retention_hours: int
+    retention_hours: float
     session_timeout_s: float
     opensky_url: str
     opensky_token_url: str
@@ -283,6 +283,18 @@ class _Reader:
             raise SettingsError(f"{name}={value} is out of range: expected {lo:g}..{hi:g} seconds")
         return number
 
+    def hours(self, name: str, default: float, lo: float, hi: float) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise SettingsError(f"{name}={value!r} is not a number of hours") from None
+        if not math.isfinite(number) or not lo <= number <= hi:
+            raise SettingsError(f"{name}={value} is out of range: expected {lo:g}..{hi:g} hours")
+        return number
+
     def flag(self, name: str) -> bool:
         value = (self.raw(name) or "0").lower()
         if value not in ("0", "1", "true", "false", "yes", "no"):
@@ -415,7 +427,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         topic_partitions=env.integer("FLIGHTS_TOPIC_PARTITIONS", 4 if broker is None else 8, 1, 1000),
         topic_replication=env.integer("FLIGHTS_TOPIC_REPLICATION", 1, 1, 10),
         topic_prefix=topic_prefix,
-        retention_hours=env.integer("FLIGHTS_RETENTION_HOURS", 168, 1, 24 * 3650),
+        retention_hours=env.hours("FLIGHTS_RETENTION_HOURS", 168.0, 0.01, 87600),
         standby_replicas=env.integer("FLIGHTS_STANDBY_REPLICAS", 1, 0, 10),
         session_timeout_s=env.seconds("FLIGHTS_SESSION_TIMEOUT", 60.0, 6, 90),
         opensky_url=env.url("OPENSKY_URL", OPENSKY_API_URL),

@@ -22,6 +22,13 @@ class TopicError(RuntimeError):
     """The cluster cannot hold the topics as configured; the message says what to change."""
 
 
+def topic_config(retention_s: int) -> dict[str, str]:
+    """Retention, and segments that close often enough for it to apply: Kafka deletes whole closed
+    segments only, and a quiet partition's segment would otherwise stay open for a week."""
+    segment_ms = max(60_000, min(retention_s * 1000 // 4, 24 * 3600 * 1000))
+    return {"retention.ms": str(retention_s * 1000), "segment.ms": str(segment_ms)}
+
+
 def _created(response, replication: int) -> None:
     """Raise TopicError for a topic the broker refused (other than one that already exists)."""
     for topic, code, *rest in getattr(response, "topic_errors", ()):
@@ -61,7 +68,7 @@ async def ensure_topics(bootstrap: str, names: Iterable[str], *, partitions: int
             missing = [n for n in names if n not in existing]
             _check_partitions(await admin.describe_topics([n for n in names if n in existing]), partitions)
             if missing:
-                config = {"retention.ms": str(retention_s * 1000)}
+                config = topic_config(retention_s)
                 try:
                     _created(await admin.create_topics([NewTopic(n, partitions, replication, topic_configs=config)
                                                         for n in missing]), replication)

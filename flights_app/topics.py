@@ -11,7 +11,7 @@ from flights_app.records import Alert, InvalidState, ScoredState
 from flights_app.topic_names import AGGREGATED, ALERTS, INVALID, PROCESSED, RAW, WINDOW_PARTIALS
 
 #: One week by default: long enough to replay after an outage, bounded so the disk stays bounded.
-RETENTION_S = settings.retention_hours * 3600
+RETENTION_S = max(1, round(settings.retention_hours * 3600))
 
 
 def _topic(base: str, value_type=None, *, consumed: bool = False):

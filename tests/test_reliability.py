@@ -15,6 +15,7 @@ from flights_app.topic_names import AGGREGATED, INVALID, PROCESSED, RAW, WINDOW_
 from tests.harness import TestApp, committed_lag, http_get, read_topic, topic_size, wait_until
 from tests.replay import (
     WINDOW_S,
+    expected_counts,
     expected_totals,
     malformed,
     malformed_number,
@@ -124,6 +125,65 @@ def test_a_worker_killed_between_its_commit_and_its_flush_republishes_its_window
     worker.kill()
     app.start_worker(FLIGHTS_WEB_PORT=str(worker.web_port))
     wait_for_exact_totals(app, expected, 180, "the restarted worker to publish the windows it holds")
+
+
+def test_a_closed_window_changed_by_late_states_is_republished_after_a_crash(kafka, tmp_path, cleanup,
+                                                                              shared_data):
+    """The same crash for a window that already had its final record: late states changed it, the
+    partials were committed, the worker was killed before its flush. The restarted worker must publish
+    it again (its newest record counting the late states), not only the windows still open."""
+    recording = shared_data / DULLES
+    window = 60
+    expected = expected_totals(recording, window_s=window)
+    held_back = slice(20, 40)  # ~50 s of traffic, sent only after its windows have closed
+    late_windows = {("country", c, w) for (c, w) in expected_counts(recording, window, held_back)[0]}
+    app = TestApp(tmp_path, kafka.url, OPENSKY_URL="http://127.0.0.1:9/api", FLIGHTS_POLL_INTERVAL="3600",
+                  FLIGHTS_WINDOW=str(window), FLIGHTS_WINDOW_GRACE="5", FLIGHTS_WINDOW_EXPIRY="86400")
+    cleanup.append(app)
+    group = app.env["FLIGHTS_APP_ID"]
+
+    def all_committed(states: int) -> bool:
+        app.check_workers()
+        return (topic_size(app.bootstrap, app.topic(PROCESSED)) == states
+                and committed_lag(app.bootstrap, group, app.topic(RAW)) == 0
+                and committed_lag(app.bootstrap, group, app.topic(WINDOW_PARTIALS)) == 0)
+
+    worker = app.start_worker(FLIGHTS_AGGREGATE_FLUSH="0.5")
+    wait_ready(app, worker)
+    states = produce_recording(app.bootstrap, app.topic(RAW), recording, polls=slice(0, held_back.start))
+    states += produce_recording(app.bootstrap, app.topic(RAW), recording, polls=slice(held_back.stop, None))
+
+    def finals() -> set:
+        return {(r["dimension"], r["name"], r["window_start"]) for _, r in read_topic(app.bootstrap, app.topic(AGGREGATED))
+                if r.get("final")}
+
+    wait_until(lambda: app.check_workers() or late_windows <= finals(), 180,
+               "the final records of the windows the held-back states belong to", interval_s=1)
+    worker.stop()  # a clean stop: everything so far committed and published
+
+    worker = app.start_worker(FLIGHTS_AGGREGATE_FLUSH="3600", FLIGHTS_WEB_PORT=str(worker.web_port))
+    wait_ready(app, worker)
+    states += produce_recording(app.bootstrap, app.topic(RAW), recording, polls=held_back)
+    wait_until(lambda: all_committed(states), 180, "the late states applied and committed", interval_s=0.5)
+    worker.kill()
+
+    app.start_worker(FLIGHTS_AGGREGATE_FLUSH="0.5", FLIGHTS_WEB_PORT=str(worker.web_port))
+
+    def totals_with_late() -> dict:
+        latest = {}
+        for _, r in read_topic(app.bootstrap, app.topic(AGGREGATED), timeout_s=60):
+            key = (r["dimension"], r["name"], r["window_start"])
+            if key not in latest or r["emitted_at"] >= latest[key]["emitted_at"]:
+                latest[key] = r
+        return {k: r["events"] + r["late_events"] for k, r in latest.items()}
+
+    try:
+        wait_until(lambda: app.check_workers() or totals_with_late() == expected, 120,
+                   "every window's newest record to count its late states")
+    except AssertionError:
+        got = totals_with_late()
+        diff = {k: (got.get(k), v) for k, v in expected.items() if got.get(k) != v}
+        raise AssertionError(f"{len(diff)} windows differ (got, expected), e.g. {sorted(diff.items())[:6]}") from None
 
 
 def test_a_clean_shutdown_commits_everything_and_a_restart_reprocesses_nothing(kafka, tmp_path, cleanup,

@@ -175,6 +175,7 @@ class EmbeddedBroker:
             "log.retention.hours=168",
             "log.segment.bytes=67108864",
             "log.cleaner.enable=true",
+            "log.retention.check.interval.ms=60000",  # a short FLIGHTS_RETENTION_HOURS applies within a minute
             "",
         ])
 
