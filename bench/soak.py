@@ -171,13 +171,16 @@ async def soak(bench: Bench, *, minutes: float, rate: float, restart_every_s: fl
         log(json.dumps(samples[-1]))
         lost, wrong = verdict()
         late_after_final = sum(1 for k, n in finals.items() if n != latest[k][1])
-        disks = [s["broker_disk_mb"] for s in samples]
-        half = min(samples, key=lambda s: abs(s["t_s"] - minutes * 30))["broker_disk_mb"]
+        sending = [s for s in samples if s["t_s"] <= minutes * 60]  # the drain's samples would flatter it
+        disks = [s["broker_disk_mb"] for s in sending]
+        half = min(sending, key=lambda s: abs(s["t_s"] - minutes * 30))["broker_disk_mb"]
+        stalls = worker.log_text().count("have been stuck at offset")  # the log holds every life's lines
         return {"minutes": minutes, "rate_per_s": rate, "retention_min": retention_min, "sent": sent,
                 "distinct": len(sent_ids),
                 "restarts": restarts, "lost": lost, "closed_windows_checked": len(finals),
                 "wrong_windows": {f"{c}|{w}": v for (c, w), v in list(wrong.items())[:20]},
                 "windows_with_late_states_after_their_final": late_after_final,
+                "commit_stalls_unstuck": stalls,
                 "rss_growth": _rss_growth(samples, restarts), "broker_disk_mb": {"first": disks[0], "half_time": half, "max": max(disks),
                                                                                   "last": disks[-1]},
                 "disk_growth_second_half_pct": round((disks[-1] - half) / half * 100, 1) if half else None,

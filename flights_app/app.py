@@ -50,6 +50,6 @@ app = faust.App(
 ProducerBuffer.max_messages = 10_000
 
 # Import for their side effect of registering topics, tasks and agents on `app`.
-from agents import scoring, source, windows  # noqa: E402,F401
+from agents import commit_watchdog, scoring, source, windows  # noqa: E402,F401
 from flights_app import topics  # noqa: E402,F401
 from web import endpoints  # noqa: E402,F401

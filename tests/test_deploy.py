@@ -268,3 +268,90 @@ def test_a_cluster_that_cannot_hold_the_topics_as_configured_stops_the_worker_wi
         assert again.process.wait(120) != 0
         log = again.log_text()
         assert words in log and "Traceback" not in log, log[-2000:]
+
+
+def image_properties(env: dict) -> dict[str, str]:
+    """server.properties as the apache/kafka image makes it from KAFKA_* variables (its rule, as
+    Confluent's images: drop the prefix, lower case, "___" -> "_", "__" -> "-", "_" -> ".")."""
+    out = {}
+    for key, value in env.items():
+        if key.startswith("KAFKA_") and key not in ("KAFKA_HEAP_OPTS", "KAFKA_OPTS", "KAFKA_LOG4J_OPTS"):
+            name = key[len("KAFKA_"):].lower().replace("___", "\0").replace("__", "-").replace("_", ".")
+            out[name.replace("\0", "_")] = str(value)
+    return out
+
+
+@pytest.mark.kafka
+def test_the_compose_files_three_brokers_run_here_and_survive_one_loss(kafka, tmp_path, cleanup):
+    """The three brokers' configuration from the compose file (host names and ports made local), run
+    with the embedded broker's jars (the same Kafka version as the image): they form one KRaft cluster;
+    the app creates its topics with replication 3; with one broker killed an acks=all write still
+    succeeds (two in sync), with two killed it is refused (min.insync.replicas 2)."""
+    from flights_app.embedded.broker import check_java
+    from flights_app.topic_admin import ensure_topics
+    from tests.conftest import KAFKA_LIB
+
+    services = resolved()["services"]
+    ports = {name: (free_port(), free_port()) for name in BROKERS}
+    java = check_java()
+    brokers = {}
+    for name in BROKERS:
+        props = image_properties(services[name]["environment"])
+        client, controller = ports[name]
+        props["listeners"] = f"PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}"
+        props["advertised.listeners"] = f"PLAINTEXT://127.0.0.1:{client}"
+        props["controller.quorum.voters"] = ",".join(
+            f"{n + 1}@127.0.0.1:{ports[b][1]}" for n, b in enumerate(BROKERS))
+        props["log.dirs"] = str(tmp_path / name / "data")
+        config = tmp_path / name / "server.properties"
+        config.parent.mkdir()
+        config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        classpath = ["-cp", f"{KAFKA_LIB}/*"]
+        formatted = subprocess.run([java, *classpath, "kafka.tools.StorageTool", "format", "-t",
+                                    services[name]["environment"]["CLUSTER_ID"], "-c", str(config)],
+                                   capture_output=True, text=True, timeout=120)
+        assert formatted.returncode == 0, formatted.stdout + formatted.stderr
+        broker = Proc(name, [java, "-Xmx384m", "-Xms128m", *classpath, "kafka.Kafka", str(config)],
+                      {"PATH": "/usr/bin:/bin"}, tmp_path / f"{name}.log")
+        cleanup.append(broker)
+        brokers[name] = broker
+    bootstrap = ",".join(f"127.0.0.1:{ports[b][0]}" for b in BROKERS)
+
+    async def cluster_size() -> int:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        await admin.start()
+        try:
+            return len((await admin.describe_cluster())["brokers"])
+        finally:
+            await admin.close()
+
+    def all_up() -> bool:
+        for broker in brokers.values():
+            assert broker.alive(), broker.tail()
+        return asyncio.run(cluster_size()) == 3
+
+    wait_until(all_up, 180, "the three brokers to form a cluster", interval_s=1)
+    topic = "deploy-replicated"
+    asyncio.run(ensure_topics(bootstrap, [topic], partitions=8, replication=3, retention_s=3600, timeout_s=60))
+
+    async def write() -> None:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", request_timeout_ms=15000)
+        await producer.start()
+        try:
+            for partition in range(8):
+                await producer.send_and_wait(topic, b"x", partition=partition)
+        finally:
+            await producer.stop()
+
+    asyncio.run(write())
+    brokers["kafka-3"].kill()
+    wait_until(lambda: asyncio.run(write()) is None, 120, "writes with one broker lost", interval_s=2)
+    brokers["kafka-2"].kill()
+    from aiokafka.errors import KafkaError
+
+    with pytest.raises(KafkaError):  # NotEnoughReplicas (or a timeout waiting for them)
+        asyncio.run(write())

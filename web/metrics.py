@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from agents import scoring, windows
+from agents import commit_watchdog, scoring, windows
 from agents.source import OpenSkySourceService
 from flights_app.app import app
 from flights_app.decode import rejections
@@ -67,6 +67,8 @@ class AppCollector(Collector):
                        w.records_published)
         yield _counter("flights_window_finals", "Final window records published", w.finals_published)
         yield _counter("flights_windows_expired", "Window table entries deleted after expiry", w.windows_expired)
+        yield _counter("flights_commit_stalls", "Partitions read again because their commits were stuck "
+                       "(agents/commit_watchdog.py)", commit_watchdog.detector.unstuck)
         rejected = CounterMetricFamily("flights_rejected_messages", "Malformed messages an agent rejected to "
                                        "flight-invalid-data, by input topic and reason", labels=["topic", "reason"])
         for (topic, reason), n in sorted(rejections.counts.items()):
