@@ -68,9 +68,10 @@ def event_time(state: dict) -> int:
     return state["time_position"] if state["time_position"] is not None else state["last_contact"]
 
 
-def shifted(state: dict, repeat: int) -> dict:
-    """The state ``repeat`` hours of event time later: each pass over a workload is new traffic."""
-    shift = repeat * 3600
+def shifted(state: dict, repeat: int, period_s: int = 3600) -> dict:
+    """The state ``repeat`` periods of event time later (an hour by default): each pass over a
+    workload is new traffic."""
+    shift = repeat * period_s
     return {**state, "time_position": state["time_position"] and state["time_position"] + shift,
             "last_contact": state["last_contact"] + shift}
 

@@ -64,7 +64,9 @@ def test_every_simulated_state_is_scored_once_with_every_field(kafka, tmp_path, 
     app = TestApp(tmp_path, kafka.url, OPENSKY_URL=fake.api_url, FLIGHTS_POLL_INTERVAL="0.5")
     cleanup.append(app)
     worker = app.start_worker()
-    wait_until(lambda: app.check_workers() or fake.stats()["requests"] >= 6, 120, "six polls")
+    # The simulator's anomalies follow its clock: wait for one emergency squawk among what was served.
+    wait_until(lambda: app.check_workers() or (fake.stats()["requests"] >= 6 and any(
+        label["kind"] == "emergency_squawk" for label in fake.labels())), 120, "six polls and an emergency squawk")
     fake.control(paused=True)
     raw, processed = wait_all_scored(app, "as many scored states as raw ones")
     key = lambda s: (s["icao24"], s["last_contact"])  # noqa: E731
