@@ -271,29 +271,23 @@ class _Reader:
     def port(self, name: str, default: int) -> int:
         return self.integer(name, default, 1, 65535)
 
-    def seconds(self, name: str, default: float | None, lo: float, hi: float) -> float | None:
+    def _measure(self, name: str, default: float | None, lo: float, hi: float, unit: str) -> float | None:
         value = self.raw(name)
         if value is None:
             return default
         try:
             number = float(value)
         except ValueError:
-            raise SettingsError(f"{name}={value!r} is not a number of seconds") from None
+            raise SettingsError(f"{name}={value!r} is not a number of {unit}") from None
         if not math.isfinite(number) or not lo <= number <= hi:
-            raise SettingsError(f"{name}={value} is out of range: expected {lo:g}..{hi:g} seconds")
+            raise SettingsError(f"{name}={value} is out of range: expected {lo:g}..{hi:g} {unit}")
         return number
 
+    def seconds(self, name: str, default: float | None, lo: float, hi: float) -> float | None:
+        return self._measure(name, default, lo, hi, "seconds")
+
     def hours(self, name: str, default: float, lo: float, hi: float) -> float:
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            number = float(value)
-        except ValueError:
-            raise SettingsError(f"{name}={value!r} is not a number of hours") from None
-        if not math.isfinite(number) or not lo <= number <= hi:
-            raise SettingsError(f"{name}={value} is out of range: expected {lo:g}..{hi:g} hours")
-        return number
+        return self._measure(name, default, lo, hi, "hours")
 
     def flag(self, name: str) -> bool:
         value = (self.raw(name) or "0").lower()
