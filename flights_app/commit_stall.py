@@ -1,37 +1,129 @@
-"""When a partition's offset commits are stuck: the judgement of agents/commit_watchdog.py, without Faust."""
+"""When a partition's offset commits are stuck, and the remedy: agents/commit_watchdog.py's work, given
+Faust's consumer and conductor (duck-typed: tested with stand-ins).
+
+Two ways Faust's commits of a partition stop for good while the worker carries on (both seen after a
+kill -9 and the rebalance that follows it):
+
+- **A dropped message.** Faust commits only up to the first offset its streams have not
+  acknowledged. A message read from Kafka and then dropped from Faust's queues in a rebalance
+  (faust-streaming #596) is never acknowledged, so its partition's commits stop there, whether later
+  offsets are processed or not (the tail of a partition dropped leaves nothing acknowledged above it).
+- **A commit that failed in a rebalance.** Faust records an offset as committed even when the broker
+  refused the commit (``Consumer._commit_offsets`` updates ``_committed_offset`` whatever
+  ``_commit`` returned), and the rebalance that refused it may already have reset the partition to the
+  broker's older offset. The messages read again below Faust's belief are then never acknowledged
+  (``ack`` ignores offsets below it): the broker's committed offset stays behind for good when nothing
+  follows them.
+
+Either way the remedy is the same: read the partition again from the older of the two offsets, and
+let Faust believe that one.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import logging
+from collections.abc import Collection
 
+log = logging.getLogger("flights_app.commits")
+
+TIMEOUT_S = 2.0  # for each question to the consumer's thread
 STALL_CHECKS = 3  # with checks every 10 s: 30 s; a batch is acknowledged as a whole, so a gap at the head never lasts that long
 
 
+def stuck_at(committed: int | None, position: int | None, pending: Collection[int],
+             broker_committed: int | None) -> int | None:
+    """The offset to read a partition again from, or None when its commits can still move.
+
+    ``committed``: what Faust believes is committed (the next offset to process); ``position``: the
+    next offset the consumer will fetch; ``pending``: the partition's offsets acknowledged or waiting
+    in a stream or queue; ``broker_committed``: what the broker holds (None: nothing, or unknown
+    when ``committed`` is None too)."""
+    if committed is None:
+        return None  # Faust then commits whatever it acknowledges first: nothing to hold it up
+    if broker_committed is None:
+        broker_committed = 0  # Faust believes in a commit the broker never took
+    if broker_committed < committed:
+        return broker_committed
+    if position is not None and position > committed and committed not in pending:
+        return committed
+    return None
+
+
 class StallDetector:
-    """Per partition: how many checks in a row its commits have been blocked at the same offset."""
+    """Per partition: how many checks in a row its commits have been stuck at the same offset."""
 
     def __init__(self, checks: int = STALL_CHECKS):
         self.checks = checks
-        self.seen: dict[object, tuple[int, int]] = {}  # tp -> (committed offset, checks blocked there)
-        self.unstuck = 0
+        self.seen: dict[object, tuple[int, int]] = {}  # tp -> (offset stuck at, checks in a row)
+        self.unstuck = 0  # partitions read again
+        self.judged = 0  # partition checks made
 
-    @staticmethod
-    def blocked(committed: int | None, acked: Sequence[int]) -> bool:
-        """Whether acknowledged offsets wait above an offset that was never acknowledged."""
-        return committed is not None and bool(acked) and min(acked) > committed
-
-    def observe(self, tp, committed: int | None, acked: Sequence[int]) -> bool:
-        """Record one check; True when ``tp`` has been blocked at ``committed`` for ``checks`` checks."""
-        if not self.blocked(committed, acked):
+    def observe(self, tp, committed: int | None, position: int | None, pending: Collection[int],
+                broker_committed: int | None) -> int | None:
+        """Record one check of ``tp``; the offset to read it again from once it has been stuck at the
+        same place for ``checks`` checks in a row, else None."""
+        self.judged += 1
+        offset = stuck_at(committed, position, pending, broker_committed)
+        if offset is None:
             self.seen.pop(tp, None)
-            return False
-        previous, count = self.seen.get(tp, (committed, 0))
-        count = count + 1 if previous == committed else 1
-        self.seen[tp] = (committed, count)
+            return None
+        previous, count = self.seen.get(tp, (offset, 0))
+        count = count + 1 if previous == offset else 1
+        self.seen[tp] = (offset, count)
         if count >= self.checks:
             self.seen.pop(tp, None)
-            return True
-        return False
+            self.unstuck += 1
+            return offset
+        return None
 
     def reset(self) -> None:
         self.seen.clear()
+
+
+async def unstick(consumer, conductor, detector: StallDetector, check_s: float) -> None:
+    """One check of every assigned input partition of Faust's ``consumer``; a partition stuck for
+    ``detector.checks`` checks is read again from where it is stuck, and Faust is told so."""
+    in_flight = in_flight_offsets(consumer, conductor)
+    for tp in list(consumer.assignment()):
+        if not conductor.acks_enabled_for(tp.topic):
+            continue
+        committed = consumer._committed_offset.get(tp)  # read first: the broker's can only be newer
+        if committed is None:
+            continue
+        try:
+            position = await asyncio.wait_for(consumer.position(tp), TIMEOUT_S)
+            broker_committed = await asyncio.wait_for(broker_committed_offset(consumer, tp), TIMEOUT_S)
+        except Exception:  # the partition is being revoked, or the broker is away: judged next time
+            continue
+        pending = set(consumer._acked.get(tp) or ()) | in_flight.get(tp, set())
+        offset = detector.observe(tp, committed, position, pending, broker_committed)
+        if offset is not None and tp in consumer.assignment():
+            log.warning("Commits of %s[%d] are stuck (Faust holds offset %d committed, the broker %s; the "
+                        "consumer is at %s) for %.0f s: a message dropped or a commit refused in a rebalance "
+                        "(faust-streaming #596); reading the partition again from %d", tp.topic,
+                        tp.partition, committed, broker_committed, position, check_s * detector.checks, offset)
+            consumer._committed_offset[tp] = offset or None  # Faust's own spelling of "from the start"
+            await consumer.seek(tp, offset)
+
+
+async def broker_committed_offset(consumer, tp) -> int | None:
+    """The offset the broker holds committed for ``tp`` (None: none), asked of the consumer's thread."""
+    thread = consumer._thread
+    return await thread.call_thread(thread._ensure_consumer().committed, tp)
+
+
+def in_flight_offsets(consumer, conductor) -> dict:
+    """tp -> offsets of the messages handed to Faust and not yet acknowledged: waiting in an agent's
+    queue (not tracked by the consumer until a stream takes them) or taken and not acknowledged."""
+    messages = [m for m in list(consumer._unacked_messages) if not m.acked]
+    for channel in list(conductor._topics):
+        queue = getattr(channel, "_queue", None)  # created when a stream first reads the channel
+        for item in list(getattr(queue, "_queue", ())):
+            message = getattr(item, "message", None)
+            if message is not None and not message.acked:
+                messages.append(message)
+    offsets: dict = {}
+    for message in messages:
+        offsets.setdefault(message.tp, set()).add(message.offset)
+    return offsets

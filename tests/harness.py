@@ -276,9 +276,9 @@ def topic_size(bootstrap: str, topic: str) -> int:
     return asyncio.run(size())
 
 
-def committed_lag(bootstrap: str, group: str, topic: str) -> int:
-    """How many records of ``topic`` the consumer group ``group`` has not committed (all partitions)."""
-    async def lag() -> int:
+def committed_lags(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """Per partition of ``topic``: how many records the consumer group ``group`` has not committed."""
+    async def lags() -> dict[int, int]:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
@@ -287,8 +287,13 @@ def committed_lag(bootstrap: str, group: str, topic: str) -> int:
             await consumer._client.force_metadata_update()
             tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
             ends = await consumer.end_offsets(tps)
-            return sum([ends[tp] - (await consumer.committed(tp) or 0) for tp in tps])
+            return {tp.partition: ends[tp] - (await consumer.committed(tp) or 0) for tp in tps}
         finally:
             await consumer.stop()
 
-    return asyncio.run(lag())
+    return asyncio.run(lags())
+
+
+def committed_lag(bootstrap: str, group: str, topic: str) -> int:
+    """How many records of ``topic`` the consumer group ``group`` has not committed (all partitions)."""
+    return sum(committed_lags(bootstrap, group, topic).values())

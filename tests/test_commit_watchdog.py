@@ -1,32 +1,141 @@
-"""The commit watchdog's judgement (agents/commit_watchdog.py): a partition is read again only when
-its acknowledged offsets have waited above an unacknowledged one for several checks in a row."""
+"""The commit watchdog's judgement (agents/commit_watchdog.py, flights_app/commit_stall.py): a partition is
+read again only when its commits cannot move by themselves, for several checks in a row: the message at
+its committed offset was read past yet is neither acknowledged nor waiting in a stream, or the broker
+holds an older commit than Faust believes it made."""
 
-from flights_app.commit_stall import StallDetector
+import asyncio
+from collections import namedtuple
+
+from flights_app.commit_stall import StallDetector, stuck_at, unstick
+
+TP = namedtuple("TP", "topic partition")
 
 
-def test_contiguous_acks_and_an_empty_list_are_never_a_stall():
+def test_a_committed_offset_that_is_acknowledged_waiting_or_not_yet_read_is_not_stuck():
+    assert stuck_at(100, 103, {100, 101, 102}, 100) is None  # acknowledged: Faust commits it next
+    assert stuck_at(100, 103, {101, 100}, 100) is None  # in a stream or a queue
+    assert stuck_at(100, 100, set(), 100) is None  # caught up (or not fetched yet)
+    assert stuck_at(100, None, set(), 100) is None  # no position (being assigned)
+    assert stuck_at(None, 7, {5, 6}, None) is None  # nothing committed: Faust commits what it acknowledges
+    assert stuck_at(100, 100, set(), 120) is None  # the broker already has a newer commit than Faust knows
+
+
+def test_a_dropped_message_is_read_again_from_the_committed_offset():
+    assert stuck_at(100, 107, {103, 104, 105, 106}, 100) == 100  # a gap at the head
+    # The tail of a partition dropped: nothing above it is ever acknowledged (the case the first
+    # watchdog, which looked only for acknowledged offsets above the commit, missed).
+    assert stuck_at(500, 512, set(), 500) == 500
+
+
+def test_a_commit_the_broker_refused_is_read_again_from_the_brokers_offset():
+    assert stuck_at(900, 900, set(), 640) == 640  # every state processed, the group's offset behind
+    assert stuck_at(900, 950, {950}, 640) == 640  # both at once: the older offset
+    assert stuck_at(900, 900, set(), None) == 0  # the broker never took any commit of this partition
+
+
+def test_a_stall_is_acted_on_after_three_checks_in_a_row_then_counted_again():
     detector = StallDetector(checks=3)
-    for _ in range(10):
-        assert not detector.observe("tp", 100, [100, 101, 102])  # the next offset is acknowledged
-        assert not detector.observe("tp", 100, [])
-        assert not detector.observe("tp", None, [5, 6])  # nothing committed yet
+    assert detector.observe("tp", 100, 105, {103, 104}, 100) is None
+    assert detector.observe("tp", 100, 106, {103, 104, 105}, 100) is None
+    assert detector.observe("tp", 100, 107, {103, 104, 105, 106}, 100) == 100  # the third check in a row
+    assert detector.unstuck == 1 and detector.judged == 3
+    assert detector.observe("tp", 100, 107, {103, 104}, 100) is None  # counted again from the start
 
 
-def test_a_gap_at_the_head_that_lasts_is_a_stall_once_then_counted_again():
+def test_a_gap_that_closes_or_a_stall_that_moves_resets_the_count():
     detector = StallDetector(checks=3)
-    assert not detector.observe("tp", 100, [103, 104])
-    assert not detector.observe("tp", 100, [103, 104, 105])
-    assert detector.observe("tp", 100, [103, 104, 105, 106])  # the third check in a row
-    assert not detector.observe("tp", 100, [103, 104])  # counted again from the start after acting
+    assert detector.observe("tp", 100, 103, {102}, 100) is None
+    assert detector.observe("tp", 100, 103, {100, 101, 102}, 100) is None  # the missing offsets arrived
+    assert detector.observe("tp", 100, 103, {102}, 100) is None
+    assert detector.observe("tp", 100, 103, {102}, 100) is None
+    assert detector.observe("tp", 150, 153, {152}, 150) is None  # the commit moved on: a new count
+    assert detector.observe("tp", 150, 153, {152}, 150) is None
+    assert detector.observe("tp", 150, 153, {152}, 150) == 150
+    assert detector.observe("other", 150, 153, {152}, 150) is None  # partitions are counted apart
+    assert detector.unstuck == 1
 
 
-def test_a_gap_that_closes_or_a_commit_that_moves_resets_the_count():
+# The remedy, on stand-ins for the parts of Faust's consumer and conductor it uses.
+
+class FakeMessage:
+    def __init__(self, tp, offset, acked=False):
+        self.tp, self.offset, self.acked = tp, offset, acked
+
+
+class FakeEvent:
+    def __init__(self, message):
+        self.message = message
+
+
+class FakeThread:
+    def __init__(self, broker):
+        self.broker = broker
+
+    def _ensure_consumer(self):
+        return self
+
+    async def committed(self, tp):
+        return self.broker.get(tp)
+
+    async def call_thread(self, fun, *args):
+        return await fun(*args)
+
+
+class FakeConsumer:
+    def __init__(self, committed, positions, broker, acked=(), unacked=()):
+        self._committed_offset = dict(committed)
+        self.positions = positions
+        self._acked = {tp: list(offsets) for tp, offsets in dict(acked).items()}
+        self._unacked_messages = set(unacked)
+        self._thread = FakeThread(broker)
+        self.seeks = []
+
+    def assignment(self):
+        return set(self.positions)
+
+    async def position(self, tp):
+        return self.positions[tp]
+
+    async def seek(self, tp, offset):
+        self.seeks.append((tp, offset))
+
+
+class FakeConductor:
+    def __init__(self, queued=(), acking=("raw",)):
+        queue = type("Q", (), {"_queue": [FakeEvent(m) for m in queued]})()
+        self._topics = [type("Channel", (), {"_queue": queue})()]
+        self.acking = acking
+
+    def acks_enabled_for(self, topic):
+        return topic in self.acking
+
+
+def run_checks(consumer, conductor, detector, n):
+    for _ in range(n):
+        asyncio.run(unstick(consumer, conductor, detector, check_s=10))
+
+
+def test_a_partition_whose_commit_the_broker_refused_is_read_again_from_the_brokers_offset():
+    stuck, fine, changelog = TP("raw", 0), TP("raw", 1), TP("changelog", 0)
+    consumer = FakeConsumer(committed={stuck: 900, fine: 50, changelog: 7},
+                            positions={stuck: 900, fine: 50, changelog: 9},
+                            broker={stuck: 640, fine: 50, changelog: 0})
     detector = StallDetector(checks=3)
-    assert not detector.observe("tp", 100, [102])
-    assert not detector.observe("tp", 100, [100, 101, 102])  # the missing offsets arrived
-    assert not detector.observe("tp", 100, [102])
-    assert not detector.observe("tp", 100, [102])
-    assert not detector.observe("tp", 150, [152])  # the commit moved on: a new count
-    assert not detector.observe("tp", 150, [152])
-    assert detector.observe("tp", 150, [152])
-    assert not detector.observe("other", 150, [152])  # partitions are counted apart
+    run_checks(consumer, FakeConductor(), detector, 2)
+    assert consumer.seeks == []  # not yet: three checks in a row
+    run_checks(consumer, FakeConductor(), detector, 1)
+    assert consumer.seeks == [(stuck, 640)]  # changelogs (no acks) are never judged
+    assert consumer._committed_offset[stuck] == 640  # Faust then accepts the acks of what it reads again
+    assert detector.unstuck == 1 and detector.judged == 6
+
+
+def test_messages_waiting_in_a_queue_or_a_stream_are_not_taken_for_dropped_ones():
+    queued, taken, dropped = TP("raw", 0), TP("raw", 1), TP("raw", 2)
+    consumer = FakeConsumer(committed={queued: 10, taken: 20, dropped: 30},
+                            positions={queued: 15, taken: 25, dropped: 35},
+                            broker={queued: 10, taken: 20, dropped: 30},
+                            acked={dropped: [31, 32]},
+                            unacked=[FakeMessage(taken, 20), FakeMessage(dropped, 30, acked=True)])
+    detector = StallDetector(checks=3)
+    run_checks(consumer, FakeConductor(queued=[FakeMessage(queued, 10)]), detector, 3)
+    assert consumer.seeks == [(dropped, 30)]

@@ -12,7 +12,15 @@ import signal
 import pytest
 
 from flights_app.topic_names import AGGREGATED, INVALID, PROCESSED, RAW, WINDOW_PARTIALS
-from tests.harness import TestApp, committed_lag, http_get, read_topic, topic_size, wait_until
+from tests.harness import (
+    TestApp,
+    committed_lag,
+    committed_lags,
+    http_get,
+    read_topic,
+    topic_size,
+    wait_until,
+)
 from tests.replay import (
     WINDOW_S,
     expected_counts,
@@ -79,8 +87,13 @@ def test_three_kill_9s_and_a_lost_data_directory_lose_nothing(kafka, tmp_path, c
     # And the last worker commits what it processed (a message dropped in a rebalance used to stop a
     # partition's commits for good: agents/commit_watchdog.py).
     group = app.env["FLIGHTS_APP_ID"]
-    wait_until(lambda: all(committed_lag(app.bootstrap, group, app.topic(t)) == 0 for t in (RAW, WINDOW_PARTIALS)),
-               120, "every input offset committed")
+    try:
+        wait_until(lambda: all(committed_lag(app.bootstrap, group, app.topic(t)) == 0 for t in (RAW, WINDOW_PARTIALS)),
+                   120, "every input offset committed")
+    except AssertionError as error:
+        lags = {t: committed_lags(app.bootstrap, group, app.topic(t)) for t in (RAW, WINDOW_PARTIALS)}
+        stalls = [line for line in worker.log_text().splitlines() if "Commits of" in line]
+        raise AssertionError(f"{error}: uncommitted records per partition {lags}; watchdog: {stalls}") from None
 
     inputs = collections.Counter()
     for _, value in read_topic(app.bootstrap, app.topic(RAW), timeout_s=120):

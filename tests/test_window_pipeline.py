@@ -83,10 +83,15 @@ def check_worker_endpoints(base: str, recording, counters: dict) -> None:
     assert health["broker"]["connected"] and health["recovery_done"] and health["model_loaded"]
     wait_until(lambda: http_get(f"{base}/health")[2]["lag"]["total"] == 0, 30, "the consumer lag to reach 0")
 
-    status, ctype, metrics = http_get(f"{base}/metrics")
-    assert status == 200 and ctype == "text/plain", ctype
-    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-               for line in metrics.splitlines() if line and not line.startswith("#")}
+    def metric_samples() -> dict[str, float]:
+        status, ctype, metrics = http_get(f"{base}/metrics")
+        assert status == 200 and ctype == "text/plain", ctype
+        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                for line in metrics.splitlines() if line and not line.startswith("#")}
+
+    # The commit watchdog reads every assigned partition's position every 10 s.
+    samples = wait_until(lambda: (s := metric_samples())["flights_commit_checks_total"] > 0 and s, 30,
+                         "the commit watchdog's first check")
     assert samples["flights_duplicates_dropped_total"] == counters["duplicates_dropped"]
     assert samples["flights_window_states_total"] == 4237
     assert samples["flights_scored_states_total"] >= 4237

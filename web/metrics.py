@@ -69,6 +69,8 @@ class AppCollector(Collector):
         yield _counter("flights_windows_expired", "Window table entries deleted after expiry", w.windows_expired)
         yield _counter("flights_commit_stalls", "Partitions read again because their commits were stuck "
                        "(agents/commit_watchdog.py)", commit_watchdog.detector.unstuck)
+        yield _counter("flights_commit_checks", "Partition checks the commit watchdog made",
+                       commit_watchdog.detector.judged)
         rejected = CounterMetricFamily("flights_rejected_messages", "Malformed messages an agent rejected to "
                                        "flight-invalid-data, by input topic and reason", labels=["topic", "reason"])
         for (topic, reason), n in sorted(rejections.counts.items()):
