@@ -178,7 +178,7 @@ async def soak(bench: Bench, *, minutes: float, rate: float, restart_every_s: fl
         sending = [s for s in samples if s["t_s"] <= minutes * 60]  # the drain's samples would flatter it
         disks = [s["broker_disk_mb"] for s in sending]
         half = min(sending, key=lambda s: abs(s["t_s"] - minutes * 30))["broker_disk_mb"]
-        stalls = worker.log_text().count("have been stuck at offset")  # the log holds every life's lines
+        stalls = worker.log_text().count("reading the partition again from")  # the log holds every life's lines
         return {"minutes": minutes, "rate_per_s": rate, "retention_min": retention_min, "sent": sent,
                 "distinct": len(sent_ids),
                 "restarts": restarts, "lost": lost, "closed_windows_checked": len(finals),
