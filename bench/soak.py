@@ -81,7 +81,7 @@ class Collector:
 
 
 async def soak(bench: Bench, *, minutes: float, rate: float, restart_every_s: float, retention_min: float,
-               sample_s: float = 10) -> dict:
+               sample_s: float = 10, drain_s: float = 600) -> dict:
     app = bench.new_app()
     app.update(FLIGHTS_WINDOW=str(WINDOW_S), FLIGHTS_WINDOW_GRACE="30", FLIGHTS_WINDOW_EXPIRY="1200",
                FLIGHTS_RETENTION_HOURS=f"{retention_min / 60:.4f}")
@@ -117,6 +117,7 @@ async def soak(bench: Bench, *, minutes: float, rate: float, restart_every_s: fl
         await collector.start()
     total = int(rate * minutes * 60)
     expected: collections.Counter = collections.Counter()
+    per_aircraft: collections.Counter = collections.Counter()  # (country, window, icao24) -> distinct states
     sent_ids: set[tuple[str, int]] = set()
     samples, restarts, kill = [], [], True
     try:
@@ -144,7 +145,9 @@ async def soak(bench: Bench, *, minutes: float, rate: float, restart_every_s: fl
                 identity = (state["icao24"], event_time(state))
                 if identity not in sent_ids:
                     sent_ids.add(identity)
-                    expected[(state["origin_country"], event_time(state) // WINDOW_S * WINDOW_S)] += 1
+                    window = (state["origin_country"], event_time(state) // WINDOW_S * WINDOW_S)
+                    expected[window] += 1
+                    per_aircraft[(*window, state["icao24"])] += 1
                 futures.append(await producer.send(prefix + RAW, key=state["icao24"].encode(),
                                                    value=encode(state, wall)))
                 sent += 1
@@ -158,14 +161,14 @@ async def soak(bench: Bench, *, minutes: float, rate: float, restart_every_s: fl
         log(f"sent {sent:,} states in {time.monotonic() - started:.0f} s; draining")
         # Drained when every state sent has its scored record and every closed window's newest record
         # is exact (the count of processed records alone says nothing: states replayed after a kill -9
-        # are scored twice), or after ten minutes, when what is missing is reported.
+        # are scored twice), or after --drain-minutes (10), when what is missing is reported.
         def verdict() -> tuple[int, dict]:
             # Every closed window's newest record counts exactly the distinct states sent into it (in the
             # window or late); a final record may count fewer where late states came after it.
             wrong = {k: (latest[k][1], expected[k]) for k in finals if latest[k][1] != expected[k]}
             return len(sent_ids - scored), wrong
 
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + drain_s
         while time.monotonic() < deadline:
             lost, wrong = verdict()
             if not lost and not wrong:
@@ -179,12 +182,15 @@ async def soak(bench: Bench, *, minutes: float, rate: float, restart_every_s: fl
         disks = [s["broker_disk_mb"] for s in sending]
         half = min(sending, key=lambda s: abs(s["t_s"] - minutes * 30))["broker_disk_mb"]
         stalls = worker.log_text().count("reading the partition again from")  # the log holds every life's lines
+        short = await where_counts_went_missing(bench, app["FLIGHTS_APP_ID"], partitions, wrong, per_aircraft) \
+            if wrong else []
         return {"minutes": minutes, "rate_per_s": rate, "retention_min": retention_min, "sent": sent,
                 "distinct": len(sent_ids),
                 "restarts": restarts, "lost": lost, "closed_windows_checked": len(finals),
                 "wrong_windows": {f"{c}|{w}": v for (c, w), v in list(wrong.items())[:20]},
                 "windows_with_late_states_after_their_final": late_after_final,
                 "commit_stalls_unstuck": stalls,
+                "aircraft_short_in_wrong_windows": short,
                 "rss_growth": _rss_growth(samples, restarts), "broker_disk_mb": {"first": disks[0], "half_time": half, "max": max(disks),
                                                                                   "last": disks[-1]},
                 "disk_growth_second_half_pct": round((disks[-1] - half) / half * 100, 1) if half else None,
@@ -195,6 +201,60 @@ async def soak(bench: Bench, *, minutes: float, rate: float, restart_every_s: fl
         await producer.stop()
         await probe.stop()
         bench.stop_workers()
+
+
+async def where_counts_went_missing(bench: Bench, app_id: str, partitions: int, wrong: dict,
+                                    per_aircraft: collections.Counter) -> list[dict]:
+    """For each wrong window, the aircraft whose count the group stage holds differs from the states
+    sent, with what the aircraft stage holds for it: which of the two stages lost the state. Read from
+    the tables' changelogs (the newest value of each key before any tombstone: expired windows are
+    deleted)."""
+    wanted_groups = {(c, w) for c, w in wrong}
+    groups: dict[str, dict] = {}
+    aircraft: dict[str, dict] = {}
+
+    def on_group(key: str, value: dict | None) -> None:
+        name, start, _ = key.split("@")
+        if value and "partials" in value and name.startswith("country|") and (name.removeprefix("country|"), int(start)) in wanted_groups:
+            groups[key] = value
+
+    def on_aircraft(key: str, value: dict | None) -> None:
+        if value:
+            aircraft[key] = value
+
+    for table, on_record in (("group-windows", on_group), ("aircraft-windows", on_aircraft)):
+        consumer = bench.consumer()
+        await consumer.start()
+        try:
+            tps = [TopicPartition(f"{app_id}-{table}-changelog", p) for p in range(partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            while any([await consumer.position(tp) < ends[tp] for tp in tps]):
+                for records in (await consumer.getmany(timeout_ms=500, max_records=20_000)).values():
+                    for record in records:
+                        on_record(record.key.decode(), None if record.value is None else orjson.loads(record.value))
+        finally:
+            await consumer.stop()
+    held: dict[tuple[str, int, str], dict] = {}
+    for key, value in groups.items():
+        name, start, _ = key.split("@")
+        for icao24, partial in value["partials"].items():
+            held[(name.removeprefix("country|"), int(start), icao24)] = partial
+    short = []
+    for (country, start, icao24), n in per_aircraft.items():
+        if (country, start) not in wanted_groups:
+            continue
+        partial = held.get((country, start, icao24)) or {}
+        counted = partial.get("count", 0) + partial.get("late", 0)
+        if counted != n:
+            entry = aircraft.get(f"{icao24}@{start}") or {}
+            own = entry.get("partial") or {}
+            short.append({"country": country, "window_start": start, "icao24": icao24, "sent": n,
+                          "group_stage_holds": counted,
+                          "aircraft_stage_seen": len(entry.get("seen") or ()),
+                          "aircraft_stage_partial": own.get("count", 0) + own.get("late", 0)})
+    return short
 
 
 async def _sample(bench: Bench, probe, worker, prefix: str, partitions: int, t: float, sent: int) -> dict:
@@ -228,12 +288,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retention-minutes", type=float, default=6,
                         help="the topics' retention (FLIGHTS_RETENTION_HOURS), so the disk must level off within "
                              "the run (default %(default)s)")
+    parser.add_argument("--drain-minutes", type=float, default=10,
+                        help="how long to wait after sending for every state and window to be right")
     parser.add_argument("--out", type=Path, default=Path("bench/results/soak.json"))
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="flights-soak-") as tmp, Bench(Path(tmp)) as bench:
         report = asyncio.run(soak(bench, minutes=args.minutes, rate=args.rate, restart_every_s=args.restart_every,
-                                  retention_min=args.retention_minutes))
+                                  retention_min=args.retention_minutes, drain_s=args.drain_minutes * 60))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     summary = {k: v for k, v in report.items() if k != "samples"}

@@ -103,6 +103,11 @@ async def unstick(consumer, conductor, detector: StallDetector, check_s: float) 
                         "consumer is at %s) for %.0f s: a message dropped or a commit refused in a rebalance "
                         "(faust-streaming #596); reading the partition again from %d", tp.topic,
                         tp.partition, committed, broker_committed, position, check_s * detector.checks, offset)
+            try:  # what retention deleted can no longer be read: start from the partition's first offset
+                earliest = (await asyncio.wait_for(consumer.earliest_offsets(tp), TIMEOUT_S)).get(tp) or 0
+            except Exception:
+                earliest = 0
+            offset = max(offset, earliest)
             consumer._committed_offset[tp] = offset or None  # Faust's own spelling of "from the start"
             await consumer.seek(tp, offset)
 

@@ -82,7 +82,8 @@ class FakeThread:
 
 
 class FakeConsumer:
-    def __init__(self, committed, positions, broker, acked=(), unacked=()):
+    def __init__(self, committed, positions, broker, acked=(), unacked=(), earliest=None):
+        self.earliest = earliest or {}
         self._committed_offset = dict(committed)
         self.positions = positions
         self._acked = {tp: list(offsets) for tp, offsets in dict(acked).items()}
@@ -95,6 +96,9 @@ class FakeConsumer:
 
     async def position(self, tp):
         return self.positions[tp]
+
+    async def earliest_offsets(self, *tps):
+        return {tp: self.earliest.get(tp, 0) for tp in tps}
 
     async def seek(self, tp, offset):
         self.seeks.append((tp, offset))
@@ -139,3 +143,11 @@ def test_messages_waiting_in_a_queue_or_a_stream_are_not_taken_for_dropped_ones(
     detector = StallDetector(checks=3)
     run_checks(consumer, FakeConductor(queued=[FakeMessage(queued, 10)]), detector, 3)
     assert consumer.seeks == [(dropped, 30)]
+
+
+def test_a_partition_stuck_below_what_retention_kept_is_read_again_from_its_first_offset():
+    stuck = TP("raw", 0)
+    consumer = FakeConsumer(committed={stuck: 100}, positions={stuck: 5000}, broker={stuck: 100},
+                            acked={stuck: [4000, 4001]}, earliest={stuck: 4000})
+    run_checks(consumer, FakeConductor(), StallDetector(checks=3), 3)
+    assert consumer.seeks == [(stuck, 4000)] and consumer._committed_offset[stuck] == 4000
