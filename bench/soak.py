@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import signal
@@ -290,15 +291,21 @@ def main(argv: list[str] | None = None) -> int:
                              "the run (default %(default)s)")
     parser.add_argument("--drain-minutes", type=float, default=10,
                         help="how long to wait after sending for every state and window to be right")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the broker's data and the worker's log (the folder is printed) to trace a failure")
     parser.add_argument("--out", type=Path, default=Path("bench/results/soak.json"))
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    with tempfile.TemporaryDirectory(prefix="flights-soak-") as tmp, Bench(Path(tmp)) as bench:
+    keep = tempfile.mkdtemp(prefix="flights-soak-") if args.keep else None
+    with (contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix="flights-soak-")) as tmp, \
+            Bench(Path(tmp)) as bench:
         report = asyncio.run(soak(bench, minutes=args.minutes, rate=args.rate, restart_every_s=args.restart_every,
                                   retention_min=args.retention_minutes, drain_s=args.drain_minutes * 60))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     summary = {k: v for k, v in report.items() if k != "samples"}
+    if keep:
+        summary["kept"] = keep
     print(json.dumps(summary, indent=2))
     # The disk levels off once the retention (plus a segment's time and the broker's minute between
     # checks) has passed: over the second half of a run at least three retentions long it grows < 15%.
