@@ -27,7 +27,7 @@ from aiokafka import TopicPartition
 from bench.pipeline import Bench, BenchError, end_offsets, rss_mb
 from bench.workload import encode, event_time, shifted, simulate
 from flights_app.topic_names import AGGREGATED, PROCESSED, RAW
-from tests.harness import http_json
+from tests.harness import http_json, read_topic_async
 
 WINDOW_S = 600
 
@@ -183,7 +183,7 @@ async def soak(bench: Bench, *, minutes: float, rate: float, restart_every_s: fl
         disks = [s["broker_disk_mb"] for s in sending]
         half = min(sending, key=lambda s: abs(s["t_s"] - minutes * 30))["broker_disk_mb"]
         stalls = worker.log_text().count("reading the partition again from")  # the log holds every life's lines
-        short = await where_counts_went_missing(bench, app["FLIGHTS_APP_ID"], partitions, wrong, per_aircraft) \
+        short = await where_counts_went_missing(bench, app["FLIGHTS_APP_ID"], wrong, per_aircraft) \
             if wrong else []
         return {"minutes": minutes, "rate_per_s": rate, "retention_min": retention_min, "sent": sent,
                 "distinct": len(sent_ids),
@@ -204,7 +204,7 @@ async def soak(bench: Bench, *, minutes: float, rate: float, restart_every_s: fl
         bench.stop_workers()
 
 
-async def where_counts_went_missing(bench: Bench, app_id: str, partitions: int, wrong: dict,
+async def where_counts_went_missing(bench: Bench, app_id: str, wrong: dict,
                                     per_aircraft: collections.Counter) -> list[dict]:
     """For each wrong window, the aircraft whose count the group stage holds differs from the states
     sent, with what the aircraft stage holds for it: which of the two stages lost the state. Read from
@@ -214,29 +214,20 @@ async def where_counts_went_missing(bench: Bench, app_id: str, partitions: int, 
     groups: dict[str, dict] = {}
     aircraft: dict[str, dict] = {}
 
-    def on_group(key: str, value: dict | None) -> None:
+    def is_wanted_group(key: str) -> bool:
         name, start, _ = key.split("@")
-        if value and "partials" in value and name.startswith("country|") and (name.removeprefix("country|"), int(start)) in wanted_groups:
+        return name.startswith("country|") and (name.removeprefix("country|"), int(start)) in wanted_groups
+
+    async def changelog_records(table: str) -> list[tuple[str, dict | None]]:
+        # Each key's records sit in one partition, in order: later values replace earlier ones.
+        return await read_topic_async(bench.bootstrap, f"{app_id}-{table}-changelog", timeout_s=600)
+
+    for key, value in await changelog_records("group-windows"):
+        if isinstance(value, dict) and "partials" in value and is_wanted_group(key):
             groups[key] = value
-
-    def on_aircraft(key: str, value: dict | None) -> None:
-        if value:
+    for key, value in await changelog_records("aircraft-windows"):
+        if isinstance(value, dict):
             aircraft[key] = value
-
-    for table, on_record in (("group-windows", on_group), ("aircraft-windows", on_aircraft)):
-        consumer = bench.consumer()
-        await consumer.start()
-        try:
-            tps = [TopicPartition(f"{app_id}-{table}-changelog", p) for p in range(partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            while any([await consumer.position(tp) < ends[tp] for tp in tps]):
-                for records in (await consumer.getmany(timeout_ms=500, max_records=20_000)).values():
-                    for record in records:
-                        on_record(record.key.decode(), None if record.value is None else orjson.loads(record.value))
-        finally:
-            await consumer.stop()
     held: dict[tuple[str, int, str], dict] = {}
     for key, value in groups.items():
         name, start, _ = key.split("@")

@@ -5,10 +5,8 @@ is set from ``seek_to_committed`` and from ``_new_offset``'s ``batch[-1] + 1``),
 in ``_new_offset`` reads it as the last offset processed: it refuses to commit only when the lowest
 acknowledged offset is more than one above it. So when the message at the committed offset itself
 is never acknowledged (one dropped from Faust's queues in a rebalance, faust-streaming #596) and the
-next one is, Faust commits past it and nothing reads it again. Found in the soak: after kill -9s,
-the group stage's partials for a few aircraft-windows stayed one state short (the aircraft stage
-held 39 states, the group stage the partial of 38), in 11 of 204 closed windows of a 6-minute run
-with a restart a minute.
+next one is, Faust commits past it and nothing reads it again (found reading Faust 0.15.3 while
+tracing the soak's short windows; those turned out to have another cause, README: Reliability).
 
 Here the head check also holds when exactly the committed offset is missing: the partition's
 commits then wait, and the commit watchdog (flights_app/commit_stall.py) reads it again from there.

@@ -208,10 +208,11 @@ class TestApp:
 
 def read_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[tuple[str | None, dict]]:
     """Every record now on ``topic`` (all partitions), as (key, decoded JSON value)."""
-    return asyncio.run(_read_topic(bootstrap, topic, timeout_s))
+    return asyncio.run(read_topic_async(bootstrap, topic, timeout_s))
 
 
-async def _read_topic(bootstrap: str, topic: str, timeout_s: float):
+async def read_topic_async(bootstrap: str, topic: str, timeout_s: float = 30.0):
+    """``read_topic`` inside a running event loop."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
