@@ -18,13 +18,13 @@ import time
 
 import aiohttp
 
-from agents.windows import count_in_windows, recover_watermarks
+from agents.windows import count_in_windows, recover_watermarks, send_partials
 from flights_app.app import app, settings
 from flights_app.decode import decode_state, rejections, where
 from flights_app.metrics import scorer_batch_seconds, scorer_batch_size
 from flights_app.publish import Outbox
 from flights_app.records import Alert, InvalidState, ScoredState
-from flights_app.topics import alerts, invalid_states, processed_states, raw_states, window_partials
+from flights_app.topics import alerts, invalid_states, processed_states, raw_states
 from flights_app.webhook import AlertWebhook
 from ml.features import AircraftMemory
 from ml.model import ModelError
@@ -144,7 +144,8 @@ async def score_states(stream):
                 for icao24, memory in updated.items():  # one write per aircraft per batch
                     await writes.put(aircraft_memory, icao24, {**memory.as_dict(), "last": newest.get(icao24)},
                                      partition)
-                partials, entries = count_in_windows(partition, scored, behind=backlog(group[-1]))
+                behind = backlog(group[-1])
+                partials, entries = count_in_windows(partition, scored, behind=behind)
                 for key, entry in entries.items():  # one write per aircraft-window per batch
                     await writes.put(aircraft_windows, key, entry, partition)
             for item in scored:
@@ -156,8 +157,7 @@ async def score_states(stream):
                     if webhook is not None:
                         webhook.offer(alert.icao24, alert.asdict())
                 stats.anomalies += item.ml_is_anomaly
-            for key, value in partials:
-                await outbox.send(window_partials, key, value)
+            await send_partials(outbox, partition, partials, behind)
         await outbox.sent()  # every output and table change acknowledged before the batch's offsets commit
         writes.persist_offsets()
         stats.batches += 1

@@ -2,10 +2,12 @@
 
     scored states, in the scoring agent's batch (by icao24, partition of flight-raw-data)
       --> aircraft stage: drop states already counted; update the aircraft's window partial
-      --> flight-window-partials (by "country|name" and "airline|name"): the whole partial, an upsert
+      --> flight-window-partials (by "country|name" and "airline|name"): the whole partial, an upsert,
+          with its sender's event-time watermark (and ticks, carrying only that, to the partitions a
+          sender has not written to for a while)
       --> group stage: store the partial by icao24 (replacing any earlier copy)
       --> flight-aggregated-data: at most once per key per flush interval, and a final record
-          when the window closes (event-time watermark past end + grace)
+          when the window closes (the event-time watermark of its partials partition past end + grace)
 
 Windows older than the expiry (closed for FLIGHTS_WINDOW_EXPIRY of event time)
 are deleted from both tables and their changelogs; states that old are counted
@@ -24,7 +26,7 @@ from flights_app.decode import decode_partial, rejections, where
 from flights_app.partitioner import partition_for
 from flights_app.publish import Outbox
 from flights_app.records import InvalidState, ScoredState
-from flights_app.topics import aggregated_stats, invalid_states, window_partials
+from flights_app.topics import aggregated_stats, invalid_states, raw_states, window_partials
 from ml.rules import EMERGENCY_SQUAWKS
 from tables.direct import read
 from tables.expiry import expire
@@ -40,6 +42,7 @@ from tables.keys import (
     window_of_key,
 )
 from tables.partitions import by_partition, partition_of
+from tables.watermarks import PartitionWatermarks, TickSchedule
 from tables.window_tables import aircraft_windows, group_windows
 from tables.windows import Partial, airline_of, is_expired, is_late, summarize, window_start
 
@@ -70,12 +73,12 @@ stats = WindowStats()
 #: The event-time watermark of the aircraft stage: the highest event time seen in each partition
 #: of flight-raw-data (recovered from the table after a restart).
 aircraft_watermark: dict[int, float] = {}
-#: The group stage's: the lowest of the upstream partitions' watermarks, as their partials carry
-#: them, so a partition that lags behind does not see its windows closed or expired under it.
-#: partition -> (watermark, monotonic time heard, whether its sender still had a backlog there)
-source_watermarks: dict[int, tuple[float, float, bool]] = {}
-group_watermark: dict[str, float | None] = {"event_time": None}
-first_heard: dict[str, float] = {}  # "at": when this worker's group stage heard its first partial
+#: The group stage's, one per partition of flight-window-partials (see tables.watermarks).
+watermarks = PartitionWatermarks(settings.topic_partitions, settings.watermark_idle_s)
+#: When each aircraft-stage partition last wrote to each partials partition (ticks fill the gaps).
+ticks = TickSchedule(settings.topic_partitions, min(1.0, settings.watermark_idle_s / 3))
+#: Each source's newest watermark (and backlog flag) whose partials were handed to the producer.
+sent_watermark: dict[int, tuple[float, bool]] = {}
 #: (dimension, name, window_start) updated since the last flush, on this worker.
 dirty: set[tuple[str, str, int]] = set()
 #: Windows whose final record this worker has asked for (not asked twice while the first is in flight).
@@ -103,18 +106,24 @@ def _new_aircraft_entry(state) -> dict:
 
 
 def count_in_windows(partition: int, items: Sequence[ScoredState], behind: bool = False,
-                     ) -> tuple[list[tuple[str, dict]], dict[str, dict]]:
+                     ) -> tuple[list[tuple[str | None, dict, int | None]], dict[str, dict]]:
     """The aircraft stage, for scored states of one partition of flight-raw-data (run by the scoring
     agent in that partition's table context): drop states already counted and update each aircraft's
-    window partial. Returns the partial updates to send to flight-window-partials (one message per
-    country or airline) and the aircraft-windows entries to write (one per aircraft-window).
+    window partial. Returns the messages to send to flight-window-partials as (key, value, partition):
+    the partial updates (one per country or airline, partitioned by key) and a tick carrying only the
+    watermark to each partials partition not written to for a while; and the aircraft-windows entries
+    to write (one per aircraft-window).
     ``behind``: the partition has more states waiting (so it must not be taken for idle downstream)."""
     touched: dict[str, dict] = {}
+    # The partials carry the lowest watermark any state of the batch was judged by (the one after its
+    # first state), so none of them holds a window that its own watermark expires (tables.watermarks).
+    stamp = None
     for scored in items:
         state = scored.state
         event_time = state.event_time
         watermark = max(aircraft_watermark.get(partition, event_time), event_time)
         aircraft_watermark[partition] = watermark
+        stamp = watermark if stamp is None else stamp
         start = window_start(event_time, SIZE)
         stats.states += 1
         if _expired(start, watermark):  # its window is gone: neither counted nor windowed
@@ -146,13 +155,52 @@ def count_in_windows(partition: int, items: Sequence[ScoredState], behind: bool 
             if name:
                 updates[(dimension, name)].append({
                     "window_start": window_of_key(key), "icao24": icao24, "partial": entry["partial"]})
-    messages = []
+    messages: list[tuple[str | None, dict, int | None]] = []
+    now = time.monotonic()
     for (dimension, name), partials in updates.items():
-        messages.append((group_name(dimension, name), {
+        key = group_name(dimension, name)
+        messages.append((key, {
             "dimension": dimension, "name": name, "partials": partials,
-            "source": partition, "watermark": aircraft_watermark[partition], "behind": behind}))
+            "source": partition, "watermark": stamp, "behind": behind}, None))
+        ticks.wrote(partition, partials_partition(key), now, stamp)
         stats.partials_sent += len(partials)
+    if stamp is not None:  # after the partials, so the batch's newest watermark may go
+        for target in ticks.due(partition, now, aircraft_watermark[partition]):
+            messages.append((None, tick(partition, aircraft_watermark[partition], behind), target))
     return messages, touched
+
+
+def tick(source: int, watermark: float, behind: bool) -> dict:
+    """A message of flight-window-partials carrying only a source's watermark."""
+    return {"tick": True, "source": source, "watermark": watermark, "behind": behind}
+
+
+async def send_partials(outbox: Outbox, partition: int, messages: list[tuple[str | None, dict, int | None]],
+                        behind: bool) -> None:
+    """Hand ``count_in_windows``' messages to the producer, in order; then the timer may tick the
+    partition's newest watermark (sent before the partials, it could expire a window they hold)."""
+    for key, value, target in messages:
+        await outbox.send(window_partials, key, value, target)
+    if partition in aircraft_watermark:
+        sent_watermark[partition] = (aircraft_watermark[partition], behind)
+
+
+@app.timer(ticks.every_s)
+async def tick_watermarks() -> None:
+    """Between batches, tick the partials partitions with each source's newest watermark sent, where
+    it rose since (so a source's last batch's watermark reaches every partition, e.g. at a stream's
+    end). Only for the partitions of flight-raw-data this worker holds now."""
+    try:
+        held = {tp.partition for tp in app.consumer.assignment() if tp.topic == raw_states.get_topic_name()}
+    except Exception:  # noqa: BLE001 - the consumer is not up yet
+        return
+    outbox = Outbox(app)
+    now = time.monotonic()
+    for source, (watermark, behind) in list(sent_watermark.items()):
+        if source in held:
+            for target in ticks.due(source, now, watermark, rose_only=True):
+                await outbox.send(window_partials, None, tick(source, watermark, behind), target)
+    await outbox.sent()
 
 
 @app.agent(window_partials)
@@ -161,6 +209,7 @@ async def window_groups(stream):
         for group in by_partition(events):
             finals: list[tuple[str, str, int]] = []
             outbox = Outbox(app)
+            partition = group[0].message.partition
             with partition_of(group[-1]):
                 touched: dict[str, dict] = {}
                 for event in group:
@@ -169,6 +218,10 @@ async def window_groups(stream):
                     if isinstance(message, InvalidState):  # not a partial: counted, sent on with its reason
                         rejections.note(raw.topic, message)
                         await outbox.send(invalid_states, "", message)
+                        continue
+                    if "tick" in message:
+                        watermarks.hear(partition, message["source"], message["watermark"], message["behind"],
+                                        time.monotonic())
                         continue
                     dimension, name = message["dimension"], message["name"]
                     if "close" in message:
@@ -185,13 +238,13 @@ async def window_groups(stream):
                                 stats.finals_published += 1
                         continue
                     if "source" in message:  # (partials written before watermarks travelled with them lack it)
-                        advance_group_watermark(message["source"], message["watermark"], message.get("behind", False))
-                    # Until this worker knows the group watermark (just after a start), the sender's own
-                    # watermark judges expiry. A partial of an expired window is dropped only if the window
-                    # is gone (a replayed partial must not bring a deleted window back); one whose window is
-                    # still here is applied: its partitions of the partials topic may simply lag behind
-                    # the ones that moved the watermark (the window's close comes after it, in order).
-                    mark = group_watermark["event_time"]
+                        watermarks.hear(partition, message["source"], message["watermark"],
+                                        message.get("behind", False), time.monotonic())
+                    # Until this worker knows the partition's watermark (just after a start), the sender's
+                    # own watermark judges expiry. A partial of an expired window is dropped only if the
+                    # window is gone (a replayed partial must not bring a deleted window back); one whose
+                    # window is still here is applied (its close comes after it, in order).
+                    mark = watermarks.mark(partition)
                     if mark is None:
                         mark = message.get("watermark")
                     for update in message["partials"]:
@@ -215,24 +268,9 @@ async def window_groups(stream):
                         closing.discard(window)
 
 
-def advance_group_watermark(source: int | None = None, watermark: float | None = None, behind: bool = False) -> None:
-    """The lowest watermark of the upstream partitions that are busy: heard from in the last
-    FLIGHTS_WATERMARK_IDLE seconds, or whose last message said more states were waiting there (an
-    idle partition, e.g. one whose aircraft all landed, must not stop the clock; one working through
-    a backlog, e.g. after a restart, must hold it even if its messages come slowly); it never goes back."""
-    now = time.monotonic()
-    if source is not None:
-        previous = source_watermarks.get(source, (watermark, now, behind))[0]
-        source_watermarks[source] = (max(previous, watermark), now, behind)
-        first_heard.setdefault("at", now)
-    if len(source_watermarks) < settings.topic_partitions and \
-            now - first_heard.get("at", now) < settings.watermark_idle_s:
-        return  # after a (re)start, hear from every upstream partition (or wait the idle time) first
-    active = [mark for mark, heard, busy in source_watermarks.values()
-              if busy or now - heard < settings.watermark_idle_s]
-    if active:
-        current = group_watermark["event_time"]
-        group_watermark["event_time"] = min(active) if current is None else max(current, min(active))
+def partials_partition(key: str) -> int:
+    """The partition of flight-window-partials (and of group-windows) that ``key`` lives in."""
+    return partition_for(key.encode(), settings.topic_partitions)
 
 
 def window_exists(dimension: str, name: str, start: int, touched: dict[str, dict]) -> bool:
@@ -278,7 +316,7 @@ def recover_watermarks() -> None:
 
 def expire_windows() -> None:
     """Delete the windows past their expiry from both tables, each time the expiry horizon moves."""
-    watermark = max([*aircraft_watermark.values(), group_watermark["event_time"] or 0], default=0)
+    watermark = max([*aircraft_watermark.values(), *watermarks.marks.values()], default=0)
     if not watermark:
         return
     horizon = window_start(watermark - SIZE - GRACE - EXPIRY, SIZE)  # moves when some window may expire
@@ -290,10 +328,10 @@ def expire_windows() -> None:
         return _expired(window_of_key(key), aircraft_watermark.get(partition))
 
     removed = expire(aircraft_windows, aircraft_expired, settings.topic_partitions)
-    group_mark = group_watermark["event_time"]
-    # A country's window goes only once its final record is out (a close may still be on its way).
+    # A country's window goes only once its final record is out (a close may still be on its way),
+    # judged by the watermark of its own partials partition.
     finished = {(d, n, s) for d, n, s, shard in map(parse_group_key, list(group_windows.keys())) if shard == FINAL}
-    removed += expire(group_windows, lambda key: _expired(window_of_key(key), group_mark)
+    removed += expire(group_windows, lambda key: _expired(window_of_key(key), watermarks.mark(partials_partition(key)))
                       and parse_group_key(key)[:3] in finished, settings.topic_partitions)
     if removed:
         stats.windows_expired += removed
@@ -318,17 +356,17 @@ async def flush_window_updates() -> None:
                               {**summary, "final": False, "emitted_at": time.time()})
             stats.records_published += 1
     recover_watermarks()
-    advance_group_watermark()  # partitions fall idle without a message
-    watermark = group_watermark["event_time"]
+    watermarks.advance(time.monotonic())  # sources fall idle without a message
     known = known_windows()
     closing.intersection_update(known)  # forget requests for windows that moved to another worker
-    if watermark is not None:
-        for window in sorted(known - closing):
-            dimension, name, start = window
-            if start + SIZE + GRACE <= watermark and not group_windows.get(final_key(*window)):
-                # Through the partials topic, so the final is written in its partition's context.
-                closing.add(window)
-                await outbox.send(window_partials, group_name(dimension, name),
-                                  {"dimension": dimension, "name": name, "close": start})
+    for window in sorted(known - closing):
+        dimension, name, start = window
+        watermark = watermarks.mark(partials_partition(group_name(dimension, name)))
+        if watermark is not None and start + SIZE + GRACE <= watermark \
+                and not group_windows.get(final_key(*window)):
+            # Through the partials topic, so the final is written in its partition's context.
+            closing.add(window)
+            await outbox.send(window_partials, group_name(dimension, name),
+                              {"dimension": dimension, "name": name, "close": start})
     await outbox.sent()
     expire_windows()

@@ -121,6 +121,10 @@ def _partial_problem(data: Any) -> str | None:
     """What is wrong with a message of ``flight-window-partials``, or None."""
     if not isinstance(data, dict):
         return f"expected a JSON object, got {type(data).__name__}"
+    if "tick" in data:  # only a source's watermark (tables.watermarks)
+        if data["tick"] is not True or not (_is_int(data.get("source")) and _is_number(data.get("watermark"))):
+            return "a tick needs tick=true, a source partition and a watermark"
+        return None if isinstance(data.get("behind"), bool) else "behind must be true or false"
     for name in ("dimension", "name"):
         if not isinstance(data.get(name), str) or not data[name]:
             return f"{name} is missing or not a string"

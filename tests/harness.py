@@ -182,6 +182,11 @@ class TestApp:
     def topic(self, base: str) -> str:
         return self.prefix + base
 
+    @property
+    def partitions(self) -> int:
+        """The partitions of each of the app's topics."""
+        return int(self.env["FLIGHTS_TOPIC_PARTITIONS"])
+
     def start_worker(self, name: str = "worker", **env: str) -> Proc:
         worker_env = dict(self.env)
         worker_env.setdefault("FLIGHTS_DATADIR", str(self.tmp / name))

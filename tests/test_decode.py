@@ -112,7 +112,8 @@ def test_a_malformed_partial_is_rejected_with_what_is_wrong(change):
     "partials": st.lists(st.fixed_dictionaries({}, optional={
         "window_start": json_values, "icao24": json_values,
         "partial": st.fixed_dictionaries({k: json_values for k in PARTIAL})}), max_size=3),
-    "source": json_values, "watermark": json_values}))
+    "source": json_values, "watermark": json_values, "tick": st.just(True) | json_values,
+    "behind": st.booleans() | json_values}))
 def test_any_partial_message_decodes_or_is_rejected(data):
     result = decode_partial(json.dumps(data).encode(), None, "p:0:0")
     assert isinstance(result, (dict, InvalidState))
@@ -121,6 +122,12 @@ def test_any_partial_message_decodes_or_is_rejected(data):
 
         for update in result.get("partials", []):
             summarize({update["icao24"]: update["partial"]})
+        if "tick" in result:
+            from tables.watermarks import PartitionWatermarks
+
+            marks = PartitionWatermarks(sources=1, idle_s=10)
+            marks.hear(0, result["source"], result["watermark"], result["behind"], now=0.0)
+            assert marks.mark(0) == result["watermark"]
 
 
 @settings(max_examples=300, deadline=None)
@@ -156,3 +163,11 @@ def test_window_parameters():
     assert params.pick_window("current", set(), 600) is None
     for bad in ("soon", "1e9", "٣", "9" * 5000, ""):
         assert params.pick_window(bad, {600}, 600) == "window must be current, previous or a Unix time"
+
+
+def test_a_tick_decodes_and_a_malformed_one_is_rejected():
+    tick = {"tick": True, "source": 2, "watermark": T, "behind": False}
+    assert decode_partial(orjson.dumps(tick), None, "p:0:3") == tick
+    for change in ({"tick": 1}, {"source": None}, {"watermark": "late"}, {"behind": "no"}):
+        rejected = decode_partial(orjson.dumps({**tick, **change}), None, "p:0:4")
+        assert isinstance(rejected, InvalidState) and rejected.reason == "malformed_partial", (change, rejected)

@@ -156,8 +156,10 @@ async def aircraft(self: web.View, request: web.Request, icao24: str) -> web.Res
 
 @app.page("/stats/windows/")
 async def window_counters(self: web.View, request: web.Request) -> web.Response:
-    """Deduplication and windowing counters of this worker."""
-    return self.json({**windows.stats.as_dict(), "watermark": windows.group_watermark["event_time"]})
+    """Deduplication and windowing counters of this worker, and its group stage's event-time watermarks
+    (the lowest, and one per partition of flight-window-partials it has heard)."""
+    return self.json({**windows.stats.as_dict(), "watermark": windows.watermarks.lowest(),
+                      "watermarks": {str(p): mark for p, mark in sorted(windows.watermarks.marks.items())}})
 
 
 @app.page("/stats/rejected/")
