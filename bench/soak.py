@@ -27,7 +27,8 @@ from aiokafka import TopicPartition
 from bench.pipeline import Bench, BenchError, end_offsets, rss_mb
 from bench.workload import encode, event_time, shifted, simulate
 from flights_app.topic_names import AGGREGATED, PROCESSED, RAW
-from tests.harness import http_json, read_topic_async
+from tests.diagnosis import where_counts_went_missing
+from tests.harness import http_json
 
 WINDOW_S = 600
 
@@ -183,15 +184,16 @@ async def soak(bench: Bench, *, minutes: float, rate: float, restart_every_s: fl
         disks = [s["broker_disk_mb"] for s in sending]
         half = min(sending, key=lambda s: abs(s["t_s"] - minutes * 30))["broker_disk_mb"]
         stalls = worker.log_text().count("reading the partition again from")  # the log holds every life's lines
-        short = await where_counts_went_missing(bench, app["FLIGHTS_APP_ID"], wrong, per_aircraft) \
-            if wrong else []
+        short = await where_counts_went_missing(
+            bench.bootstrap, app["FLIGHTS_APP_ID"], {("country", c, w): got for (c, w), (got, _) in wrong.items()},
+            collections.Counter({("country", *k): n for k, n in per_aircraft.items()})) if wrong else []
         return {"minutes": minutes, "rate_per_s": rate, "retention_min": retention_min, "sent": sent,
                 "distinct": len(sent_ids),
                 "restarts": restarts, "lost": lost, "closed_windows_checked": len(finals),
                 "wrong_windows": {f"{c}|{w}": v for (c, w), v in list(wrong.items())[:20]},
                 "windows_with_late_states_after_their_final": late_after_final,
                 "commit_stalls_unstuck": stalls,
-                "aircraft_short_in_wrong_windows": short,
+                "where_wrong_windows_went_short": short,
                 "rss_growth": _rss_growth(samples, restarts), "broker_disk_mb": {"first": disks[0], "half_time": half, "max": max(disks),
                                                                                   "last": disks[-1]},
                 "disk_growth_second_half_pct": round((disks[-1] - half) / half * 100, 1) if half else None,
@@ -202,51 +204,6 @@ async def soak(bench: Bench, *, minutes: float, rate: float, restart_every_s: fl
         await producer.stop()
         await probe.stop()
         bench.stop_workers()
-
-
-async def where_counts_went_missing(bench: Bench, app_id: str, wrong: dict,
-                                    per_aircraft: collections.Counter) -> list[dict]:
-    """For each wrong window, the aircraft whose count the group stage holds differs from the states
-    sent, with what the aircraft stage holds for it: which of the two stages lost the state. Read from
-    the tables' changelogs (the newest value of each key before any tombstone: expired windows are
-    deleted)."""
-    wanted_groups = {(c, w) for c, w in wrong}
-    groups: dict[str, dict] = {}
-    aircraft: dict[str, dict] = {}
-
-    def is_wanted_group(key: str) -> bool:
-        name, start, _ = key.split("@")
-        return name.startswith("country|") and (name.removeprefix("country|"), int(start)) in wanted_groups
-
-    async def changelog_records(table: str) -> list[tuple[str, dict | None]]:
-        # Each key's records sit in one partition, in order: later values replace earlier ones.
-        return await read_topic_async(bench.bootstrap, f"{app_id}-{table}-changelog", timeout_s=600)
-
-    for key, value in await changelog_records("group-windows"):
-        if isinstance(value, dict) and "partials" in value and is_wanted_group(key):
-            groups[key] = value
-    for key, value in await changelog_records("aircraft-windows"):
-        if isinstance(value, dict):
-            aircraft[key] = value
-    held: dict[tuple[str, int, str], dict] = {}
-    for key, value in groups.items():
-        name, start, _ = key.split("@")
-        for icao24, partial in value["partials"].items():
-            held[(name.removeprefix("country|"), int(start), icao24)] = partial
-    short = []
-    for (country, start, icao24), n in per_aircraft.items():
-        if (country, start) not in wanted_groups:
-            continue
-        partial = held.get((country, start, icao24)) or {}
-        counted = partial.get("count", 0) + partial.get("late", 0)
-        if counted != n:
-            entry = aircraft.get(f"{icao24}@{start}") or {}
-            own = entry.get("partial") or {}
-            short.append({"country": country, "window_start": start, "icao24": icao24, "sent": n,
-                          "group_stage_holds": counted,
-                          "aircraft_stage_seen": len(entry.get("seen") or ()),
-                          "aircraft_stage_partial": own.get("count", 0) + own.get("late", 0)})
-    return short
 
 
 async def _sample(bench: Bench, probe, worker, prefix: str, partitions: int, t: float, sent: int) -> dict:

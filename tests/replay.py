@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import re
@@ -38,9 +39,9 @@ def newest_states(recording) -> dict[str, dict]:
             for icao24, (t, row) in newest.items()}
 
 
-def expected_totals(recording, window_s: int = WINDOW_S) -> dict[tuple[str, str, int], int]:
-    """(dimension, name, window) -> distinct states, for countries and airlines, straight from the
-    files. An aircraft's states of one window count for the airline of its first state in that
+def expected_per_aircraft(recording, window_s: int = WINDOW_S) -> collections.Counter:
+    """(dimension, name, window, icao24) -> distinct states, for countries and airlines, straight from
+    the files. An aircraft's states of one window count for the airline of its first state in that
     window (as the worker attributes them: tables.windows.airline_of of the cleaned callsign)."""
     from flights_app.validation import clean_callsign
     from tables.windows import airline_of
@@ -53,12 +54,20 @@ def expected_totals(recording, window_s: int = WINDOW_S) -> dict[tuple[str, str,
             start = int(event_time // window_s) * window_s
             first_airline.setdefault((row[0], start), airline_of(clean_callsign(row[1])))
             distinct.add((row[2], row[0], event_time, start))
-    totals = collections.Counter()
+    counts = collections.Counter()
     for country, icao24, _, start in distinct:
-        totals[("country", country, start)] += 1
+        counts[("country", country, start, icao24)] += 1
         airline = first_airline[(icao24, start)]
         if airline:
-            totals[("airline", airline, start)] += 1
+            counts[("airline", airline, start, icao24)] += 1
+    return counts
+
+
+def expected_totals(recording, window_s: int = WINDOW_S) -> dict[tuple[str, str, int], int]:
+    """(dimension, name, window) -> distinct states (see ``expected_per_aircraft``)."""
+    totals = collections.Counter()
+    for (dimension, name, start, _), n in expected_per_aircraft(recording, window_s).items():
+        totals[(dimension, name, start)] += n
     return dict(totals)
 
 
@@ -131,8 +140,9 @@ def latest_totals(app: TestApp) -> dict[tuple[str, str, int], int]:
     return {k: r["events"] for k, r in latest.items()}
 
 
-def wait_for_exact_totals(app: TestApp, expected: dict, timeout_s: float, what: str) -> None:
-    """Wait until ``latest_totals`` equals ``expected``; on timeout, fail showing what differs."""
+def wait_for_exact_totals(app: TestApp, expected: dict, timeout_s: float, what: str, recording=None) -> None:
+    """Wait until ``latest_totals`` equals ``expected``; on timeout, fail showing what differs (and,
+    given the ``recording``, which stage holds what for the windows that differ)."""
     from tests.harness import wait_until
 
     try:
@@ -141,5 +151,13 @@ def wait_for_exact_totals(app: TestApp, expected: dict, timeout_s: float, what: 
         got = latest_totals(app)
         diff = {k: (got.get(k), expected.get(k)) for k in set(got) | set(expected) if got.get(k) != expected.get(k)}
         by_dimension = collections.Counter(k[0] for k in diff)
+        stages = ""
+        if recording is not None:
+            from tests.diagnosis import where_counts_went_missing
+
+            report = asyncio.run(where_counts_went_missing(
+                app.bootstrap, app.env["FLIGHTS_APP_ID"], {k: got.get(k) for k in sorted(diff)[:8]},
+                expected_per_aircraft(recording)))
+            stages = f"; what each stage holds: {json.dumps(report)}"
         raise AssertionError(f"{error}: {len(diff)} (dimension, name, window) differ {dict(by_dimension)} "
-                             f"as (got, expected), e.g. {sorted(diff.items())[:8]}") from None
+                             f"as (got, expected), e.g. {sorted(diff.items())[:8]}{stages}") from None

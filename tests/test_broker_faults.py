@@ -51,7 +51,7 @@ def test_the_worker_waits_for_the_broker_and_rides_out_its_stops_and_crashes(tmp
     wait_until(healthy, 180, "the worker back after the broker's crash")
     produce_recording(app.bootstrap, app.topic(RAW), recording, polls=slice(300, None))
 
-    wait_for_exact_totals(app, expected, 240, "exact totals")
+    wait_for_exact_totals(app, expected, 240, "exact totals", recording)
     inputs = {(v["icao24"], v["poll_id"]) for _, v in read_topic(app.bootstrap, app.topic(RAW))}
     scored = collections.Counter((v["state"]["icao24"], v["state"]["poll_id"])
                                  for _, v in read_topic(app.bootstrap, processed))

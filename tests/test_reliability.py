@@ -83,7 +83,7 @@ def test_three_kill_9s_and_a_lost_data_directory_lose_nothing(kafka, tmp_path, c
         worker = app.start_worker()
 
     wait_for_exact_totals(app, expected, 420,
-                          f"exact country and airline totals after kills at {kill_points} (seed {seed})")
+                          f"exact country and airline totals after kills at {kill_points} (seed {seed})", recording)
     # And the last worker commits what it processed (a message dropped in a rebalance used to stop a
     # partition's commits for good: agents/commit_watchdog.py).
     group = app.env["FLIGHTS_APP_ID"]
@@ -142,7 +142,7 @@ def test_a_worker_killed_between_its_commit_and_its_flush_republishes_its_window
     assert topic_size(app.bootstrap, app.topic(AGGREGATED)) == 0  # the premise: nothing flushed yet
     worker.kill()
     app.start_worker(FLIGHTS_WEB_PORT=str(worker.web_port))
-    wait_for_exact_totals(app, expected, 180, "the restarted worker to publish the windows it holds")
+    wait_for_exact_totals(app, expected, 180, "the restarted worker to publish the windows it holds", recording)
 
 
 def test_a_closed_window_changed_by_late_states_is_republished_after_a_crash(kafka, tmp_path, cleanup,
@@ -249,4 +249,4 @@ def test_a_clean_shutdown_commits_everything_and_a_restart_reprocesses_nothing(k
                                  for _, v in read_topic(app.bootstrap, processed))
     assert sum(scored.values()) == total == 4237
     assert max(scored.values()) == 1, [k for k, n in scored.items() if n > 1][:5]
-    wait_for_exact_totals(app, expected, 60, "exact totals")
+    wait_for_exact_totals(app, expected, 60, "exact totals", recording)

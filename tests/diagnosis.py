@@ -1,0 +1,74 @@
+"""Where a window's count went missing, read from the tables' changelogs: the aircraft stage
+(``aircraft-windows``: each aircraft's states counted in a window), the group stage
+(``group-windows``: the partials it holds per window), or only the published record.
+
+Used by the soak and by the tests that check exact totals, to say on failure which stage lost
+the states (the newest value of each key before any tombstone: expired windows are deleted).
+"""
+
+from __future__ import annotations
+
+import collections
+
+from tests.harness import read_topic_async
+
+Window = tuple[str, str, int]  # (dimension, name, window_start)
+
+
+def _counted(partial: dict | None) -> int:
+    partial = partial or {}
+    return partial.get("count", 0) + partial.get("late", 0)
+
+
+async def stage_holdings(bootstrap: str, app_id: str, windows: set[Window]) -> tuple[dict, dict]:
+    """For ``windows``: what the group stage holds, (dimension, name, start) -> icao24 -> states, and
+    what the aircraft stage holds, the same -> icao24 -> (states seen, states in its partial)."""
+    async def changelog(table: str) -> list[tuple[str, dict | None]]:
+        # Each key's records sit in one partition, in order: later values replace earlier ones.
+        return await read_topic_async(bootstrap, f"{app_id}-{table}-changelog", timeout_s=600)
+
+    groups: dict[Window, dict[str, int]] = collections.defaultdict(dict)
+    for key, value in await changelog("group-windows"):
+        if not (isinstance(value, dict) and "partials" in value):
+            continue
+        group, start, _ = key.split("@")
+        dimension, _, name = group.partition("|")
+        if (dimension, name, int(start)) in windows:
+            for icao24, partial in value["partials"].items():
+                groups[(dimension, name, int(start))][icao24] = _counted(partial)
+    aircraft: dict[Window, dict[str, tuple[int, int]]] = collections.defaultdict(dict)
+    latest: dict[str, dict] = {}
+    for key, value in await changelog("aircraft-windows"):
+        if isinstance(value, dict):
+            latest[key] = value
+    for key, entry in latest.items():
+        icao24, start = key.split("@")
+        for dimension in ("country", "airline"):
+            window = (dimension, entry.get(dimension), int(start))
+            if window in windows:
+                aircraft[window][icao24] = (len(entry.get("seen") or ()), _counted(entry.get("partial")))
+    return groups, aircraft
+
+
+async def where_counts_went_missing(bootstrap: str, app_id: str, published: dict[Window, int | None],
+                                    per_aircraft: collections.Counter, examples: int = 5) -> list[dict]:
+    """For each wrong window (``published``: its newest published count): the states sent into it
+    (``per_aircraft``: (dimension, name, start, icao24) -> distinct states), the totals each stage
+    holds, and up to ``examples`` aircraft whose count the group stage holds differs from those sent."""
+    groups, aircraft = await stage_holdings(bootstrap, app_id, set(published))
+    sent: dict[Window, dict[str, int]] = collections.defaultdict(dict)
+    for (dimension, name, start, icao24), n in per_aircraft.items():
+        if (dimension, name, start) in published:
+            sent[(dimension, name, start)][icao24] = n
+    report = []
+    for window, count in sorted(published.items(), key=lambda item: str(item[0])):
+        held, own = groups.get(window, {}), aircraft.get(window, {})
+        short = [{"icao24": icao24, "sent": n, "group_stage_holds": held.get(icao24, 0),
+                  "aircraft_stage_seen": own.get(icao24, (0, 0))[0],
+                  "aircraft_stage_partial": own.get(icao24, (0, 0))[1]}
+                 for icao24, n in sorted(sent[window].items()) if held.get(icao24, 0) != n]
+        report.append({"window": list(window), "sent": sum(sent[window].values()), "published": count,
+                       "group_stage_holds": sum(held.values()),
+                       "aircraft_stage_holds": sum(partial for _, partial in own.values()),
+                       "aircraft_short": short[:examples], "aircraft_short_count": len(short)})
+    return report
