@@ -64,6 +64,8 @@ class WindowStats:
     records_published = 0
     finals_published = 0
     windows_expired = 0
+    watermark_ticks = 0  # ticks sent with a batch's partials
+    watermark_ticks_between_batches = 0  # by the timer, where a source's watermark rose since
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in WindowStats.__dict__ if not k.startswith("_") and k != "as_dict"}
@@ -167,6 +169,7 @@ def count_in_windows(partition: int, items: Sequence[ScoredState], behind: bool 
     if stamp is not None:  # after the partials, so the batch's newest watermark may go
         for target in ticks.due(partition, now, aircraft_watermark[partition]):
             messages.append((None, tick(partition, aircraft_watermark[partition], behind), target))
+            stats.watermark_ticks += 1
     return messages, touched
 
 
@@ -200,6 +203,7 @@ async def tick_watermarks() -> None:
         if source in held:
             for target in ticks.due(source, now, watermark, rose_only=True):
                 await outbox.send(window_partials, None, tick(source, watermark, behind), target)
+                stats.watermark_ticks_between_batches += 1
     await outbox.sent()
 
 

@@ -99,6 +99,12 @@ def test_expired_windows_leave_rocksdb_and_their_changelogs(kafka, tmp_path, cle
         return counted == tombstones
     wait_until(expired_count_is_the_tombstones, 30,
                "the worker's count of expired entries to equal the changelogs' tombstones")
+    # The sources ticked the partials partitions with their watermarks, with their batches and between
+    # them (the last batch's watermark reaches the partitions it wrote to only so), and every partials
+    # partition has its own watermark.
+    counters = http_get(f"{base}/stats/windows/")[2]
+    assert counters["watermark_ticks"] > 0 and counters["watermark_ticks_between_batches"] > 0, counters
+    assert sorted(counters["watermarks"]) == [str(p) for p in range(app.partitions)], counters
 
 
 def answers(base: str, icao24s: list[str]) -> dict:
