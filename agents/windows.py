@@ -164,7 +164,7 @@ def count_in_windows(partition: int, items: Sequence[ScoredState], behind: bool 
         messages.append((key, {
             "dimension": dimension, "name": name, "partials": partials,
             "source": partition, "watermark": stamp, "behind": behind}, None))
-        ticks.wrote(partition, partials_partition(key), now, stamp)
+        ticks.wrote(partition, key_partition(key), now, stamp)
         stats.partials_sent += len(partials)
     if stamp is not None:  # after the partials, so the batch's newest watermark may go
         for target in ticks.due(partition, now, aircraft_watermark[partition]):
@@ -272,8 +272,8 @@ async def window_groups(stream):
                         closing.discard(window)
 
 
-def partials_partition(key: str) -> int:
-    """The partition of flight-window-partials (and of group-windows) that ``key`` lives in."""
+def key_partition(key: str) -> int:
+    """The partition ``key`` lives in (a topic's or a table's key: they route alike)."""
     return partition_for(key.encode(), settings.topic_partitions)
 
 
@@ -314,7 +314,7 @@ def recover_watermarks() -> None:
     if not aircraft_watermark:
         for key, entry in list(aircraft_windows.items()):
             if entry and entry.get("seen"):
-                partition = partition_for(key.encode(), settings.topic_partitions)
+                partition = key_partition(key)
                 aircraft_watermark[partition] = max(aircraft_watermark.get(partition, 0), max(entry["seen"]))
 
 
@@ -328,14 +328,14 @@ def expire_windows() -> None:
         return
     _last_expiry.update(horizon=horizon, finals=stats.finals_published)
     def aircraft_expired(key: str) -> bool:  # judged by the watermark of the key's own partition
-        partition = partition_for(key.encode(), settings.topic_partitions)
+        partition = key_partition(key)
         return _expired(window_of_key(key), aircraft_watermark.get(partition))
 
     removed = expire(aircraft_windows, aircraft_expired, settings.topic_partitions)
     # A country's window goes only once its final record is out (a close may still be on its way),
     # judged by the watermark of its own partials partition.
     finished = {(d, n, s) for d, n, s, shard in map(parse_group_key, list(group_windows.keys())) if shard == FINAL}
-    removed += expire(group_windows, lambda key: _expired(window_of_key(key), watermarks.mark(partials_partition(key)))
+    removed += expire(group_windows, lambda key: _expired(window_of_key(key), watermarks.mark(key_partition(key)))
                       and parse_group_key(key)[:3] in finished, settings.topic_partitions)
     if removed:
         stats.windows_expired += removed
@@ -365,7 +365,7 @@ async def flush_window_updates() -> None:
     closing.intersection_update(known)  # forget requests for windows that moved to another worker
     for window in sorted(known - closing):
         dimension, name, start = window
-        watermark = watermarks.mark(partials_partition(group_name(dimension, name)))
+        watermark = watermarks.mark(key_partition(group_name(dimension, name)))
         if watermark is not None and start + SIZE + GRACE <= watermark \
                 and not group_windows.get(final_key(*window)):
             # Through the partials topic, so the final is written in its partition's context.

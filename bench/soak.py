@@ -119,7 +119,7 @@ async def soak(bench: Bench, *, minutes: float, rate: float, restart_every_s: fl
         await collector.start()
     total = int(rate * minutes * 60)
     expected: collections.Counter = collections.Counter()
-    per_aircraft: collections.Counter = collections.Counter()  # (country, window, icao24) -> distinct states
+    per_aircraft: collections.Counter = collections.Counter()  # ("country", name, window, icao24) -> distinct states
     sent_ids: set[tuple[str, int]] = set()
     samples, restarts, kill = [], [], True
     try:
@@ -149,7 +149,7 @@ async def soak(bench: Bench, *, minutes: float, rate: float, restart_every_s: fl
                     sent_ids.add(identity)
                     window = (state["origin_country"], event_time(state) // WINDOW_S * WINDOW_S)
                     expected[window] += 1
-                    per_aircraft[(*window, state["icao24"])] += 1
+                    per_aircraft[("country", *window, state["icao24"])] += 1
                 futures.append(await producer.send(prefix + RAW, key=state["icao24"].encode(),
                                                    value=encode(state, wall)))
                 sent += 1
@@ -186,7 +186,7 @@ async def soak(bench: Bench, *, minutes: float, rate: float, restart_every_s: fl
         stalls = worker.log_text().count("reading the partition again from")  # the log holds every life's lines
         short = await where_counts_went_missing(
             bench.bootstrap, app["FLIGHTS_APP_ID"], {("country", c, w): got for (c, w), (got, _) in wrong.items()},
-            collections.Counter({("country", *k): n for k, n in per_aircraft.items()})) if wrong else []
+            per_aircraft) if wrong else []
         return {"minutes": minutes, "rate_per_s": rate, "retention_min": retention_min, "sent": sent,
                 "distinct": len(sent_ids),
                 "restarts": restarts, "lost": lost, "closed_windows_checked": len(finals),
