@@ -36,18 +36,22 @@ $(MAPS):
 	@mkdir -p .maps
 	cd .maps && npm pack $(WORLD_ATLAS) --silent >/dev/null && tar -xzf world-atlas-*.tgz package/land-110m.json -O > land-110m.json.tmp && mv land-110m.json.tmp land-110m.json && rm -f world-atlas-*.tgz
 
-# The dashboard's browser tests use Debian's Chromium (.ci/run installs it).
+# $(call debian,COMMAND,PACKAGE,WHAT NEEDS IT): Debian's PACKAGE installed when COMMAND is missing and
+# we are root with apt; otherwise one line saying what to install. (No commas in the arguments.)
+debian = command -v $(1) >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing Debian's $(2) ($(3))..."; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q $(2) >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $(2) >/dev/null; }; \
+	  else echo "make: $(1) not found: $(3) need it (Debian: sudo apt-get install $(2))"; fi; }
+
+# The dashboard's browser tests use Debian's Chromium.
 chromium-check:
-	@command -v chromium >/dev/null || echo "make: chromium not found: the dashboard's browser tests need it (Debian: apt-get install chromium)"
+	@$(call debian,chromium,chromium,the dashboard's browser tests)
 
 # tests/test_deploy.py validates docker-compose.yml with Debian's docker-compose (no Docker engine needed).
 compose-check:
-	@command -v docker-compose >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "Installing Debian's docker-compose (validates docker-compose.yml)..."; \
-	    export DEBIAN_FRONTEND=noninteractive; \
-	    apt-get install -y -q docker-compose >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q docker-compose >/dev/null; }; \
-	  else echo "make: docker-compose not found: the deployment tests need it (Debian: sudo apt-get install docker-compose)"; fi; }
+	@$(call debian,docker-compose,docker-compose,the deployment tests)
 
 run: install
 	$(BIN)/flights-app up

@@ -1,6 +1,6 @@
 """The scoring agent: every valid state becomes exactly one scored state.
 
-    flight-raw-data --take_events(n, within)--> per partition:
+    flight-raw-data (batches of states, or single states) --take_events(n, within)--> per partition:
         previous states (table) -> score_batch (features, phase, model, rules)
         -> flight-processed-data (+ flight-alerts), previous states written back
         -> the windows' aircraft stage (agents.windows.count_in_windows): deduplicated,
@@ -20,10 +20,10 @@ import aiohttp
 
 from agents.windows import count_in_windows, recover_watermarks, send_partials
 from flights_app.app import app, settings
-from flights_app.decode import decode_state, rejections, where
+from flights_app.decode import decode_raw, rejections
 from flights_app.metrics import scorer_batch_seconds, scorer_batch_size
 from flights_app.publish import Outbox
-from flights_app.records import Alert, InvalidState, ScoredState
+from flights_app.records import Alert, ScoredState
 from flights_app.topics import alerts, invalid_states, processed_states, raw_states
 from flights_app.webhook import AlertWebhook
 from ml.features import AircraftMemory
@@ -122,17 +122,19 @@ async def score_states(stream):
         started = time.perf_counter()
         outbox = Outbox(app)
         writes = TableWrites(outbox)
+        count = 0  # states (a message of flight-raw-data holds a batch of them, or one)
         for group in by_partition(events):
             partition = group[0].message.partition
             states = []
             for event in group:
                 message = event.message
-                decoded = decode_state(message.value, message.key, where(message.topic, partition, message.offset))
-                if isinstance(decoded, InvalidState):  # not a state: counted, sent on with its reason
-                    rejections.note(message.topic, decoded)
-                    await outbox.send(invalid_states, decoded.icao24 or "", decoded)
-                else:
-                    states.append(decoded)
+                valid, invalid = decode_raw(message.value, message.key, message.topic, partition, message.offset,
+                                            settings.topic_partitions)
+                states += valid
+                for rejected in invalid:  # not a state: counted, sent on with its reason
+                    rejections.note(message.topic, rejected)
+                    await outbox.send(invalid_states, rejected.icao24 or "", rejected)
+                count += len(valid) + len(invalid)
             if not states:
                 continue
             with partition_of(group[-1]):
@@ -161,8 +163,9 @@ async def score_states(stream):
         await outbox.sent()  # every output and table change acknowledged before the batch's offsets commit
         writes.persist_offsets()
         stats.batches += 1
-        stats.events += len(events)
-        stats.last_batch_size = len(events)
+        stats.events += count
+        stats.last_batch_size = count
         stats.last_batch_ms = (time.perf_counter() - started) * 1000
-        scorer_batch_size.observe(len(events))
+        scorer_batch_size.observe(count)
         scorer_batch_seconds.observe(stats.last_batch_ms / 1000)
+

@@ -1,6 +1,6 @@
 r"""The OpenSky source agent: a leader-only Faust timer that polls and publishes.
 
-    OpenSky /states/all --poll--> validate --> flight-raw-data       (valid)
+    OpenSky /states/all --poll--> validate --> flight-raw-data       (valid: one batch per partition)
                                            \-> flight-invalid-data   (rejected, with reason)
 """
 
@@ -14,6 +14,7 @@ import aiohttp
 import mode
 
 from flights_app.app import app, settings
+from flights_app.batches import pack_states
 from flights_app.opensky.auth import TokenProvider
 from flights_app.opensky.backoff import Backoff
 from flights_app.opensky.client import OpenSkyClient
@@ -26,10 +27,12 @@ log = logging.getLogger("flights_app.source")
 
 
 async def publish(valid: Sequence[StateVector], invalid: Sequence[InvalidState]) -> None:
-    """Hand every state to the producer at once, then wait for all acks together."""
+    """Hand the poll to the producer at once (the valid states as one batch record per partition,
+    each rejection on its own), then wait for all acks together."""
     outbox = Outbox(app)
-    for state in valid:
-        await outbox.send(raw_states, state.icao24, state)
+    topic = raw_states.get_topic_name()
+    for partition, key, value in pack_states(valid, settings.topic_partitions):
+        await outbox.send_bytes(topic, key, value, partition)
     for rejected in invalid:
         await outbox.send(invalid_states, rejected.icao24 or "", rejected)
     await outbox.sent()

@@ -48,6 +48,9 @@ from tables.windows import Partial, airline_of, is_expired, is_late, summarize, 
 
 log = logging.getLogger("flights_app.windows")
 
+#: Aircraft partials per message of flight-window-partials at most (about 250 bytes each: a batch
+#: of a busy feed holds thousands of one country's aircraft, and Kafka refuses messages over 1 MiB).
+MAX_PARTIALS = 1000
 SIZE = settings.window_s
 GRACE = settings.window_grace_s
 EXPIRY = settings.window_expiry_s
@@ -161,9 +164,10 @@ def count_in_windows(partition: int, items: Sequence[ScoredState], behind: bool 
     now = time.monotonic()
     for (dimension, name), partials in updates.items():
         key = group_name(dimension, name)
-        messages.append((key, {
-            "dimension": dimension, "name": name, "partials": partials,
-            "source": partition, "watermark": stamp, "behind": behind}, None))
+        for i in range(0, len(partials), MAX_PARTIALS):  # a large batch's country stays under Kafka's limit
+            messages.append((key, {
+                "dimension": dimension, "name": name, "partials": partials[i:i + MAX_PARTIALS],
+                "source": partition, "watermark": stamp, "behind": behind}, None))
         ticks.wrote(partition, key_partition(key), now, stamp)
         stats.partials_sent += len(partials)
     if stamp is not None:  # after the partials, so the batch's newest watermark may go

@@ -18,12 +18,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.workload import Workload, encode, event_time, shifted
+from flights_app.batches import pack
 from flights_app.embedded.broker import EmbeddedBroker
 from flights_app.topic_names import AGGREGATED, PROCESSED, RAW
 from tests.harness import PYTHON, Proc, free_port, free_port_pair, http_json
 
 KAFKA_LIB = Path(__file__).resolve().parent.parent / ".kafka" / "lib"
 WINDOW_S = 600
+#: The fixed-rate runs send what is due this often, as one batch per partition: a source polling ten
+#: times a second (OpenSky's feeds poll every 1 to 10 s, so their batches are larger).
+SEND_EVERY_S = 0.1
 
 
 class BenchError(RuntimeError):
@@ -199,14 +203,25 @@ async def ceiling(bench: Bench, workload: Workload) -> dict:
 # 2. Throughput: a backlog of states through one or more workers
 
 
-async def preload(bench: Bench, topic: str, workload: Workload) -> float:
+def records(states: list[dict], ingest_time: float, partitions: int, batched: bool):
+    """(partition, key, value) of ``states`` on flight-raw-data: one batch record per partition, as the
+    source publishes a poll (``batched``), or one record per state (partition None: by its key)."""
+    if batched:
+        return pack(((state["icao24"], encode(state, ingest_time)) for state in states), partitions)
+    return ((None, state["icao24"].encode(), encode(state, ingest_time)) for state in states)
+
+
+async def preload(bench: Bench, topic: str, workload: Workload, partitions: int, batched: bool = True) -> float:
+    """The workload onto ``topic``: in batches of one simulated poll (``workload.aircraft`` states), or
+    one record per state."""
     producer = bench.producer()
     await producer.start()
     try:
         started, futures = time.perf_counter(), []
         now = time.time()
-        for state in workload.states:
-            futures.append(await producer.send(topic, key=state["icao24"].encode(), value=encode(state, now)))
+        for i in range(0, len(workload), workload.aircraft):
+            for partition, key, value in records(workload.states[i:i + workload.aircraft], now, partitions, batched):
+                futures.append(await producer.send(topic, key=key, value=value, partition=partition))
         await asyncio.gather(*futures)
         return time.perf_counter() - started
     finally:
@@ -239,7 +254,7 @@ async def latest_window_counts(bench: Bench, topic: str, partitions: int) -> dic
 
 
 async def throughput(bench: Bench, workload: Workload, *, workers: int = 1, partitions: int | None = None,
-                     timeout_s: float = 600) -> dict:
+                     timeout_s: float = 600, batched: bool = True) -> dict:
     """The workload preloaded into flight-raw-data, then the worker(s) started: events per second
     from the first scored record to the last, and until the window totals are exact."""
     partitions = partitions or bench.partitions
@@ -247,7 +262,7 @@ async def throughput(bench: Bench, workload: Workload, *, workers: int = 1, part
     prefix = app["FLIGHTS_TOPIC_PREFIX"]
     raw, processed, aggregated = prefix + RAW, prefix + PROCESSED, prefix + AGGREGATED
     await bench.create_topics([raw], partitions)
-    preload_s = await preload(bench, raw, workload)
+    preload_s = await preload(bench, raw, workload, partitions, batched)
     expected = workload.distinct_per_window(WINDOW_S)
     procs = [bench.start_worker({**app, "FLIGHTS_AGGREGATE_FLUSH": "1"}, f"worker{i + 1}") for i in range(workers)]
     probe = bench.consumer()
@@ -288,7 +303,7 @@ async def throughput(bench: Bench, workload: Workload, *, workers: int = 1, part
         if duplicates != expected_duplicates:
             raise BenchError(f"{duplicates} duplicates dropped, the workload has {expected_duplicates}")
         return {"states": n, "duplicates": expected_duplicates, "repeated_polls_states": workload.repeated_polls,
-                "aircraft": workload.aircraft,
+                "aircraft": workload.aircraft, "batched_input": batched,
                 "workers": workers, "partitions": partitions, "preload_s": round(preload_s, 1),
                 "scored_per_s": round(n / max(done - first, 1e-9)),
                 "windowed_per_s": round(n / max(totals - first, 1e-9)),
@@ -372,18 +387,21 @@ async def fixed_rate(bench: Bench, workload: Workload, *, rate: float, seconds: 
                 next_rss += rss_every_s
             due = min(total, int((now - started) * rate))
             wall = time.time()
+            states = []
             while sent < due:
                 # Fresh event times (the workload repeats), so no state counts as a duplicate or late.
                 state = shifted(workload.states[sent % len(workload)], sent // len(workload))
                 observer.sent(state["origin_country"], int(event_time(state) // WINDOW_S) * WINDOW_S, wall)
-                futures.append(await producer.send(raw, key=state["icao24"].encode(), value=encode(state, wall)))
+                states.append(state)
                 sent += 1
-            if len(futures) > 5000:
+            for partition, key, value in records(states, wall, bench.partitions, batched=True):
+                futures.append(await producer.send(raw, key=key, value=value, partition=partition))
+            if len(futures) > 500:
                 await asyncio.gather(*futures)
                 futures = []
             if not worker.alive():
                 raise BenchError(f"worker exited:\n{worker.tail()}")
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(SEND_EVERY_S)
         await asyncio.gather(*futures)
         input_s = time.monotonic() - started
         drain_deadline = time.monotonic() + drain_s

@@ -10,10 +10,11 @@ from __future__ import annotations
 import faust
 from faust.transport.producer import ProducerBuffer
 
-from flights_app import faust_commit_fix
+from flights_app import faust_commit_fix, faust_recovery_fix
 from flights_app.settings import SettingsError, load_settings
 
 faust_commit_fix.install()  # never commit past a message that was not acknowledged
+faust_recovery_fix.install()  # seek the stream partitions before resuming them after a rebalance
 
 try:
     settings = load_settings()

@@ -16,10 +16,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from functools import lru_cache
 from typing import Any
 
 import orjson
 
+from flights_app.batches import KIND as BATCH_KIND
+from flights_app.partitioner import partition_for
 from flights_app.records import STATE_FIELDS, InvalidState, StateVector
 from flights_app.validation import parse_icao24, validate_state
 from tables.windows import Partial
@@ -72,6 +75,11 @@ def decode_state(value: bytes | None, key: bytes | None, place: str) -> StateVec
     data = _load(value, key, place)
     if isinstance(data, InvalidState):
         return data
+    return _state_of(data, value, key, place)
+
+
+def _state_of(data: Any, value: bytes | None, key: bytes | None, place: str) -> StateVector | InvalidState:
+    """One state's JSON value (a message's, or a batch's item) as a ``StateVector``, or its rejection."""
     if not isinstance(data, dict):
         return reject("malformed_message", f"expected a JSON object, got {type(data).__name__}", value, key, place)
     missing = [name for name in _REQUIRED if name not in data]
@@ -90,6 +98,60 @@ def decode_state(value: bytes | None, key: bytes | None, place: str) -> StateVec
         return reject(checked.reason, checked.detail, value, key, place, field_name=checked.field_name,
                       raw=data)
     return checked
+
+
+@lru_cache(maxsize=1 << 16)
+def _home(icao24: str, partitions: int) -> int:
+    return partition_for(icao24.encode(), partitions)
+
+
+def _at_home(state: StateVector, partition: int, partitions: int, place: str) -> StateVector | InvalidState:
+    """``state`` if it arrived in its aircraft's partition (where that aircraft's table entries live),
+    else its rejection: a producer that does not key states by icao24 would split an aircraft's
+    memory and windows over several partitions."""
+    home = _home(state.icao24, partitions)
+    if home == partition:
+        return state
+    return InvalidState(reason="wrong_partition", field_name="icao24", raw=state.asdict(), icao24=state.icao24,
+                        detail=f"aircraft {state.icao24} belongs in partition {home}, not {partition}: "
+                               "key each message by its icao24 (a batch by its first state's)",
+                        ingest_time=time.time(), poll_id=place)
+
+
+def decode_raw(value: bytes | None, key: bytes | None, topic: str, partition: int, offset: int,
+               partitions: int) -> tuple[list[StateVector], list[InvalidState]]:
+    """A message of ``flight-raw-data``: a batch of states (``flights_app.batches``) or a single state.
+    Returns its valid states and its rejections. A batch is checked as a whole (one rejection, with
+    its place, if it is not one) and then state by state: a bad state is rejected with its reason and
+    its place in the batch (``topic:partition:offset#index``), the others go on. Every state must
+    have arrived in its aircraft's partition."""
+    place = where(topic, partition, offset)
+    data = _load(value, key, place)
+    if isinstance(data, InvalidState):
+        return [], [data]
+    if not (isinstance(data, dict) and "kind" in data):
+        state = _state_of(data, value, key, place)
+        if isinstance(state, StateVector):
+            state = _at_home(state, partition, partitions, place)
+        return ([state], []) if isinstance(state, StateVector) else ([], [state])
+    items = data.get("states")
+    if data["kind"] != BATCH_KIND or not isinstance(items, list) or not items:
+        return [], [reject("malformed_batch", f"a batch needs kind={BATCH_KIND!r} and a non-empty list of "
+                           f"states; got kind={str(data['kind'])[:40]!r}", value, key, place)]
+    valid: list[StateVector] = []
+    invalid: list[InvalidState] = []
+    for index, item in enumerate(items):
+        item_place = f"{place}#{index}"
+        state = _state_of(item, None, key, item_place)
+        if isinstance(state, InvalidState):  # of this item, not of the batch's key
+            icao24 = item.get("icao24") if isinstance(item, dict) else None
+            state = InvalidState(reason=state.reason, detail=state.detail, field_name=state.field_name, raw=item,
+                                 icao24=icao24 if parse_icao24(icao24) == icao24 else None,
+                                 ingest_time=state.ingest_time, poll_id=item_place)
+        else:
+            state = _at_home(state, partition, partitions, item_place)
+        (valid if isinstance(state, StateVector) else invalid).append(state)
+    return valid, invalid
 
 
 def _is_int(value: Any) -> bool:

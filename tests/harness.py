@@ -252,6 +252,18 @@ async def read_topic_async(bootstrap: str, topic: str, timeout_s: float = 30.0):
         await consumer.stop()
 
 
+def read_states(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[tuple[str, dict]]:
+    """Every state now on ``flight-raw-data``'s ``topic``, as (icao24, state): batch records
+    (flights_app.batches) unpacked, single states as they are."""
+    out = []
+    for key, value in read_topic(bootstrap, topic, timeout_s):
+        if isinstance(value, dict) and value.get("kind") == "states":
+            out += [(state["icao24"], state) for state in value["states"]]
+        else:
+            out.append((key, value))
+    return out
+
+
 def _decoded(value: bytes | None):
     """A record's JSON value; None for a tombstone; the text itself when it is not JSON."""
     if value is None:

@@ -7,6 +7,8 @@ import collections
 import json
 import re
 
+import orjson
+
 from flights_app.fake_opensky.recordings import load_recording
 from flights_app.topic_names import AGGREGATED
 from tests.harness import TestApp, read_topic
@@ -72,31 +74,37 @@ def expected_totals(recording, window_s: int = WINDOW_S) -> dict[tuple[str, str,
 
 
 def produce_recording(bootstrap: str, topic: str, recording, polls: slice = slice(None),
-                      malformed_every: int = 0) -> int:
+                      malformed_every: int = 0, batched: bool = True, partitions: int = 4) -> int:
     """Every valid state of the recording (of the polls in ``polls``) onto ``topic``, as the source
-    agent publishes them; with ``malformed_every``, also a malformed message (``malformed(i)``)
-    after every so many states. Returns the number of states sent."""
-    import asyncio
-
+    agent publishes them: one batch record per partition and poll (``batched=False``: one record per
+    state, as older data and other tools may write them); with ``malformed_every``, also a malformed
+    message (``malformed(i)``) after every so many states. Returns the number of states sent."""
     from aiokafka import AIOKafkaProducer
 
+    from flights_app.batches import pack_states
     from flights_app.records import StateVector
     from flights_app.validation import validate_state
 
     async def send() -> int:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
         await producer.start()
-        sent = 0
+        sent = malformed_sent = 0
         try:
             for poll in load_recording(recording)[polls]:
-                for row in poll.states or []:
-                    state = validate_state(row, poll.time, ingest_time=float(poll.time), poll_id=poll.name)
-                    if isinstance(state, StateVector):
-                        await producer.send(topic, key=state.icao24.encode(), value=state.dumps())
-                        sent += 1
-                        if malformed_every and sent % malformed_every == 0:
-                            value, _ = malformed(sent // malformed_every)
-                            await producer.send(topic, key=state.icao24.encode(), value=value)
+                states = [state for row in poll.states or []
+                          if isinstance(state := validate_state(row, poll.time, ingest_time=float(poll.time),
+                                                                poll_id=poll.name), StateVector)]
+                if batched:
+                    records = [(key, value, len(orjson.loads(value)["states"]))
+                               for _, key, value in pack_states(states, partitions)]
+                else:
+                    records = [(state.icao24.encode(), state.dumps(), 1) for state in states]
+                for key, value, count in records:
+                    await producer.send(topic, key=key, value=value)
+                    sent += count
+                    while malformed_every and (malformed_sent + 1) * malformed_every <= sent:
+                        malformed_sent += 1
+                        await producer.send(topic, key=key, value=malformed(malformed_sent)[0])
             await producer.flush()
         finally:
             await producer.stop()

@@ -10,7 +10,15 @@ import pytest
 from flights_app.embedded.broker import EmbeddedBroker
 from flights_app.topic_names import PROCESSED, RAW
 from tests.conftest import KAFKA_LIB
-from tests.harness import TestApp, free_port_pair, http_get, read_topic, topic_size, wait_until
+from tests.harness import (
+    TestApp,
+    free_port_pair,
+    http_get,
+    read_states,
+    read_topic,
+    topic_size,
+    wait_until,
+)
 from tests.replay import expected_totals, produce_recording, wait_for_exact_totals
 from tests.test_reliability import DULLES, replay_app
 
@@ -52,7 +60,7 @@ def test_the_worker_waits_for_the_broker_and_rides_out_its_stops_and_crashes(tmp
     produce_recording(app.bootstrap, app.topic(RAW), recording, polls=slice(300, None))
 
     wait_for_exact_totals(app, expected, 240, "exact totals", recording)
-    inputs = {(v["icao24"], v["poll_id"]) for _, v in read_topic(app.bootstrap, app.topic(RAW))}
+    inputs = {(v["icao24"], v["poll_id"]) for _, v in read_states(app.bootstrap, app.topic(RAW))}
     scored = collections.Counter((v["state"]["icao24"], v["state"]["poll_id"])
                                  for _, v in read_topic(app.bootstrap, processed))
     assert len(inputs) > 0 and not inputs - set(scored), "states never scored"

@@ -76,7 +76,8 @@ def kpi(page, name: str) -> float:
 
 def test_the_dashboard_shows_live_traffic_in_a_real_browser(kafka, tmp_path, cleanup):
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: `make install` installs Debian's chromium")
+        pytest.fail(f"no Chromium at {CHROMIUM}: `make install` installs Debian's chromium when run as root "
+                    "with apt; otherwise install it (Debian: sudo apt-get install chromium) or set FLIGHTS_CHROMIUM")
     from playwright.sync_api import sync_playwright
 
     fake = FakeOpenSky(tmp_path, "--simulate", "60", "--seed", "9", "--anomaly-rate", "0.3", "--corrupt-rate", "0.05")
@@ -120,6 +121,11 @@ def test_the_dashboard_shows_live_traffic_in_a_real_browser(kafka, tmp_path, cle
             alerts_table = page.locator(".alerts").first
             alerts_table.scroll_into_view_if_needed()
             alerts_table.get_by_text(re.compile("emergency squawk")).first.wait_for(timeout=15000)
+            # Window starts read as times of day (UTC; the simulator's windows start on 10-minute marks).
+            windows_table = page.locator(".windows-table").first
+            windows_table.scroll_into_view_if_needed()
+            windows_table.get_by_text(re.compile(r"^\d\d:\d0:00$")).first.wait_for(timeout=20000)
+            assert windows_table.get_by_text(re.compile(r"^\d{1,3}(,\d{3}){3}$")).count() == 0  # no 1,796,130,000
             page.set_viewport_size({"width": 1500, "height": 4800})  # the page scrolls inside: show it all
             page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
             page.set_viewport_size({"width": 1500, "height": 1100})

@@ -97,3 +97,12 @@ def test_window_series_sums_names_per_window():
     ("http://h:9092", False)])
 def test_the_broker_field_accepts_only_host_port_lists(text, ok):
     assert valid_bootstrap(text) is ok
+
+
+def test_a_table_shows_times_of_today_as_a_clock_and_older_ones_with_their_date():
+    from web.dashboard.app import clock
+
+    now = 1_796_130_000  # 2026-12-01 13:00 UTC
+    assert clock(now - 600, now) == "12:50:00"
+    assert clock(1_678_803_600, now) == "2023-03-14 14:20:00"
+    assert clock(now - 14 * 3600, now) == "2026-11-30 23:00:00"  # yesterday, though under a day ago

@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flights_app.decode import decode_partial, decode_state
+from flights_app.batches import pack_states
+from flights_app.decode import decode_partial, decode_raw, decode_state
+from flights_app.partitioner import partition_for
 from flights_app.publish import encode
 from flights_app.records import STATE_FIELDS, InvalidState, StateVector
 from flights_app.validation import validate_state
@@ -171,3 +173,88 @@ def test_a_tick_decodes_and_a_malformed_one_is_rejected():
     for change in ({"tick": 1}, {"source": None}, {"watermark": "late"}, {"behind": "no"}):
         rejected = decode_partial(orjson.dumps({**tick, **change}), None, "p:0:4")
         assert isinstance(rejected, InvalidState) and rejected.reason == "malformed_partial", (change, rejected)
+
+
+# flight-raw-data carries batches of states, one record per partition and poll (flights_app.batches).
+
+def _states(n: int) -> list[StateVector]:
+    rows = [[f"{0xa00000 + i:06x}", *ROW[1:]] for i in range(n)]
+    return [validate_state(row, T, ingest_time=T + 0.5, poll_id="p-1") for row in rows]
+
+
+def _batch_of(items: list) -> bytes:
+    return orjson.dumps({"kind": "states", "states": items})
+
+
+def test_a_poll_packs_into_one_batch_per_partition_that_decodes_to_the_same_states():
+    states = _states(60)
+    records = list(pack_states(states, 4))
+    assert sorted(p for p, _, _ in records) == [0, 1, 2, 3]
+    decoded = []
+    for partition, key, value in records:
+        assert partition_for(key, 4) == partition  # the key routes the batch where its states live
+        valid, invalid = decode_raw(value, key, "raw", partition, 7, 4)
+        assert not invalid and {partition_for(s.icao24.encode(), 4) for s in valid} == {partition}
+        decoded += valid
+    assert sorted(decoded, key=lambda s: s.icao24) == states
+
+
+def test_a_large_poll_is_split_into_records_under_the_size_limit_in_order():
+    states = _states(400)
+    records = list(pack_states(states, 1, max_bytes=20_000))
+    assert len(records) > 5 and all(len(value) <= 20_000 + 100 for _, _, value in records)
+    unpacked = [s for p, k, v in records for s in decode_raw(v, k, "raw", p, 0, 1)[0]]
+    assert unpacked == states
+
+
+def test_a_bad_state_in_a_good_batch_is_rejected_with_its_place_and_the_rest_goes_on():
+    states = _states(5)
+    items = [orjson.loads(encode(s)) for s in states]
+    items[1]["latitude"] = 95.0
+    items[3] = "not a state"
+    valid, invalid = decode_raw(_batch_of(items), b"a00000", "flight-raw-data", 0, 42, 1)
+    assert valid == [states[0], states[2], states[4]]
+    assert [(r.reason, r.poll_id, r.icao24) for r in invalid] == [
+        ("latitude_out_of_range", "flight-raw-data:0:42#1", "a00001"),
+        ("malformed_message", "flight-raw-data:0:42#3", None)]
+    assert invalid[0].raw == items[1]  # what arrived, for the person reading the invalid topic
+    for rejected in invalid:
+        orjson.loads(encode(rejected))
+
+
+@pytest.mark.parametrize("value, reason", [
+    (b'{"kind": "states", "states": [', "not_json"),
+    (b'{"kind": "states", "states": []}', "malformed_batch"),
+    (b'{"kind": "states", "states": {"a": 1}}', "malformed_batch"),
+    (b'{"kind": "partials", "states": [{}]}', "malformed_batch"),
+    (None, "empty_message"),
+])
+def test_an_undecodable_batch_is_rejected_whole_once_with_its_place(value, reason):
+    valid, invalid = decode_raw(value, b"a00000", "flight-raw-data", 2, 9, 4)
+    assert valid == [] and len(invalid) == 1
+    assert invalid[0].reason == reason and invalid[0].poll_id == "flight-raw-data:2:9"
+
+
+def test_a_single_state_is_still_accepted_and_one_in_the_wrong_partition_refused():
+    (state,) = _states(1)
+    home = partition_for(state.icao24.encode(), 4)
+    assert decode_raw(encode(state), state.icao24.encode(), "raw", home, 1, 4) == ([state], [])
+    valid, (refused,) = decode_raw(encode(state), None, "raw", (home + 1) % 4, 1, 4)
+    assert valid == [] and refused.reason == "wrong_partition" and f"partition {home}" in refused.detail
+    items = [orjson.loads(encode(s)) for s in _states(8)]  # a batch packed for another partition count
+    valid, invalid = decode_raw(_batch_of(items), b"a00000", "raw", 0, 1, 4)
+    assert {s.icao24 for s in valid} == {i["icao24"] for i in items if partition_for(i["icao24"].encode(), 4) == 0}
+    assert len(valid) + len(invalid) == 8 and {r.reason for r in invalid} == {"wrong_partition"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(json_values | st.dictionaries(st.sampled_from([*STATE_FIELDS, "ingest_time", "poll_id"]),
+                                             json_values, max_size=20), max_size=5),
+       json_values)
+def test_any_batch_decodes_or_is_rejected_item_by_item_never_raises(items, kind):
+    for data in ({"kind": "states", "states": items}, {"kind": kind, "states": items}):
+        valid, invalid = decode_raw(json.dumps(data).encode(), b"k", "raw", 0, 0, 1)
+        assert len(valid) + len(invalid) in (len(items), 1)
+        assert all(r.reason and r.detail for r in invalid)
+        for result in [*valid, *invalid]:
+            orjson.loads(encode(result))

@@ -17,6 +17,7 @@ from tests.harness import (
     committed_lag,
     committed_lags,
     http_get,
+    read_states,
     read_topic,
     topic_size,
     wait_until,
@@ -96,7 +97,7 @@ def test_three_kill_9s_and_a_lost_data_directory_lose_nothing(kafka, tmp_path, c
         raise AssertionError(f"{error}: uncommitted records per partition {lags}; watchdog: {stalls}") from None
 
     inputs = collections.Counter()
-    for _, value in read_topic(app.bootstrap, app.topic(RAW), timeout_s=120):
+    for _, value in read_states(app.bootstrap, app.topic(RAW), timeout_s=120):
         if isinstance(value, dict) and "poll_id" in value:
             inputs[(value["icao24"], value["poll_id"])] += 1
     scored = {(v["state"]["icao24"], v["state"]["poll_id"]) for _, v in read_topic(app.bootstrap, processed,
@@ -106,13 +107,15 @@ def test_three_kill_9s_and_a_lost_data_directory_lose_nothing(kafka, tmp_path, c
     assert not missing, f"{len(missing)} states never scored, e.g. {sorted(missing)[:3]}"
 
     rejected = collections.defaultdict(list)
+    places = collections.defaultdict(list)
     for _, value in read_topic(app.bootstrap, app.topic(INVALID)):
         rejected[malformed_number(value)].append(value["reason"])
+        places[malformed_number(value)].append((value["poll_id"], value["ingest_time"]))
     sent = states // MALFORMED_EVERY
     for i in range(1, sent + 1):
         reasons = rejected.get(i, [])
         # At least once; more only where a crash made the worker read it again (at most once per kill).
-        assert 1 <= len(reasons) <= 1 + len(kill_points), (i, reasons)
+        assert 1 <= len(reasons) <= 1 + len(kill_points), (i, reasons, places[i])
         assert set(reasons) == {malformed(i)[1]}, (i, reasons)
     assert set(rejected) == set(range(1, sent + 1))
 

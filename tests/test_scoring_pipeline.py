@@ -13,7 +13,7 @@ from flights_app.records import STATE_FIELDS
 from flights_app.topic_names import ALERTS, PROCESSED, RAW
 from ml.features import FEATURES
 from ml.phase import PHASES
-from tests.harness import FakeOpenSky, TestApp, http_json, read_topic, wait_until
+from tests.harness import FakeOpenSky, TestApp, http_json, read_states, read_topic, wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -46,11 +46,26 @@ def produce(bootstrap: str, topic: str, states: list[dict]) -> None:
     asyncio.run(send())
 
 
+def produce_records(bootstrap: str, topic: str, records: list[tuple[int | None, bytes, bytes]]) -> None:
+    """(partition, key, value) records onto ``topic``, in order (partition None: by the key)."""
+    async def send():
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await producer.start()
+        try:
+            for partition, key, value in records:
+                await producer.send(topic, value, key=key, partition=partition)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+
+
 def wait_all_scored(app: TestApp, what: str, timeout_s: float = 90):
     """Wait until flight-processed-data holds as many records as flight-raw-data; return both."""
     def all_scored():
         app.check_workers()
-        raw = read_topic(app.bootstrap, app.topic(RAW))
+        raw = read_states(app.bootstrap, app.topic(RAW))
         processed = read_topic(app.bootstrap, app.topic(PROCESSED))
         return raw and len(processed) == len(raw) and (raw, processed)
 
@@ -191,3 +206,77 @@ def test_a_new_model_is_picked_up_without_restart_and_a_tampered_one_refused(kaf
     _, processed = wait_all_scored(app, "every raw state scored: none dropped by the swaps")
     assert {v["model_version"] for _, v in processed} == {first, second}
     assert "Model reload refused, keeping model" in worker.log_text()
+
+
+def test_batches_and_single_states_are_scored_and_bad_ones_rejected_once_with_their_place(kafka, tmp_path,
+                                                                                          cleanup):
+    """flight-raw-data as the source writes it (a batch per partition), with a bad state inside a good
+    batch, an undecodable batch, single states as older tools write them, and a single state in
+    the wrong partition: every good state is scored once, every bad one rejected once with its reason."""
+    import orjson
+
+    from flights_app.batches import pack
+    from flights_app.partitioner import partition_for
+    from flights_app.topic_names import INVALID
+
+    app = TestApp(tmp_path, kafka.url, OPENSKY_URL="http://127.0.0.1:9/api", FLIGHTS_POLL_INTERVAL="3600")
+    cleanup.append(app)
+    worker = app.start_worker()
+    t0 = 1_700_000_000
+    batched = [state_json(f"{0xb00000 + i:06x}", t0, 40.0 + i * 0.01, -75.0, poll="batch") for i in range(40)]
+    batched[7]["latitude"] = 95.0  # one bad state among good ones
+    singles = [state_json(f"{0xc00000 + i:06x}", t0, 41.0, -75.0 + i * 0.01, poll="single") for i in range(3)]
+    stray = state_json("c0ffee", t0, 42.0, -75.0, poll="stray")
+    home = partition_for(b"c0ffee", app.partitions)
+    records = [(p, k, v) for p, k, v in pack(((s["icao24"], orjson.dumps(s)) for s in batched), app.partitions)]
+    records.append((0, b"b00000", b'{"kind": "states", "states": [{"icao24": '))  # cut short: not JSON
+    records += [(None, s["icao24"].encode(), orjson.dumps(s)) for s in singles]
+    records.append(((home + 1) % app.partitions, b"c0ffee", orjson.dumps(stray)))
+    produce_records(app.bootstrap, app.topic(RAW), records)
+    good = {s["icao24"] for s in batched if s["latitude"] <= 90} | {s["icao24"] for s in singles}
+    scored = lambda: collections.Counter(v["state"]["icao24"] for _, v in read_topic(app.bootstrap,  # noqa: E731
+                                                                                      app.topic(PROCESSED)))
+    wait_until(lambda: app.check_workers() or set(scored()) == good, 120, f"{len(good)} states scored")
+    invalid = lambda: sorted((v["reason"], v["icao24"]) for _, v in read_topic(  # noqa: E731
+        app.bootstrap, app.topic(INVALID)))
+    expected = sorted([("latitude_out_of_range", batched[7]["icao24"]), ("not_json", "b00000"),
+                       ("wrong_partition", "c0ffee")])
+    wait_until(lambda: app.check_workers() or invalid() == expected, 60, "three rejections")
+    assert set(scored().values()) == {1}  # each good state once
+    places = {v["reason"]: v["poll_id"] for _, v in read_topic(app.bootstrap, app.topic(INVALID))}
+    assert places["latitude_out_of_range"].startswith(f"{app.topic(RAW)}:") and "#" in places["latitude_out_of_range"]
+    assert places["not_json"].startswith(f"{app.topic(RAW)}:0:") and "#" not in places["not_json"]
+    scorer = http_json(f"http://127.0.0.1:{worker.web_port}/model/")["scorer"]
+    assert scorer["events"] == len(good) + 3  # states, not messages: the good ones and the three rejected
+
+
+def test_a_country_with_more_aircraft_in_a_batch_than_one_partials_message_holds_is_counted_exactly(
+        kafka, tmp_path, cleanup):
+    """One poll of 5,000 aircraft of one country: each partition's batch holds over 1,000 of them, so
+    their window partials travel in several messages (agents.windows.MAX_PARTIALS); the total is exact."""
+    import orjson
+
+    from flights_app.batches import pack
+    from flights_app.topic_names import AGGREGATED
+
+    app = TestApp(tmp_path, kafka.url, OPENSKY_URL="http://127.0.0.1:9/api", FLIGHTS_POLL_INTERVAL="3600",
+                  FLIGHTS_AGGREGATE_FLUSH="0.5")
+    cleanup.append(app)
+    app.start_worker()
+    t0 = 1_700_000_000
+    states = [state_json(f"{0xd00000 + i:06x}", t0, 40.0 + (i % 100) * 0.01, -75.0 + (i // 100) * 0.01,
+                         poll="big") for i in range(5000)]
+    records = list(pack(((s["icao24"], orjson.dumps(s)) for s in states), app.partitions))
+    assert len(records) == app.partitions  # one batch per partition, each well over 1,000 aircraft
+    produce_records(app.bootstrap, app.topic(RAW), records)
+
+    def testland_events():
+        app.check_workers()
+        latest = {}
+        for _, r in read_topic(app.bootstrap, app.topic(AGGREGATED)):
+            if r["dimension"] == "country" and r["name"] == "Testland":
+                if latest.get("emitted_at", 0) <= r["emitted_at"]:
+                    latest = r
+        return latest.get("events")
+
+    wait_until(lambda: testland_events() == 5000, 120, "Testland's window to count all 5,000 states")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from flights_app.topic_names import RAW
-from tests.harness import FakeOpenSky, TestApp, http_get, read_topic, wait_until
+from tests.harness import FakeOpenSky, TestApp, http_get, read_states, wait_until
 from tests.test_dashboard_browser import Dashboard
 
 pytestmark = pytest.mark.kafka
@@ -87,7 +87,7 @@ def test_every_server_listens_on_loopback_and_no_secret_gets_out(kafka, tmp_path
     dashboard = Dashboard(app, tmp_path, worker.web_port)
     cleanup.append(dashboard)
     base = f"http://127.0.0.1:{worker.web_port}"
-    wait_until(lambda: app.check_workers() or len(read_topic(app.bootstrap, app.topic(RAW))) >= 40, 120,
+    wait_until(lambda: app.check_workers() or len(read_states(app.bootstrap, app.topic(RAW))) >= 40, 120,
                "authenticated states", 0.5)
     wait_until(lambda: fake.stats()["token_requests"] >= 2, 30, "a token refresh")
     wait_until(lambda: dashboard.alive() and http_get(dashboard.url)[0] == 200, 60, "the dashboard")

@@ -6,9 +6,10 @@ import collections
 
 import pytest
 
+from flights_app.partitioner import partition_for
 from flights_app.records import STATE_FIELDS
 from flights_app.topic_names import INVALID, RAW
-from tests.harness import FakeOpenSky, TestApp, http_json, read_topic, wait_until
+from tests.harness import FakeOpenSky, TestApp, http_json, read_states, read_topic, wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -29,7 +30,7 @@ def expected_reason(field: str, corruption: str) -> str:
 
 
 def topic_counts(app: TestApp):
-    return len(read_topic(app.bootstrap, app.topic(RAW))), len(read_topic(app.bootstrap, app.topic(INVALID)))
+    return len(read_states(app.bootstrap, app.topic(RAW))), len(read_topic(app.bootstrap, app.topic(INVALID)))
 
 
 def wait_for_all_published(app: TestApp, worker, total: int, timeout_s: float = 90):
@@ -55,7 +56,7 @@ def test_simulated_states_reach_raw_and_corrupted_ones_invalid_with_their_reason
     served = stats["states_served"]
     wait_for_all_published(app, worker, served)
 
-    raw = read_topic(app.bootstrap, app.topic(RAW))
+    raw = read_states(app.bootstrap, app.topic(RAW))
     invalid = read_topic(app.bootstrap, app.topic(INVALID))
     expected = collections.Counter(expected_reason(c["field"], c["corruption"]) for c in stats["corruptions"])
     assert collections.Counter(v["reason"] for _, v in invalid) == expected
@@ -63,10 +64,19 @@ def test_simulated_states_reach_raw_and_corrupted_ones_invalid_with_their_reason
     for _, rejected in invalid:
         assert isinstance(rejected["raw"], list) and rejected["detail"]
     assert len(raw) == served - len(invalid) > 0
-    for key, state in raw:
-        assert key == state["icao24"]
+    for _, state in raw:
         assert set(STATE_FIELDS) | {"ingest_time", "poll_id"} <= set(state)
         assert -90 <= state["latitude"] <= 90 and state["velocity"] >= 0
+    # One batch record per partition and poll, keyed so that it routes where all its states route.
+    batches = read_topic(app.bootstrap, app.topic(RAW))
+    home = lambda icao24: partition_for(icao24.encode(), app.partitions)  # noqa: E731
+    per_poll = collections.Counter()
+    for key, batch in batches:
+        assert batch["kind"] == "states" and batch["states"]
+        assert {home(state["icao24"]) for state in batch["states"]} == {home(key)}
+        assert len({state["poll_id"] for state in batch["states"]}) == 1
+        per_poll[batch["states"][0]["poll_id"]] += 1
+    assert max(per_poll.values()) <= app.partitions and len(batches) < len(raw) / 3
 
     counters = http_json(f"http://127.0.0.1:{worker.web_port}/source/")["source"]
     assert counters["states_received"] == served
@@ -86,7 +96,7 @@ def test_a_real_recording_replays_every_state_exactly_once(kafka, tmp_path, clea
     wait_until(lambda: app.check_workers() or fake.stats()["exhausted"], 120, "the whole recording to be served", interval_s=0.5)
     assert fake.stats()["states_served"] == 4237  # as ../shared/data/README.md documents
     wait_for_all_published(app, worker, 4237)
-    raw = read_topic(app.bootstrap, app.topic(RAW))
+    raw = read_states(app.bootstrap, app.topic(RAW))
     # Independently of the validator: every row of this recording has a position, speed and altitude.
     from flights_app.fake_opensky.recordings import load_recording
 
@@ -114,7 +124,7 @@ def test_the_global_snapshot_rejects_null_positions_with_their_reason(kafka, tmp
     invalid = read_topic(app.bootstrap, app.topic(INVALID))
     missing = collections.Counter(v["icao24"] for _, v in invalid if v["reason"] == "missing_latitude")
     assert missing == null_position
-    raw = read_topic(app.bootstrap, app.topic(RAW))
+    raw = read_states(app.bootstrap, app.topic(RAW))
     assert all(v["latitude"] is not None and v["longitude"] is not None for _, v in raw)
 
 
@@ -128,7 +138,7 @@ def test_credentials_work_and_the_secret_never_reaches_the_log(kafka, tmp_path, 
     cleanup.append(app)
     worker = app.start_worker()
     # Tokens live 2 s: by the time 50 states arrived the source has refreshed several times.
-    wait_until(lambda: app.check_workers() or len(read_topic(app.bootstrap, app.topic(RAW))) >= 50, 90, "authenticated states", 0.5)
+    wait_until(lambda: app.check_workers() or len(read_states(app.bootstrap, app.topic(RAW))) >= 50, 90, "authenticated states", 0.5)
     wait_until(lambda: fake.stats()["token_requests"] >= 2, 30, "a token refresh")
     assert all(r["status"] == 200 for r in fake.stats()["log"])  # refreshed before expiry: never a 401
     worker.stop()

@@ -172,7 +172,7 @@ def test_two_workers_answer_for_every_key_and_a_worker_rebuilds_its_tables_from_
     wait_until(both_assigned, 180, "worker two back and recovered")
     wait_until(lambda: answers(bases[1], sample) == first, 60, "the same answers from the rebuilt worker", 1)
     # Deduplication state came back too: the whole recording again changes no total.
-    produce_recording(app.bootstrap, app.topic("flight-raw-data"), recording)
+    produce_recording(app.bootstrap, app.topic("flight-raw-data"), recording, batched=False)
     wait_until(lambda: sum(http_get(f"{b}/stats/windows/")[2]["duplicates_dropped"] for b in bases) >= 4237,
                180, "the replayed recording to be recognised as duplicates", 1)
     assert latest_country_totals(app) == expected

@@ -36,7 +36,7 @@ ALERT_COLUMNS = {"time": "object", "icao24": "object", "callsign": "object", "sc
 EVENT_COLUMNS = {"time": "object", "icao24": "object", "callsign": "object", "country": "object",
                  "altitude": "float64", "velocity": "float64", "phase": "object", "score": "float64",
                  "squawk": "object"}
-WINDOW_COLUMNS = {"dimension": "object", "name": "object", "window_start": "int64", "events": "int64",
+WINDOW_COLUMNS = {"dimension": "object", "name": "object", "window_start": "object", "events": "int64",
                   "aircraft": "int64", "velocity_mean": "float64", "altitude_mean": "float64",
                   "anomalies": "int64", "final": "bool"}
 
@@ -67,6 +67,13 @@ def _figure(title: str, **kw) -> figure:
 
 def _ts(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def clock(seconds: float, now: float | None = None) -> str:
+    """A time as a table shows it: UTC, with the date when it is not today's (replays of old data)."""
+    at = _ts(seconds)
+    today = _ts(time.time() if now is None else now).date()
+    return at.strftime("%H:%M:%S") if at.date() == today else at.strftime("%Y-%m-%d %H:%M:%S")
 
 
 class Dashboard:
@@ -370,14 +377,15 @@ class Dashboard:
 
         flagged = model.alerts(rows, f)
         self.alerts.value = _frame(ALERT_COLUMNS, [{
-            "time": _ts(r["event_time"]).strftime("%H:%M:%S"), "icao24": r["icao24"], "callsign": r["callsign"],
+            "time": clock(r["event_time"]), "icao24": r["icao24"], "callsign": r["callsign"],
             "score": round(r["score"], 3), "why": "; ".join(r["alerts"]) or r["reason"] or "model score"}
             for r in flagged])
         self.events_table.value = _frame(EVENT_COLUMNS, [{
-            "time": _ts(r["event_time"]).strftime("%H:%M:%S"), "icao24": r["icao24"], "callsign": r["callsign"],
+            "time": clock(r["event_time"]), "icao24": r["icao24"], "callsign": r["callsign"],
             "country": r["country"], "altitude": r["altitude"], "velocity": r["velocity"], "phase": r["phase"],
             "score": round(r["score"], 3), "squawk": r["squawk"]} for r in rows[-500:][::-1]])
-        self.windows_table.value = _frame(WINDOW_COLUMNS, [{k: w.get(k) for k in WINDOW_COLUMNS}
+        self.windows_table.value = _frame(WINDOW_COLUMNS, [{**{k: w.get(k) for k in WINDOW_COLUMNS},
+                                                            "window_start": clock(w["window_start"])}
                                                            for w in list(t.windows.values())[::-1]])
 
         if self.selected:

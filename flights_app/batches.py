@@ -1,0 +1,59 @@
+"""State batches: how states travel on ``flight-raw-data``.
+
+The source publishes one record per partition per poll, holding every state of
+that poll whose aircraft lives in that partition::
+
+    {"kind": "states", "states": [{<StateVector fields>, "ingest_time": ..., "poll_id": ...}, ...]}
+
+Its key is the icao24 of its first state, so it routes (by Kafka's murmur2) to
+the partition every one of its states routes to: the partition their
+aircraft's table entries live in. A poll larger than ``MAX_BATCH_BYTES`` per
+partition is split into several records. One Kafka message per partition and
+poll instead of one per state is what lets the scoring agent keep up: Faust's
+consumer costs about 136 us per message before any work is done.
+
+A single state (the object itself, without ``kind``) is still a valid message
+of the topic: older data and other tools may write them (``flights_app.decode``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from flights_app.partitioner import partition_for
+from flights_app.publish import encode
+from flights_app.records import StateVector
+
+#: The ``kind`` of a batch record.
+KIND = "states"
+#: Encoded states per record at most (Kafka's default message limit is 1 MiB; this leaves room).
+MAX_BATCH_BYTES = 512 * 1024
+
+_HEAD = b'{"kind":"' + KIND.encode() + b'","states":['
+_TAIL = b"]}"
+
+
+def pack(encoded: Iterable[tuple[str, bytes]], partitions: int,
+         max_bytes: int = MAX_BATCH_BYTES) -> Iterator[tuple[int, bytes, bytes]]:
+    """(partition, key, value) of the batch records holding ``encoded`` (icao24, one state's JSON),
+    each state in its aircraft's partition, in the order given within a partition."""
+    by_partition: dict[int, list[tuple[str, bytes]]] = {}
+    for icao24, state in encoded:
+        by_partition.setdefault(partition_for(icao24.encode(), partitions), []).append((icao24, state))
+    for partition, states in sorted(by_partition.items()):
+        chunk: list[bytes] = []
+        size = 0
+        first = states[0][0]
+        for icao24, state in states:
+            if chunk and size + len(state) + 1 > max_bytes:
+                yield partition, first.encode(), _HEAD + b",".join(chunk) + _TAIL
+                chunk, size, first = [], 0, icao24
+            chunk.append(state)
+            size += len(state) + 1
+        yield partition, first.encode(), _HEAD + b",".join(chunk) + _TAIL
+
+
+def pack_states(states: Iterable[StateVector], partitions: int,
+                max_bytes: int = MAX_BATCH_BYTES) -> Iterator[tuple[int, bytes, bytes]]:
+    """``pack`` for validated states, encoded as the topic carries them."""
+    return pack(((state.icao24, encode(state)) for state in states), partitions, max_bytes)
