@@ -23,7 +23,7 @@ from flights_app.app import app, settings
 from flights_app.decode import decode_raw, rejections
 from flights_app.metrics import scorer_batch_seconds, scorer_batch_size
 from flights_app.publish import Outbox
-from flights_app.records import Alert, ScoredState
+from flights_app.records import Alert, ScoredState, StateVector
 from flights_app.topics import alerts, invalid_states, processed_states, raw_states
 from flights_app.webhook import AlertWebhook
 from ml.features import AircraftMemory
@@ -113,6 +113,37 @@ def backlog(event) -> bool:
     return highwater is None or highwater > message.offset + 1
 
 
+async def score_states_of(partition: int, event, states: list[StateVector], outbox: Outbox,
+                          writes: TableWrites) -> None:
+    """Score ``states`` of one partition (the last of them came in ``event``), write the aircraft's
+    memory and window entries, and send everything; wait for the acknowledgements once the batch has
+    ten times FLIGHTS_SCORE_BATCH records on their way (so a batch's memory stays bounded)."""
+    with partition_of(event):
+        stored = {state.icao24: read(aircraft_memory, state.icao24, partition) for state in states}
+        memories = {icao24: AircraftMemory.from_dict(value) if value else None for icao24, value in stored.items()}
+        scored, updated = score_batch(registry.current, states, memories)
+        newest = newest_scored(scored, stored)
+        for icao24, memory in updated.items():  # one write per aircraft per batch
+            await writes.put(aircraft_memory, icao24, {**memory.as_dict(), "last": newest.get(icao24)}, partition)
+        behind = backlog(event)
+        partials, entries = count_in_windows(partition, scored, behind=behind)
+        for key, entry in entries.items():  # one write per aircraft-window per batch
+            await writes.put(aircraft_windows, key, entry, partition)
+    for item in scored:
+        await outbox.send(processed_states, item.state.icao24, item)
+        alert = alert_for(item)
+        if alert is not None:
+            await outbox.send(alerts, alert.icao24, alert)
+            stats.alerts += 1
+            if webhook is not None:
+                webhook.offer(alert.icao24, alert.asdict())
+        stats.anomalies += item.ml_is_anomaly
+    await send_partials(outbox, partition, partials, behind)
+    if len(outbox) >= 10 * settings.score_batch_max:
+        await outbox.sent()
+        writes.persist_offsets()
+
+
 @app.agent(raw_states)
 async def score_states(stream):
     async for events in stream.take_events(settings.score_batch_max, within=settings.score_batch_within_s):
@@ -125,8 +156,8 @@ async def score_states(stream):
         count = 0  # states (a message of flight-raw-data holds a batch of them, or one)
         for group in by_partition(events):
             partition = group[0].message.partition
-            states = []
-            for event in group:
+            states: list[StateVector] = []
+            for i, event in enumerate(group):
                 message = event.message
                 valid, invalid = decode_raw(message.value, message.key, message.topic, partition, message.offset,
                                             settings.topic_partitions)
@@ -135,31 +166,11 @@ async def score_states(stream):
                     rejections.note(message.topic, rejected)
                     await outbox.send(invalid_states, rejected.icao24 or "", rejected)
                 count += len(valid) + len(invalid)
-            if not states:
-                continue
-            with partition_of(group[-1]):
-                stored = {state.icao24: read(aircraft_memory, state.icao24, partition) for state in states}
-                memories = {icao24: AircraftMemory.from_dict(value) if value else None
-                            for icao24, value in stored.items()}
-                scored, updated = score_batch(registry.current, states, memories)
-                newest = newest_scored(scored, stored)
-                for icao24, memory in updated.items():  # one write per aircraft per batch
-                    await writes.put(aircraft_memory, icao24, {**memory.as_dict(), "last": newest.get(icao24)},
-                                     partition)
-                behind = backlog(group[-1])
-                partials, entries = count_in_windows(partition, scored, behind=behind)
-                for key, entry in entries.items():  # one write per aircraft-window per batch
-                    await writes.put(aircraft_windows, key, entry, partition)
-            for item in scored:
-                await outbox.send(processed_states, item.state.icao24, item)
-                alert = alert_for(item)
-                if alert is not None:
-                    await outbox.send(alerts, alert.icao24, alert)
-                    stats.alerts += 1
-                    if webhook is not None:
-                        webhook.offer(alert.icao24, alert.asdict())
-                stats.anomalies += item.ml_is_anomaly
-            await send_partials(outbox, partition, partials, behind)
+                if states and (len(states) >= settings.score_batch_max or i == len(group) - 1):
+                    # At most FLIGHTS_SCORE_BATCH states at a time, whatever the messages hold: the
+                    # memory of a batch stays bounded, and its sends are acknowledged before the next.
+                    await score_states_of(partition, event, states, outbox, writes)
+                    states = []
         await outbox.sent()  # every output and table change acknowledged before the batch's offsets commit
         writes.persist_offsets()
         stats.batches += 1

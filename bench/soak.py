@@ -24,8 +24,8 @@ from pathlib import Path
 import orjson
 from aiokafka import TopicPartition
 
-from bench.pipeline import Bench, BenchError, end_offsets, rss_mb
-from bench.workload import encode, event_time, shifted, simulate
+from bench.pipeline import SEND_EVERY_S, Bench, BenchError, end_offsets, raw_records, rss_mb
+from bench.workload import event_time, shifted, simulate
 from flights_app.topic_names import AGGREGATED, PROCESSED, RAW
 from tests.diagnosis import where_counts_went_missing
 from tests.harness import http_json
@@ -142,6 +142,7 @@ async def soak(bench: Bench, *, minutes: float, rate: float, restart_every_s: fl
                 next_sample += sample_s
             due = min(total, int((now - started) * rate))
             wall = time.time()
+            states = []
             while sent < due:
                 state = shifted(workload.states[sent % len(workload)], sent // len(workload), period)
                 identity = (state["icao24"], event_time(state))
@@ -150,15 +151,16 @@ async def soak(bench: Bench, *, minutes: float, rate: float, restart_every_s: fl
                     window = (state["origin_country"], event_time(state) // WINDOW_S * WINDOW_S)
                     expected[window] += 1
                     per_aircraft[("country", *window, state["icao24"])] += 1
-                futures.append(await producer.send(prefix + RAW, key=state["icao24"].encode(),
-                                                   value=encode(state, wall)))
+                states.append(state)
                 sent += 1
-            if len(futures) > 5000:
+            for partition, key, value in raw_records(states, wall, partitions, batched=True):  # as the source
+                futures.append(await producer.send(prefix + RAW, key=key, value=value, partition=partition))
+            if len(futures) > 500:
                 await asyncio.gather(*futures)
                 futures = []
             if not worker.alive():
                 raise BenchError(f"worker exited:\n{worker.tail()}")
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(SEND_EVERY_S)
         await asyncio.gather(*futures)
         log(f"sent {sent:,} states in {time.monotonic() - started:.0f} s; draining")
         # Drained when every state sent has its scored record and every closed window's newest record

@@ -241,7 +241,10 @@ def test_a_clean_shutdown_commits_everything_and_a_restart_reprocesses_nothing(k
     assert model["scorer"]["events"] == 0, model  # nothing read again
     assert topic_size(app.bootstrap, processed) == first_half
 
-    total = first_half + produce_recording(app.bootstrap, app.topic(RAW), recording, polls=slice(225, None))
+    # As single states, so that the worker is still at it when Ctrl-C comes (a batch per poll and
+    # partition goes through in about a second).
+    total = first_half + produce_recording(app.bootstrap, app.topic(RAW), recording, polls=slice(225, None),
+                                           batched=False)
     wait_until(lambda: app.check_workers() or topic_size(app.bootstrap, processed) >= first_half + 300, 60,
                "the second half to be under way")
     worker = stop_and_restart(worker, signal.SIGINT)
