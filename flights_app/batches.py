@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from flights_app.partitioner import partition_for
+from flights_app.partitioner import icao24_partition
 from flights_app.publish import encode
 from flights_app.records import StateVector
 
@@ -39,7 +39,7 @@ def pack(encoded: Iterable[tuple[str, bytes]], partitions: int,
     each state in its aircraft's partition, in the order given within a partition."""
     by_partition: dict[int, list[tuple[str, bytes]]] = {}
     for icao24, state in encoded:
-        by_partition.setdefault(partition_for(icao24.encode(), partitions), []).append((icao24, state))
+        by_partition.setdefault(icao24_partition(icao24, partitions), []).append((icao24, state))
     for partition, states in sorted(by_partition.items()):
         chunk: list[bytes] = []
         size = 0

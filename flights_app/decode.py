@@ -16,13 +16,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from functools import lru_cache
 from typing import Any
 
 import orjson
 
 from flights_app.batches import KIND as BATCH_KIND
-from flights_app.partitioner import partition_for
+from flights_app.partitioner import icao24_partition
 from flights_app.records import STATE_FIELDS, InvalidState, StateVector
 from flights_app.validation import parse_icao24, validate_state
 from tables.windows import Partial
@@ -78,19 +77,21 @@ def decode_state(value: bytes | None, key: bytes | None, place: str) -> StateVec
     return _state_of(data, value, key, place)
 
 
-def _state_of(data: Any, value: bytes | None, key: bytes | None, place: str) -> StateVector | InvalidState:
-    """One state's JSON value (a message's, or a batch's item) as a ``StateVector``, or its rejection."""
+def _state_of(data: Any, value: bytes | None, key: bytes | None, place: str,
+              raw: Any = None) -> StateVector | InvalidState:
+    """One state's JSON value (a message's, or a batch's item) as a ``StateVector``, or its rejection
+    (keeping ``raw`` as what arrived, else the message's text)."""
     if not isinstance(data, dict):
-        return reject("malformed_message", f"expected a JSON object, got {type(data).__name__}", value, key, place)
+        return reject("malformed_message", f"expected a JSON object, got {type(data).__name__}", value, key, place, raw)
     missing = [name for name in _REQUIRED if name not in data]
     if missing:
-        return reject("malformed_message", f"missing field(s): {', '.join(missing)}", value, key, place)
+        return reject("malformed_message", f"missing field(s): {', '.join(missing)}", value, key, place, raw)
     ingest_time, poll_id = data["ingest_time"], data["poll_id"]
     if not isinstance(ingest_time, (int, float)) or isinstance(ingest_time, bool) or ingest_time != ingest_time:
-        return reject("malformed_message", f"ingest_time={ingest_time!r} is not a number", value, key, place,
+        return reject("malformed_message", f"ingest_time={ingest_time!r} is not a number", value, key, place, raw,
                       field_name="ingest_time")
     if not isinstance(poll_id, str):
-        return reject("malformed_message", f"poll_id={poll_id!r} is not a string", value, key, place,
+        return reject("malformed_message", f"poll_id={poll_id!r} is not a string", value, key, place, raw,
                       field_name="poll_id")
     row = [data.get(name) for name in STATE_FIELDS]
     checked = validate_state(row, None, ingest_time=float(ingest_time), poll_id=poll_id)
@@ -100,16 +101,11 @@ def _state_of(data: Any, value: bytes | None, key: bytes | None, place: str) -> 
     return checked
 
 
-@lru_cache(maxsize=1 << 16)
-def _home(icao24: str, partitions: int) -> int:
-    return partition_for(icao24.encode(), partitions)
-
-
 def _at_home(state: StateVector, partition: int, partitions: int, place: str) -> StateVector | InvalidState:
     """``state`` if it arrived in its aircraft's partition (where that aircraft's table entries live),
     else its rejection: a producer that does not key states by icao24 would split an aircraft's
     memory and windows over several partitions."""
-    home = _home(state.icao24, partitions)
+    home = icao24_partition(state.icao24, partitions)
     if home == partition:
         return state
     return InvalidState(reason="wrong_partition", field_name="icao24", raw=state.asdict(), icao24=state.icao24,
@@ -142,13 +138,10 @@ def decode_raw(value: bytes | None, key: bytes | None, topic: str, partition: in
     invalid: list[InvalidState] = []
     for index, item in enumerate(items):
         item_place = f"{place}#{index}"
-        state = _state_of(item, None, key, item_place)
-        if isinstance(state, InvalidState):  # of this item, not of the batch's key
-            icao24 = item.get("icao24") if isinstance(item, dict) else None
-            state = InvalidState(reason=state.reason, detail=state.detail, field_name=state.field_name, raw=item,
-                                 icao24=icao24 if parse_icao24(icao24) == icao24 else None,
-                                 ingest_time=state.ingest_time, poll_id=item_place)
-        else:
+        icao24 = item.get("icao24") if isinstance(item, dict) else None  # a rejection names the item's own
+        item_key = icao24.encode() if icao24 is not None and parse_icao24(icao24) == icao24 else None
+        state = _state_of(item, None, item_key, item_place, raw=item)
+        if isinstance(state, StateVector):
             state = _at_home(state, partition, partitions, item_place)
         (valid if isinstance(state, StateVector) else invalid).append(state)
     return valid, invalid

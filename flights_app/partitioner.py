@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from functools import lru_cache
 
 from aiokafka.partitioner import murmur2
 
@@ -27,6 +28,13 @@ def routing_part(key: bytes) -> bytes:
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition of ``key`` among ``partitions`` (Kafka's murmur2 of its routing part)."""
     return (murmur2(routing_part(key)) & 0x7FFFFFFF) % partitions
+
+
+@lru_cache(maxsize=1 << 16)
+def icao24_partition(icao24: str, partitions: int) -> int:
+    """The partition of an aircraft's states and table entries (``partition_for`` of its icao24),
+    remembered: the source and the raw topic's decoder ask it of every state."""
+    return partition_for(icao24.encode(), partitions)
 
 
 class PrefixPartitioner:

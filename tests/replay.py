@@ -7,8 +7,6 @@ import collections
 import json
 import re
 
-import orjson
-
 from flights_app.fake_opensky.recordings import load_recording
 from flights_app.topic_names import AGGREGATED
 from tests.harness import TestApp, read_topic
@@ -78,7 +76,8 @@ def produce_recording(bootstrap: str, topic: str, recording, polls: slice = slic
     """Every valid state of the recording (of the polls in ``polls``) onto ``topic``, as the source
     agent publishes them: one batch record per partition and poll (``batched=False``: one record per
     state, as older data and other tools may write them); with ``malformed_every``, also a malformed
-    message (``malformed(i)``) after every so many states. Returns the number of states sent."""
+    message (``malformed(i)``) after the poll that completes every so many states. Returns the number
+    of states sent."""
     from aiokafka import AIOKafkaProducer
 
     from flights_app.batches import pack_states
@@ -95,16 +94,15 @@ def produce_recording(bootstrap: str, topic: str, recording, polls: slice = slic
                           if isinstance(state := validate_state(row, poll.time, ingest_time=float(poll.time),
                                                                 poll_id=poll.name), StateVector)]
                 if batched:
-                    records = [(key, value, len(orjson.loads(value)["states"]))
-                               for _, key, value in pack_states(states, partitions)]
+                    records = [(key, value) for _, key, value in pack_states(states, partitions)]
                 else:
-                    records = [(state.icao24.encode(), state.dumps(), 1) for state in states]
-                for key, value, count in records:
+                    records = [(state.icao24.encode(), state.dumps()) for state in states]
+                for key, value in records:
                     await producer.send(topic, key=key, value=value)
-                    sent += count
-                    while malformed_every and (malformed_sent + 1) * malformed_every <= sent:
-                        malformed_sent += 1
-                        await producer.send(topic, key=key, value=malformed(malformed_sent)[0])
+                sent += len(states)
+                while malformed_every and (malformed_sent + 1) * malformed_every <= sent:  # after its poll
+                    malformed_sent += 1
+                    await producer.send(topic, key=records[-1][0], value=malformed(malformed_sent)[0])
             await producer.flush()
         finally:
             await producer.stop()

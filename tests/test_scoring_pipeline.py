@@ -31,19 +31,10 @@ def state_json(icao24: str, t: int, lat: float, lon: float, velocity: float = 23
 
 
 def produce(bootstrap: str, topic: str, states: list[dict]) -> None:
+    """Single-state records keyed by icao24 (``produce_records``)."""
     import json
 
-    async def send():
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-        await producer.start()
-        try:
-            for s in states:
-                await producer.send(topic, key=s["icao24"].encode(), value=json.dumps(s).encode())
-            await producer.flush()
-        finally:
-            await producer.stop()
-
-    asyncio.run(send())
+    produce_records(bootstrap, topic, [(None, s["icao24"].encode(), json.dumps(s).encode()) for s in states])
 
 
 def produce_records(bootstrap: str, topic: str, records: list[tuple[int | None, bytes, bytes]]) -> None:
