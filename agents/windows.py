@@ -28,7 +28,7 @@ from flights_app.publish import Outbox
 from flights_app.records import InvalidState, ScoredState
 from flights_app.topics import aggregated_stats, invalid_states, raw_states, window_partials
 from ml.rules import EMERGENCY_SQUAWKS
-from tables.direct import read
+from tables.direct import TableWrites, read
 from tables.expiry import expire
 from tables.keys import (
     FINAL,
@@ -153,33 +153,52 @@ def count_in_windows(partition: int, items: Sequence[ScoredState], behind: bool 
                         state.squawk in EMERGENCY_SQUAWKS)
         entry["partial"] = partial.as_dict()
         touched[key] = entry
-    updates = defaultdict(list)  # (dimension, name) -> partials: one message per group per batch
+    updates = defaultdict(list)  # (dimension, name) -> the partials of its aircraft updated in the batch
     for key, entry in touched.items():
         icao24 = key.split("@")[0]
         for dimension, name in (("country", entry["country"]), ("airline", entry["airline"])):
             if name:
                 updates[(dimension, name)].append({
                     "window_start": window_of_key(key), "icao24": icao24, "partial": entry["partial"]})
+    by_target: dict[int, list[dict]] = defaultdict(list)  # partials partition -> its groups' updates
+    for (dimension, name), partials in updates.items():
+        by_target[key_partition(group_name(dimension, name))].append(
+            {"dimension": dimension, "name": name, "partials": partials})
+        stats.partials_sent += len(partials)
     messages: list[tuple[str | None, dict, int | None]] = []
     now = time.monotonic()
-    for (dimension, name), partials in updates.items():
-        key = group_name(dimension, name)
-        for i in range(0, len(partials), MAX_PARTIALS):  # a large batch's country stays under Kafka's limit
-            messages.append((key, {
-                "dimension": dimension, "name": name, "partials": partials[i:i + MAX_PARTIALS],
-                "source": partition, "watermark": stamp, "behind": behind}, None))
-        ticks.wrote(partition, key_partition(key), now, stamp)
-        stats.partials_sent += len(partials)
+    for target, groups in sorted(by_target.items()):  # one message per partials partition and batch
+        for chunk in _chunks(groups, MAX_PARTIALS):
+            messages.append((None, partials_message(partition, stamp, behind, chunk), target))
+        ticks.wrote(partition, target, now, stamp)
     if stamp is not None:  # after the partials, so the batch's newest watermark may go
         for target in ticks.due(partition, now, aircraft_watermark[partition]):
-            messages.append((None, tick(partition, aircraft_watermark[partition], behind), target))
+            messages.append((None, partials_message(partition, aircraft_watermark[partition], behind), target))
             stats.watermark_ticks += 1
     return messages, touched
 
 
-def tick(source: int, watermark: float, behind: bool) -> dict:
-    """A message of flight-window-partials carrying only a source's watermark."""
-    return {"tick": True, "source": source, "watermark": watermark, "behind": behind}
+def partials_message(source: int, watermark: float, behind: bool, groups: Sequence[dict] = ()) -> dict:
+    """A message of flight-window-partials: the partials of the ``groups`` (countries, airlines) that
+    live in one partition, with their sender's watermark; without groups, a tick carrying only that."""
+    return {"kind": "partials", "source": source, "watermark": watermark, "behind": behind, "groups": list(groups)}
+
+
+def _chunks(groups: list[dict], most: int) -> list[list[dict]]:
+    """``groups`` split so that no chunk holds more than ``most`` partials (Kafka refuses messages
+    over 1 MiB); a group split across chunks appears in each with a part of its partials."""
+    chunks: list[list[dict]] = [[]]
+    room = most
+    for group in groups:
+        partials = group["partials"]
+        while partials:
+            if room == 0:
+                chunks.append([])
+                room = most
+            part, partials = partials[:room], partials[room:]
+            chunks[-1].append({**group, "partials": part})
+            room -= len(part)
+    return chunks
 
 
 async def send_partials(outbox: Outbox, partition: int, messages: list[tuple[str | None, dict, int | None]],
@@ -206,7 +225,7 @@ async def tick_watermarks() -> None:
     for source, (watermark, behind) in list(sent_watermark.items()):
         if source in held:
             for target in ticks.due(source, now, watermark, rose_only=True):
-                await outbox.send(window_partials, None, tick(source, watermark, behind), target)
+                await outbox.send(window_partials, None, partials_message(source, watermark, behind), target)
                 stats.watermark_ticks_between_batches += 1
     await outbox.sent()
 
@@ -215,65 +234,71 @@ async def tick_watermarks() -> None:
 async def window_groups(stream):
     async for events in stream.take_events(settings.score_batch_max, within=settings.score_batch_within_s):
         for group in by_partition(events):
-            finals: list[tuple[str, str, int]] = []
-            outbox = Outbox(app)
-            partition = group[0].message.partition
-            with partition_of(group[-1]):
-                touched: dict[str, dict] = {}
-                for event in group:
-                    raw = event.message
-                    message = decode_partial(raw.value, raw.key, where(raw.topic, raw.partition, raw.offset))
-                    if isinstance(message, InvalidState):  # not a partial: counted, sent on with its reason
-                        rejections.note(raw.topic, message)
-                        await outbox.send(invalid_states, "", message)
-                        continue
-                    if "tick" in message:
-                        watermarks.hear(partition, message["source"], message["watermark"], message["behind"],
-                                        time.monotonic())
-                        continue
-                    dimension, name = message["dimension"], message["name"]
-                    if "close" in message:
-                        for key, entry in touched.items():  # the summary reads the table: write first
-                            group_windows[key] = entry
-                        touched.clear()
-                        window = (dimension, name, message["close"])
-                        if window not in finals and not group_windows.get(final_key(*window)):
-                            summary = window_summary(*window)
-                            finals.append(window)
-                            if summary is not None:
-                                await outbox.send(aggregated_stats, group_name(dimension, name), {
-                                    **summary, "final": True, "emitted_at": time.time()})
-                                stats.finals_published += 1
-                        continue
-                    if "source" in message:  # (partials written before watermarks travelled with them lack it)
-                        watermarks.hear(partition, message["source"], message["watermark"],
-                                        message.get("behind", False), time.monotonic())
-                    # Until this worker knows the partition's watermark (just after a start), the sender's
-                    # own watermark judges expiry. A partial of an expired window is dropped only if the
-                    # window is gone (a replayed partial must not bring a deleted window back); one whose
-                    # window is still here is applied (its close comes after it, in order).
-                    mark = watermarks.mark(partition)
-                    if mark is None:
-                        mark = message.get("watermark")
-                    for update in message["partials"]:
-                        start = update["window_start"]
-                        if _expired(start, mark) and not window_exists(dimension, name, start, touched):
-                            continue  # a replayed partial of a window already deleted
-                        key = group_key(dimension, name, update["window_start"], shard_of(update["icao24"]))
-                        entry = touched.get(key) or group_windows.get(key) or {"partials": {}}
-                        entry["partials"][update["icao24"]] = update["partial"]  # an upsert: replays overwrite
-                        touched[key] = entry
-                        dirty.add((dimension, name, update["window_start"]))
-                for key, entry in touched.items():
-                    group_windows[key] = entry
-            await outbox.sent()
-            if finals:
-                # Marked only once the final record is acknowledged: a crash in between
-                # publishes the (same) final again rather than losing it.
-                with partition_of(group[-1]):
-                    for window in finals:
-                        group_windows[final_key(*window)] = {"final": True}
-                        closing.discard(window)
+            await apply_partials(group)
+
+
+async def apply_partials(events: Sequence) -> None:
+    """The group stage, for messages of one partition of flight-window-partials: store each aircraft's
+    partial in its window (one write per window shard touched), publish a closed window's final record.
+    Every write and record is acknowledged before the messages' offsets commit."""
+    finals: list[tuple[str, str, int]] = []
+    outbox = Outbox(app)
+    writes = TableWrites(outbox)
+    partition = events[0].message.partition
+    with partition_of(events[-1]):
+        touched: dict[str, dict] = {}
+        for event in events:
+            raw = event.message
+            message = decode_partial(raw.value, raw.key, where(raw.topic, raw.partition, raw.offset))
+            if isinstance(message, InvalidState):  # not a partial: counted, sent on with its reason
+                rejections.note(raw.topic, message)
+                await outbox.send(invalid_states, "", message)
+                continue
+            if message["kind"] == "close":
+                for key, entry in touched.items():  # the summary reads the table: write first
+                    await writes.put(group_windows, key, entry, partition)
+                touched.clear()
+                window = (message["dimension"], message["name"], message["close"])
+                if window not in finals and not read(group_windows, final_key(*window), partition):
+                    summary = window_summary(*window)
+                    finals.append(window)
+                    if summary is not None:
+                        await outbox.send(aggregated_stats, group_name(*window[:2]), {
+                            **summary, "final": True, "emitted_at": time.time()})
+                        stats.finals_published += 1
+                continue
+            if message["source"] is not None:  # (partials written before watermarks travelled with them lack it)
+                watermarks.hear(partition, message["source"], message["watermark"], message["behind"],
+                                time.monotonic())
+            # Until this worker knows the partition's watermark (just after a start), the sender's
+            # own watermark judges expiry. A partial of an expired window is dropped only if the
+            # window is gone (a replayed partial must not bring a deleted window back); one whose
+            # window is still here is applied (its close comes after it, in order).
+            mark = watermarks.mark(partition)
+            if mark is None:
+                mark = message["watermark"]
+            for updates in message["groups"]:
+                dimension, name = updates["dimension"], updates["name"]
+                for update in updates["partials"]:
+                    start = update["window_start"]
+                    if _expired(start, mark) and not window_exists(dimension, name, start, touched, partition):
+                        continue  # a replayed partial of a window already deleted
+                    key = group_key(dimension, name, start, shard_of(update["icao24"]))
+                    entry = touched.get(key) or read(group_windows, key, partition) or {"partials": {}}
+                    entry["partials"][update["icao24"]] = update["partial"]  # an upsert: replays overwrite
+                    touched[key] = entry
+                    dirty.add((dimension, name, start))
+        for key, entry in touched.items():  # one write per window shard touched
+            await writes.put(group_windows, key, entry, partition)
+    await outbox.sent()
+    writes.persist_offsets()
+    if finals:
+        # Marked only once the final record is acknowledged: a crash in between
+        # publishes the (same) final again rather than losing it.
+        with partition_of(events[-1]):
+            for window in finals:
+                group_windows[final_key(*window)] = {"final": True}
+                closing.discard(window)
 
 
 def key_partition(key: str) -> int:
@@ -281,10 +306,10 @@ def key_partition(key: str) -> int:
     return partition_for(key.encode(), settings.topic_partitions)
 
 
-def window_exists(dimension: str, name: str, start: int, touched: dict[str, dict]) -> bool:
+def window_exists(dimension: str, name: str, start: int, touched: dict[str, dict], partition: int) -> bool:
     """Whether the group stage still holds the window (any shard, or its final mark)."""
     keys = [group_key(dimension, name, start, shard) for shard in range(SHARDS)] + [final_key(dimension, name, start)]
-    return any(key in touched or group_windows.get(key) for key in keys)
+    return any(key in touched or read(group_windows, key, partition) for key in keys)
 
 
 def window_summary(dimension: str, name: str, start: int) -> dict | None:
@@ -375,6 +400,6 @@ async def flush_window_updates() -> None:
             # Through the partials topic, so the final is written in its partition's context.
             closing.add(window)
             await outbox.send(window_partials, group_name(dimension, name),
-                              {"dimension": dimension, "name": name, "close": start})
+                              {"kind": "close", "dimension": dimension, "name": name, "close": start})
     await outbox.sent()
     expire_windows()

@@ -172,28 +172,9 @@ def _partial_fields_ok(partial: Any) -> bool:
     return True
 
 
-def _partial_problem(data: Any) -> str | None:
-    """What is wrong with a message of ``flight-window-partials``, or None."""
-    if not isinstance(data, dict):
-        return f"expected a JSON object, got {type(data).__name__}"
-    if "tick" in data:  # only a source's watermark (tables.watermarks)
-        if data["tick"] is not True or not (_is_int(data.get("source")) and _is_number(data.get("watermark"))):
-            return "a tick needs tick=true, a source partition and a watermark"
-        return None if isinstance(data.get("behind"), bool) else "behind must be true or false"
-    for name in ("dimension", "name"):
-        if not isinstance(data.get(name), str) or not data[name]:
-            return f"{name} is missing or not a string"
-    if data["dimension"] not in ("country", "airline"):
-        return f"dimension={data['dimension']!r} is not country or airline"
-    if "close" in data:
-        return None if _is_int(data["close"]) else f"close={data['close']!r} is not a window start"
-    partials = data.get("partials")
+def _updates_problem(partials: Any) -> str | None:
     if not isinstance(partials, list):
         return "partials is missing or not a list"
-    if "source" in data and not (_is_int(data["source"]) and _is_number(data.get("watermark"))):
-        return "source and watermark must be a partition and an event time"
-    if not isinstance(data.get("behind", False), bool):
-        return "behind must be true or false"
     for update in partials:
         if not (isinstance(update, dict) and _is_int(update.get("window_start"))
                 and isinstance(update.get("icao24"), str) and _partial_fields_ok(update.get("partial"))):
@@ -201,15 +182,73 @@ def _partial_problem(data: Any) -> str | None:
     return None
 
 
+def _group_problem(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return f"a group is not an object: {str(data)[:100]}"
+    for name in ("dimension", "name"):
+        if not isinstance(data.get(name), str) or not data[name]:
+            return f"{name} is missing or not a string"
+    if data["dimension"] not in ("country", "airline"):
+        return f"dimension={data['dimension']!r} is not country or airline"
+    return None
+
+
+def _partial_message(data: Any) -> dict | str:
+    """A message of ``flight-window-partials`` in its one shape, or what is wrong with it.
+
+    The shape (agents.windows.partials_message): ``{"kind": "partials", "source", "watermark", "behind",
+    "groups": [{"dimension", "name", "partials": [{window_start, icao24, partial}]}]}`` (a tick has no
+    groups), or ``{"kind": "close", "dimension", "name", "close": window_start}``. The shapes written
+    before partials were packed (one message per group, a tick, a close, without ``kind``) read as these.
+    """
+    if not isinstance(data, dict):
+        return f"expected a JSON object, got {type(data).__name__}"
+    kind = data.get("kind")
+    # A group's partials written before watermarks travelled with them carry none.
+    unstamped = kind is None and not {"source", "tick", "close"} & set(data)
+    if kind is None:  # the shapes before kind
+        if "tick" in data:
+            if data["tick"] is not True:
+                return "a tick needs tick=true, a source partition and a watermark"
+            kind, data = "partials", {**data, "groups": []}
+        elif "close" in data:
+            kind = "close"
+        else:
+            kind = "partials"
+            data = {**data, "groups": [{k: data.get(k) for k in ("dimension", "name", "partials")}]}
+    if kind == "close":
+        problem = _group_problem(data)
+        if problem is None and not _is_int(data.get("close")):
+            problem = f"close={data.get('close')!r} is not a window start"
+        return problem or {"kind": "close", "dimension": data["dimension"], "name": data["name"], "close": data["close"]}
+    if kind != "partials":
+        return f"kind={kind!r} is not partials or close"
+    source, watermark = data.get("source"), data.get("watermark")
+    if not ((_is_int(source) and _is_number(watermark)) or (unstamped and watermark is None)):
+        return "source and watermark must be a partition and an event time"
+    behind = data.get("behind", False)
+    if not isinstance(behind, bool):
+        return "behind must be true or false"
+    groups = data.get("groups")
+    if not isinstance(groups, list):
+        return "groups is missing or not a list"
+    for group in groups:
+        problem = _group_problem(group) or _updates_problem(group.get("partials"))
+        if problem is not None:
+            return problem
+    return {"kind": "partials", "source": source, "watermark": watermark, "behind": behind, "groups": groups}
+
+
 def decode_partial(value: bytes | None, key: bytes | None, place: str) -> dict | InvalidState:
-    """A message of ``flight-window-partials`` (written by the scoring agent), or its rejection."""
+    """A message of ``flight-window-partials`` (written by the scoring agent and the window timer) in
+    its one shape (see ``_partial_message``), or its rejection."""
     data = _load(value, key, place)
     if isinstance(data, InvalidState):
         return data
-    problem = _partial_problem(data)
-    if problem is not None:
-        return reject("malformed_partial", problem, value, key, place)
-    return data
+    message = _partial_message(data)
+    if isinstance(message, str):
+        return reject("malformed_partial", message, value, key, place)
+    return message
 
 
 class Rejections:

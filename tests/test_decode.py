@@ -26,8 +26,13 @@ ROW = ["a65527", "NKS2003 ", "United States", T, T, -77.3974, 38.8778, 7010.4, F
 STATE = validate_state(ROW, T, ingest_time=T + 0.5, poll_id="p-1")
 MESSAGE = encode(STATE)
 PARTIAL = Partial(count=2, velocity_sum=300.0, velocity_min=140.0, velocity_max=160.0).as_dict()
-PARTIALS = {"dimension": "country", "name": "United States", "source": 3, "watermark": T,
-            "partials": [{"window_start": T // 600 * 600, "icao24": "a65527", "partial": PARTIAL}]}
+UPDATES = [{"window_start": T // 600 * 600, "icao24": "a65527", "partial": PARTIAL}]
+#: What the scoring agent sends: one message per partials partition and batch (agents.windows).
+PACKED = {"kind": "partials", "source": 3, "watermark": T, "behind": False, "groups": [
+    {"dimension": "country", "name": "United States", "partials": UPDATES},
+    {"dimension": "airline", "name": "UAL", "partials": UPDATES}]}
+#: The shape before partials were packed: one message per group.
+PARTIALS = {"dimension": "country", "name": "United States", "source": 3, "watermark": T, "partials": UPDATES}
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
@@ -90,30 +95,67 @@ def test_any_object_with_state_fields_decodes_or_is_rejected(fields, over_a_real
 
 
 def test_partials_and_close_requests_decode():
-    assert decode_partial(orjson.dumps(PARTIALS), b"country|United States", "p:0:1") == PARTIALS
-    close = {"dimension": "airline", "name": "UAL", "close": T // 600 * 600}
+    assert decode_partial(orjson.dumps(PACKED), None, "p:0:1") == PACKED
+    close = {"kind": "close", "dimension": "airline", "name": "UAL", "close": T // 600 * 600}
     assert decode_partial(orjson.dumps(close), None, "p:0:2") == close
 
 
-@pytest.mark.parametrize("change", [
-    {"dimension": "planet"}, {"name": 5}, {"partials": "many"}, {"close": "soon"}, {"source": "x"},
+def test_the_shapes_before_packing_still_decode_as_packed_messages():
+    one_group = {"kind": "partials", "source": 3, "watermark": T, "behind": False,
+                 "groups": [{"dimension": "country", "name": "United States", "partials": UPDATES}]}
+    assert decode_partial(orjson.dumps(PARTIALS), b"country|United States", "p:0:1") == one_group
+    unstamped = {k: v for k, v in PARTIALS.items() if k not in ("source", "watermark")}
+    assert decode_partial(orjson.dumps(unstamped), None, "p:0:1") == {**one_group, "source": None, "watermark": None}
+    close = {"dimension": "airline", "name": "UAL", "close": T // 600 * 600}
+    assert decode_partial(orjson.dumps(close), None, "p:0:2") == {"kind": "close", **close}
+    tick = {"tick": True, "source": 2, "watermark": T, "behind": True}
+    assert decode_partial(orjson.dumps(tick), None, "p:0:3") == {
+        "kind": "partials", "source": 2, "watermark": T, "behind": True, "groups": []}
+
+
+BAD_GROUPS = [
+    {"dimension": "planet"}, {"name": 5}, {"partials": "many"},
     {"partials": [{"window_start": 0, "icao24": "a65527", "partial": {**PARTIAL, "count": -1}}]},
     {"partials": [{"window_start": 0, "icao24": "a65527", "partial": {**PARTIAL, "velocity_sum": None}}]},
     {"partials": [{"window_start": 0, "icao24": "a65527", "partial": {"count": 1}}]},
     {"partials": [{"window_start": "0", "icao24": "a65527", "partial": PARTIAL}]},
+]
+
+
+@pytest.mark.parametrize("change", [
+    *({"groups": [PACKED["groups"][0], {**PACKED["groups"][1], **bad}]} for bad in BAD_GROUPS),
+    {"groups": None}, {"groups": ["x"]}, {"kind": "partial"}, {"source": "x"}, {"watermark": None},
+    {"source": None}, {"behind": "no"},
 ])
-def test_a_malformed_partial_is_rejected_with_what_is_wrong(change):
+def test_a_malformed_partials_message_is_rejected_with_what_is_wrong(change):
+    rejected = decode_partial(orjson.dumps({**PACKED, **change}), None, "p:1:9")
+    assert isinstance(rejected, InvalidState) and rejected.reason == "malformed_partial", rejected
+    assert rejected.poll_id == "p:1:9" and rejected.detail
+
+
+@pytest.mark.parametrize("change", [*BAD_GROUPS, {"close": "soon"}, {"source": "x"}, {"watermark": None}])
+def test_a_malformed_partial_of_the_shape_before_packing_is_rejected(change):
     rejected = decode_partial(orjson.dumps({**PARTIALS, **change}), None, "p:1:9")
     assert isinstance(rejected, InvalidState) and rejected.reason == "malformed_partial", rejected
-    assert rejected.poll_id == "p:1:9"
+
+
+def _groups(most: int):
+    return st.lists(st.fixed_dictionaries({}, optional={
+        "dimension": st.sampled_from(["country", "airline", 1]), "name": json_values,
+        "partials": st.lists(st.fixed_dictionaries({}, optional={
+            "window_start": json_values, "icao24": json_values,
+            "partial": st.fixed_dictionaries({k: json_values for k in PARTIAL})}), max_size=3)}) | json_values,
+        max_size=most)
 
 
 @settings(max_examples=300, deadline=None)
 @given(json_values | st.fixed_dictionaries({}, optional={
+    "kind": st.sampled_from(["partials", "close"]) | json_values,
     "dimension": st.sampled_from(["country", "airline", 1]), "name": json_values, "close": json_values,
     "partials": st.lists(st.fixed_dictionaries({}, optional={
         "window_start": json_values, "icao24": json_values,
         "partial": st.fixed_dictionaries({k: json_values for k in PARTIAL})}), max_size=3),
+    "groups": _groups(3) | json_values,
     "source": json_values, "watermark": json_values, "tick": st.just(True) | json_values,
     "behind": st.booleans() | json_values}))
 def test_any_partial_message_decodes_or_is_rejected(data):
@@ -122,9 +164,14 @@ def test_any_partial_message_decodes_or_is_rejected(data):
     if isinstance(result, dict):  # what the group stage then does with it must work
         from tables.windows import summarize
 
-        for update in result.get("partials", []):
-            summarize({update["icao24"]: update["partial"]})
-        if "tick" in result:
+        if result["kind"] == "close":
+            assert isinstance(result["close"], int) and result["dimension"] in ("country", "airline")
+            return
+        for group in result["groups"]:
+            assert group["dimension"] in ("country", "airline") and isinstance(group["name"], str)
+            for update in group["partials"]:
+                summarize({update["icao24"]: update["partial"]})
+        if result["source"] is not None:
             from tables.watermarks import PartitionWatermarks
 
             marks = PartitionWatermarks(sources=1, idle_s=10)
@@ -168,11 +215,14 @@ def test_window_parameters():
 
 
 def test_a_tick_decodes_and_a_malformed_one_is_rejected():
-    tick = {"tick": True, "source": 2, "watermark": T, "behind": False}
+    tick = {"kind": "partials", "source": 2, "watermark": T, "behind": False, "groups": []}
     assert decode_partial(orjson.dumps(tick), None, "p:0:3") == tick
+    legacy = {"tick": True, "source": 2, "watermark": T, "behind": False}
     for change in ({"tick": 1}, {"source": None}, {"watermark": "late"}, {"behind": "no"}):
-        rejected = decode_partial(orjson.dumps({**tick, **change}), None, "p:0:4")
+        rejected = decode_partial(orjson.dumps({**legacy, **change}), None, "p:0:4")
         assert isinstance(rejected, InvalidState) and rejected.reason == "malformed_partial", (change, rejected)
+    rejected = decode_partial(orjson.dumps({k: v for k, v in legacy.items() if k != "source"}), None, "p:0:4")
+    assert isinstance(rejected, InvalidState), rejected
 
 
 # flight-raw-data carries batches of states, one record per partition and poll (flights_app.batches).

@@ -2,6 +2,7 @@
 (flights_app/faust_recovery_fix.py), on stand-ins for Faust's app and consumer."""
 
 import asyncio
+import io
 from types import SimpleNamespace
 
 from faust.tables.recovery import Recovery
@@ -62,3 +63,27 @@ def test_a_rebalance_during_recovery_resumes_nothing():
 def test_install_patches_faust():
     faust_recovery_fix.install()
     assert Recovery.on_recovery_completed is faust_recovery_fix.on_recovery_completed
+
+
+def test_a_worker_at_warning_level_keeps_the_root_logger_at_warning():
+    """Faust's worker sets the root logger to DEBUG behind a terminal spinner at warning and above, so
+    every debug call of Faust and aiokafka (one per message sent) builds a record only to drop it."""
+    import logging
+
+    import faust
+
+    import flights_app.app  # noqa: F401 - the app first (it imports the agents)
+    from flights_app.worker import Worker
+
+    def configured(worker_class) -> logging.Logger:
+        worker = worker_class.__new__(worker_class)
+        worker.spinner = faust.worker.terminal.Spinner(file=io.StringIO())
+        root = logging.Logger("root-under-test", logging.WARNING)
+        root.addHandler(logging.StreamHandler(io.StringIO()))
+        worker_class.on_setup_root_logger(worker, root, logging.WARNING)
+        return root
+
+    assert configured(faust.Worker).getEffectiveLevel() == logging.DEBUG  # Faust's own, the defect
+    root = configured(Worker)
+    assert root.getEffectiveLevel() == logging.WARNING and len(root.handlers) == 1
+    assert not root.isEnabledFor(logging.DEBUG)
