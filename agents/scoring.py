@@ -1,10 +1,11 @@
 """The scoring agent: every valid state becomes exactly one scored state.
 
     flight-raw-data (batches of states, or single states) --take_events(n, within)--> per partition:
-        previous states (table) -> score_batch (features, phase, model, rules)
-        -> flight-processed-data (+ flight-alerts), previous states written back
+        each aircraft's entry (tables.aircraft) -> score_batch (features, phase, model, rules)
+        -> flight-processed-data (+ flight-alerts)
         -> the windows' aircraft stage (agents.windows.count_in_windows): deduplicated,
            counted in the aircraft's window partial -> flight-window-partials
+        -> each aircraft's entry written back once: its last states and its windows
 
 One agent does both so that a state is decoded once and every output of a batch
 is acknowledged before its offsets commit.
@@ -26,14 +27,12 @@ from flights_app.publish import Outbox
 from flights_app.records import Alert, ScoredState, StateVector
 from flights_app.topics import alerts, invalid_states, processed_states, raw_states
 from flights_app.webhook import AlertWebhook
-from ml.features import AircraftMemory
 from ml.model import ModelError
 from ml.registry import ModelRegistry
 from ml.scoring import score_batch
-from tables.aircraft_memory import aircraft_memory
+from tables.aircraft import aircraft, memory_of
 from tables.direct import TableWrites, read
 from tables.partitions import by_partition, partition_of
-from tables.window_tables import aircraft_windows
 
 log = logging.getLogger("flights_app.scoring")
 
@@ -115,20 +114,20 @@ def backlog(event) -> bool:
 
 async def score_states_of(partition: int, event, states: list[StateVector], outbox: Outbox,
                           writes: TableWrites) -> None:
-    """Score ``states`` of one partition (the last of them came in ``event``), write the aircraft's
-    memory and window entries, and send everything; wait for the acknowledgements once the batch has
-    ten times FLIGHTS_SCORE_BATCH records on their way (so a batch's memory stays bounded)."""
+    """Score ``states`` of one partition (the last of them came in ``event``), write each aircraft's
+    entry once (its last states and its windows), and send everything; wait for the acknowledgements
+    once the batch has ten times FLIGHTS_SCORE_BATCH records on their way (its memory stays bounded)."""
     with partition_of(event):
-        stored = {state.icao24: read(aircraft_memory, state.icao24, partition) for state in states}
-        memories = {icao24: AircraftMemory.from_dict(value) if value else None for icao24, value in stored.items()}
+        stored = {icao24: read(aircraft, icao24, partition) for icao24 in dict.fromkeys(s.icao24 for s in states)}
+        memories = {icao24: memory_of(entry) for icao24, entry in stored.items()}
         scored, updated = score_batch(registry.current, states, memories)
         newest = newest_scored(scored, stored)
-        for icao24, memory in updated.items():  # one write per aircraft per batch
-            await writes.put(aircraft_memory, icao24, {**memory.as_dict(), "last": newest.get(icao24)}, partition)
         behind = backlog(event)
-        partials, entries = count_in_windows(partition, scored, behind=behind)
-        for key, entry in entries.items():  # one write per aircraft-window per batch
-            await writes.put(aircraft_windows, key, entry, partition)
+        partials, windows = count_in_windows(partition, scored, stored, behind=behind)
+        for icao24 in stored:  # one write per aircraft per batch: its memory and its windows, together
+            memory = updated.get(icao24) or memories[icao24]
+            await writes.put(aircraft, icao24, {"memory": memory.as_dict() if memory else None,
+                                                "last": newest.get(icao24), "windows": windows[icao24]}, partition)
     for item in scored:
         await outbox.send(processed_states, item.state.icao24, item)
         alert = alert_for(item)

@@ -1,17 +1,20 @@
 """Deduplicated, event-time tumbling-window statistics per country and per airline.
 
     scored states, in the scoring agent's batch (by icao24, partition of flight-raw-data)
-      --> aircraft stage: drop states already counted; update the aircraft's window partial
-      --> flight-window-partials (by "country|name" and "airline|name"): the whole partial, an upsert,
-          with its sender's event-time watermark (and ticks, carrying only that, to the partitions a
-          sender has not written to for a while)
+      --> aircraft stage: drop states already counted; update the aircraft's window partial (in its
+          entry of the aircraft table, written with its memory: tables.aircraft)
+      --> flight-window-partials (one message per partition and batch: the partials of the countries
+          and airlines living there, each the aircraft's whole partial, an upsert), with its sender's
+          event-time watermark (a tick, without partials, to the partitions a sender has not written
+          to for a while)
       --> group stage: store the partial by icao24 (replacing any earlier copy)
       --> flight-aggregated-data: at most once per key per flush interval, and a final record
           when the window closes (the event-time watermark of its partials partition past end + grace)
 
 Windows older than the expiry (closed for FLIGHTS_WINDOW_EXPIRY of event time)
-are deleted from both tables and their changelogs; states that old are counted
-as expired and not windowed.
+are deleted from the group table and its changelog, and leave an aircraft's entry
+when it is next written (an aircraft whose windows have all expired is deleted);
+states that old are counted as expired and not windowed.
 """
 
 from __future__ import annotations
@@ -28,12 +31,12 @@ from flights_app.publish import Outbox
 from flights_app.records import InvalidState, ScoredState
 from flights_app.topics import aggregated_stats, invalid_states, raw_states, window_partials
 from ml.rules import EMERGENCY_SQUAWKS
+from tables.aircraft import aircraft, newest_seen, windows_of
 from tables.direct import TableWrites, read
 from tables.expiry import expire
 from tables.keys import (
     FINAL,
     SHARDS,
-    aircraft_key,
     final_key,
     group_key,
     group_name,
@@ -43,7 +46,7 @@ from tables.keys import (
 )
 from tables.partitions import by_partition, partition_of
 from tables.watermarks import PartitionWatermarks, TickSchedule
-from tables.window_tables import aircraft_windows, group_windows
+from tables.window_tables import group_windows
 from tables.windows import Partial, airline_of, is_expired, is_late, summarize, window_start
 
 log = logging.getLogger("flights_app.windows")
@@ -66,7 +69,8 @@ class WindowStats:
     partials_sent = 0
     records_published = 0
     finals_published = 0
-    windows_expired = 0
+    windows_expired = 0  # entries deleted: group window shards, and aircraft whose windows all expired
+    aircraft_windows_dropped = 0  # expired windows left out of an aircraft's entry when it was written
     watermark_ticks = 0  # ticks sent with a batch's partials
     watermark_ticks_between_batches = 0  # by the timer, where a source's watermark rose since
 
@@ -105,21 +109,23 @@ def _expired(start: int, watermark: float | None) -> bool:
     return watermark is not None and is_expired(start, watermark, SIZE, GRACE, EXPIRY)
 
 
-def _new_aircraft_entry(state) -> dict:
+def _new_aircraft_window(state) -> dict:
     return {"seen": [], "partial": Partial().as_dict(), "country": state.origin_country,
             "airline": airline_of(state.callsign)}
 
 
-def count_in_windows(partition: int, items: Sequence[ScoredState], behind: bool = False,
-                     ) -> tuple[list[tuple[str | None, dict, int | None]], dict[str, dict]]:
+def count_in_windows(partition: int, items: Sequence[ScoredState], stored: dict[str, dict | None],
+                     behind: bool = False) -> tuple[list[tuple[str | None, dict, int | None]], dict[str, dict]]:
     """The aircraft stage, for scored states of one partition of flight-raw-data (run by the scoring
     agent in that partition's table context): drop states already counted and update each aircraft's
-    window partial. Returns the messages to send to flight-window-partials as (key, value, partition):
-    the partial updates (one per country or airline, partitioned by key) and a tick carrying only the
-    watermark to each partials partition not written to for a while; and the aircraft-windows entries
-    to write (one per aircraft-window).
+    window partial. ``stored``: each aircraft's entry of the aircraft table (tables.aircraft), for every
+    aircraft of ``items``. Returns the messages to send to flight-window-partials as (key, value,
+    partition): one per partials partition holding its countries' and airlines' partial updates, and a
+    tick carrying only the watermark to each partials partition not written to for a while; and each
+    aircraft's windows after the batch (window start -> entry), without those the watermark expired.
     ``behind``: the partition has more states waiting (so it must not be taken for idle downstream)."""
-    touched: dict[str, dict] = {}
+    windows = {icao24: windows_of(entry) for icao24, entry in stored.items()}
+    touched: dict[tuple[str, int], dict] = {}  # (icao24, window start) -> its entry, changed by the batch
     # The partials carry the lowest watermark any state of the batch was judged by (the one after its
     # first state), so none of them holds a window that its own watermark expires (tables.watermarks).
     stamp = None
@@ -134,13 +140,13 @@ def count_in_windows(partition: int, items: Sequence[ScoredState], behind: bool 
         if _expired(start, watermark):  # its window is gone: neither counted nor windowed
             stats.expired_events += 1
             continue
-        key = aircraft_key(state.icao24, start)
-        entry = touched.get(key) or read(aircraft_windows, key, partition) or _new_aircraft_entry(state)
+        own = windows[state.icao24]
+        entry = own.get(str(start)) or _new_aircraft_window(state)
+        own[str(start)] = touched[(state.icao24, start)] = entry
         if event_time in entry["seen"]:
             # Not counted again, but its partial is sent again: after a crash the
             # entry's mark may have reached the changelog while the partial did not.
             stats.duplicates_dropped += 1
-            touched[key] = entry
             continue
         entry["seen"].append(event_time)
         partial = Partial.from_dict(entry["partial"])
@@ -152,14 +158,17 @@ def count_in_windows(partition: int, items: Sequence[ScoredState], behind: bool 
             partial.add(state.velocity, altitude, scored.ml_is_anomaly, state.on_ground,
                         state.squawk in EMERGENCY_SQUAWKS)
         entry["partial"] = partial.as_dict()
-        touched[key] = entry
+    mark = aircraft_watermark.get(partition)
+    for own in windows.values():  # windows the partition's watermark has expired leave the entry
+        gone = [start for start in own if _expired(int(start), mark)]
+        for start in gone:
+            del own[start]
+        stats.aircraft_windows_dropped += len(gone)
     updates = defaultdict(list)  # (dimension, name) -> the partials of its aircraft updated in the batch
-    for key, entry in touched.items():
-        icao24 = key.split("@")[0]
+    for (icao24, start), entry in touched.items():
         for dimension, name in (("country", entry["country"]), ("airline", entry["airline"])):
             if name:
-                updates[(dimension, name)].append({
-                    "window_start": window_of_key(key), "icao24": icao24, "partial": entry["partial"]})
+                updates[(dimension, name)].append({"window_start": start, "icao24": icao24, "partial": entry["partial"]})
     by_target: dict[int, list[dict]] = defaultdict(list)  # partials partition -> its groups' updates
     for (dimension, name), partials in updates.items():
         by_target[key_partition(group_name(dimension, name))].append(
@@ -175,7 +184,7 @@ def count_in_windows(partition: int, items: Sequence[ScoredState], behind: bool 
         for target in ticks.due(partition, now, aircraft_watermark[partition]):
             messages.append((None, partials_message(partition, aircraft_watermark[partition], behind), target))
             stats.watermark_ticks += 1
-    return messages, touched
+    return messages, windows
 
 
 def partials_message(source: int, watermark: float, behind: bool, groups: Sequence[dict] = ()) -> dict:
@@ -341,10 +350,11 @@ def recover_watermarks() -> None:
     """After a restart, each partition's watermark is the newest event time its table entries hold.
     (The group stage's comes back with the next partials.)"""
     if not aircraft_watermark:
-        for key, entry in list(aircraft_windows.items()):
-            if entry and entry.get("seen"):
-                partition = key_partition(key)
-                aircraft_watermark[partition] = max(aircraft_watermark.get(partition, 0), max(entry["seen"]))
+        for icao24, entry in list(aircraft.items()):
+            seen = newest_seen(entry)
+            if seen is not None:
+                partition = key_partition(icao24)
+                aircraft_watermark[partition] = max(aircraft_watermark.get(partition, 0), seen)
 
 
 def expire_windows() -> None:
@@ -356,11 +366,13 @@ def expire_windows() -> None:
     if _last_expiry["horizon"] == horizon and _last_expiry["finals"] == stats.finals_published:
         return
     _last_expiry.update(horizon=horizon, finals=stats.finals_published)
-    def aircraft_expired(key: str) -> bool:  # judged by the watermark of the key's own partition
-        partition = key_partition(key)
-        return _expired(window_of_key(key), aircraft_watermark.get(partition))
+    def aircraft_gone(icao24: str) -> bool:  # every window expired, judged by its partition's watermark
+        partition = key_partition(icao24)
+        mark = aircraft_watermark.get(partition)
+        return mark is not None and all(_expired(int(start), mark)
+                                        for start in windows_of(read(aircraft, icao24, partition)))
 
-    removed = expire(aircraft_windows, aircraft_expired, settings.topic_partitions)
+    removed = expire(aircraft, aircraft_gone, settings.topic_partitions)
     # A country's window goes only once its final record is out (a close may still be on its way),
     # judged by the watermark of its own partials partition.
     finished = {(d, n, s) for d, n, s, shard in map(parse_group_key, list(group_windows.keys())) if shard == FINAL}

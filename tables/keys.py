@@ -15,10 +15,6 @@ def shard_of(icao24: str) -> int:
     return zlib.crc32(icao24.encode()) % SHARDS
 
 
-def aircraft_key(icao24: str, start: int) -> str:
-    return f"{icao24}{SEP}{start}"
-
-
 def group_name(dimension: str, name: str) -> str:
     """The key of a country's or airline's messages on flight-window-partials (and its routing key)."""
     return f"{dimension}|{name}"
@@ -33,7 +29,7 @@ def final_key(dimension: str, name: str, start: int) -> str:
 
 
 def window_of_key(key: str) -> int:
-    """The window start in an aircraft-windows or group-windows key."""
+    """The window start in a group-windows key."""
     return int(key.split(SEP)[1])
 
 

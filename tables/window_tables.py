@@ -1,7 +1,7 @@
 """The RocksDB tables behind the windowed statistics (see tables/windows.py for the design).
 
-aircraft-windows: "icao24@window_start" -> {"seen": [event times], "partial": Partial, country, airline}
-    co-partitioned with flight-processed-data (keyed by icao24)
+aircraft (tables/aircraft.py): icao24 -> its windows' {"seen": [event times], "partial": Partial, country,
+    airline}, beside its last states; co-partitioned with flight-raw-data (keyed by icao24)
 group-windows:    "dimension|name@window_start@shard" -> {"partials": {icao24: Partial}}
                   "dimension|name@window_start@final" -> {"final": true} once the final record is out
     co-partitioned with flight-window-partials (keyed by "dimension|name"); 16 shards by icao24
@@ -16,7 +16,5 @@ from __future__ import annotations
 
 from tables.store import table
 
-aircraft_windows = table("aircraft-windows",
-                         help="icao24@window_start -> event times counted and the aircraft's partial aggregate")
 group_windows = table("group-windows",
                       help="dimension|name@window_start@shard -> the aircraft partials of a country or airline")

@@ -1,5 +1,5 @@
 """Where a window's count went missing, read from the tables' changelogs: the aircraft stage
-(``aircraft-windows``: each aircraft's states counted in a window), the group stage
+(``aircraft``: each aircraft's states counted in its windows), the group stage
 (``group-windows``: the partials it holds per window), or only the published record.
 
 Used by the soak and by the tests that check exact totals, to say on failure which stage lost
@@ -38,15 +38,15 @@ async def stage_holdings(bootstrap: str, app_id: str, windows: set[Window]) -> t
                 groups[(dimension, name, int(start))][icao24] = _counted(partial)
     aircraft: dict[Window, dict[str, tuple[int, int]]] = collections.defaultdict(dict)
     latest: dict[str, dict] = {}
-    for key, value in await changelog("aircraft-windows"):
+    for icao24, value in await changelog("aircraft"):
         if isinstance(value, dict):
-            latest[key] = value
-    for key, entry in latest.items():
-        icao24, start = key.split("@")
-        for dimension in ("country", "airline"):
-            window = (dimension, entry.get(dimension), int(start))
-            if window in windows:
-                aircraft[window][icao24] = (len(entry.get("seen") or ()), _counted(entry.get("partial")))
+            latest[icao24] = value
+    for icao24, value in latest.items():
+        for start, entry in (value.get("windows") or {}).items():
+            for dimension in ("country", "airline"):
+                window = (dimension, entry.get(dimension), int(start))
+                if window in windows:
+                    aircraft[window][icao24] = (len(entry.get("seen") or ()), _counted(entry.get("partial")))
     return groups, aircraft
 
 

@@ -9,7 +9,7 @@ from faust.tables.recovery import Recovery
 
 from flights_app import faust_recovery_fix
 
-STREAM, CHANGELOG = ("raw", 0), ("t-aircraft-windows-changelog", 0)
+STREAM, CHANGELOG = ("raw", 0), ("t-aircraft-changelog", 0)
 
 
 def recovery_and_calls():

@@ -121,12 +121,12 @@ def check_worker_endpoints(base: str, recording, counters: dict) -> None:
         assert body["state"]["event_time"] == newest[icao24]["event_time"]
         assert body["state"]["origin_country"] == newest[icao24]["origin_country"]
         assert 0 <= body["ml_anomaly_score"] <= 1 and body["flight_phase"]
-        status, _, value = http_get(f"{base}/table/aircraft-memory/{icao24}/")  # Faust's own view
+        status, _, value = http_get(f"{base}/table/aircraft/{icao24}/")  # Faust's own view
         assert status == 200 and value["last"]["state"] == body["state"]
     status, _, tables = http_get(f"{base}/table/")
-    assert {"aircraft-memory", "aircraft-windows", "group-windows"} <= {t["name"] for t in tables}
+    assert {"aircraft", "group-windows"} <= {t["name"] for t in tables}
     for path, code in [("/aircraft/abcdef/", 404), ("/aircraft/xyz/", 400), ("/table/nope/", 404),
-                       ("/table/aircraft-memory/abcdef/", 404), ("/stats/countries/?window=soon", 400)]:
+                       ("/table/aircraft/abcdef/", 404), ("/stats/countries/?window=soon", 400)]:
         status, ctype, body = http_get(base + path)
         assert (status, ctype) == (code, "application/json"), (path, status, body)
     assert http_get(f"{base}/no/such/path")[0] == 404
@@ -135,7 +135,7 @@ def check_worker_endpoints(base: str, recording, counters: dict) -> None:
              "<script>", "9" * 5000, "-1", "1e9", "%F0%9F%9B%AB", "a" * 300, "%2F%2F", "null", "[]", "{}"]
     for text in map(lambda t: urllib.parse.quote(t, safe="%"), nasty):
         for path in (f"/aircraft/{text}/", f"/stats/countries/{text}/", f"/stats/countries/?window={text}",
-                     f"/stats/airlines/?window={text}&scope={text}", f"/table/aircraft-memory/{text}/"):
+                     f"/stats/airlines/?window={text}&scope={text}", f"/table/aircraft/{text}/"):
             status, _, body = http_get(base + path)
             assert status in (200, 400, 404), (path, status, body)
     # Read-only: nothing changes state over GET, and the model reload is off unless enabled.

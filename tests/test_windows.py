@@ -66,17 +66,14 @@ def test_keys_without_the_separator_partition_as_kafkas_default_partitioner():
 
 def test_a_table_key_lands_in_the_partition_of_its_stream_key():
     from flights_app.partitioner import partitioner
-    from tables.keys import aircraft_key, group_key, group_name, parse_group_key, window_of_key
+    from tables.keys import final_key, group_key, group_name, parse_group_key, window_of_key
 
     parts = list(range(12))
-    for icao24 in ("a0b1c2", "3c6444", "abcdef"):
-        key = aircraft_key(icao24, 1200)
-        assert partitioner(key.encode(), parts, parts) == partitioner(icao24.encode(), parts, parts)
-        assert window_of_key(key) == 1200
     key = group_key("country", "United States", 1800, 7)
     assert partitioner(key.encode(), parts, parts) == partitioner(group_name("country", "United States").encode(),
                                                                   parts, parts)
-    assert parse_group_key(key) == ("country", "United States", 1800, "7")
+    assert parse_group_key(key) == ("country", "United States", 1800, "7") and window_of_key(key) == 1800
+    assert parse_group_key(final_key("airline", "UAL", 600)) == ("airline", "UAL", 600, "final")
 
 
 def test_a_batch_s_partials_split_into_messages_of_at_most_so_many_partials_in_order():

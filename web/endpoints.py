@@ -20,7 +20,7 @@ from agents.scoring import registry, stats
 from agents.source import OpenSkySourceService
 from flights_app.app import app, settings
 from flights_app.decode import rejections
-from tables.aircraft_memory import aircraft_memory
+from tables.aircraft import aircraft as aircraft_table
 from tables.keys import group_name
 from web import health, metrics, params  # noqa: F401 - /health and /metrics
 
@@ -145,10 +145,10 @@ async def aircraft(self: web.View, request: web.Request, icao24: str) -> web.Res
     icao24 = params.icao24(icao24)
     if icao24 is None:
         return self.json({"error": "icao24 is six hexadecimal digits, e.g. a0b1c2"}, status=400)
-    routed = await _routed(self, request, aircraft_memory.name, icao24)
+    routed = await _routed(self, request, aircraft_table.name, icao24)
     if routed is not None:
         return routed
-    value = aircraft_memory.get(icao24)
+    value = aircraft_table.get(icao24)
     if not value or not value.get("last"):
         return self.json({"error": f"aircraft {icao24} not seen"}, status=404)
     return self.json({"icao24": icao24, **value["last"]})
