@@ -202,6 +202,69 @@ async def ceiling(bench: Bench, workload: Workload) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+# 1b. Producer settings for the public outputs, on the scored records a worker published
+
+#: (name, compression, linger ms) measured side by side; the app's setting is the first.
+PRODUCER_SETTINGS = [("as configured", None, None), ("none, linger 0", "none", 0), ("none, linger 5", "none", 5),
+                     ("none, linger 20", "none", 20), ("gzip, linger 5", "gzip", 5), ("lz4, linger 5", "lz4", 5),
+                     ("zstd, linger 5", "zstd", 5)]
+
+
+def topic_bytes(bench: Bench, topic: str) -> int:
+    """Bytes the broker keeps on disk for ``topic`` (its log segments)."""
+    return sum(f.stat().st_size for d in bench.broker.log_dir.glob(f"{topic}-*") for f in d.glob("*.log"))
+
+
+async def read_records(bench: Bench, topic: str, partitions: int, limit: int) -> list[tuple[bytes, bytes]]:
+    consumer = bench.consumer()
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        out: list[tuple[bytes, bytes]] = []
+        while len(out) < limit:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            if not batches:
+                break
+            out += [(r.key, r.value) for batch in batches.values() for r in batch]
+        return out[:limit]
+    finally:
+        await consumer.stop()
+
+
+async def producer_settings(bench: Bench, records: list[tuple[bytes, bytes]]) -> dict:
+    """The scored records produced again with each of PRODUCER_SETTINGS (acks=all, as the worker): records
+    per second until every one is acknowledged, and bytes the broker stores per record."""
+    from flights_app.settings import SETTINGS_DOC
+
+    configured = SETTINGS_DOC["FLIGHTS_KAFKA_COMPRESSION"][0], int(SETTINGS_DOC["FLIGHTS_KAFKA_LINGER_MS"][0])
+    rows = []
+    for name, compression, linger_ms in PRODUCER_SETTINGS:
+        compression = compression or configured[0]
+        linger_ms = configured[1] if linger_ms is None else linger_ms
+        topic = f"producer-{uuid.uuid4().hex[:6]}"
+        await bench.create_topics([topic], bench.partitions)
+        producer = AIOKafkaProducer(bootstrap_servers=bench.bootstrap, acks="all", linger_ms=linger_ms,
+                                    max_batch_size=1 << 20, max_request_size=4 << 20,
+                                    compression_type=None if compression == "none" else compression)
+        await producer.start()
+        try:
+            started, futures = time.perf_counter(), []
+            for key, value in records:
+                futures.append(await producer.send(topic, key=key, value=value))
+            await asyncio.gather(*futures)
+            seconds = time.perf_counter() - started
+        finally:
+            await producer.stop()
+        rows.append({"setting": name, "compression": compression, "linger_ms": linger_ms,
+                     "records_per_s": round(len(records) / seconds),
+                     "stored_bytes_per_record": round(topic_bytes(bench, topic) / len(records), 1)})
+    return {"records": len(records), "record_bytes": round(sum(len(v) for _, v in records) / max(len(records), 1)),
+            "rows": rows}
+
+
+# ---------------------------------------------------------------------------------------------
 # 2. Throughput: a backlog of states through one or more workers
 
 
@@ -256,9 +319,10 @@ async def latest_window_counts(bench: Bench, topic: str, partitions: int) -> dic
 
 
 async def throughput(bench: Bench, workload: Workload, *, workers: int = 1, partitions: int | None = None,
-                     timeout_s: float = 600, batched: bool = True) -> dict:
-    """The workload preloaded into flight-raw-data, then the worker(s) started: events per second
-    from the first scored record to the last, and until the window totals are exact."""
+                     timeout_s: float = 600, batched: bool = True, settings: dict | None = None) -> dict:
+    """The workload preloaded into flight-raw-data, then the worker(s) started (with ``settings`` on
+    top of the defaults): events per second from the first scored record to the last, and until the
+    window totals are exact."""
     partitions = partitions or bench.partitions
     app = bench.new_app(partitions)
     prefix = app["FLIGHTS_TOPIC_PREFIX"]
@@ -266,7 +330,8 @@ async def throughput(bench: Bench, workload: Workload, *, workers: int = 1, part
     await bench.create_topics([raw], partitions)
     preload_s = await preload(bench, raw, workload, partitions, batched)
     expected = workload.distinct_per_window(WINDOW_S)
-    procs = [bench.start_worker({**app, "FLIGHTS_AGGREGATE_FLUSH": "1"}, f"worker{i + 1}") for i in range(workers)]
+    procs = [bench.start_worker({**app, "FLIGHTS_AGGREGATE_FLUSH": "1", **(settings or {})}, f"worker{i + 1}")
+             for i in range(workers)]
     probe = bench.consumer()
     await probe.start()
     n = len(workload)
@@ -304,8 +369,8 @@ async def throughput(bench: Bench, workload: Workload, *, workers: int = 1, part
         expected_duplicates = workload.duplicates
         if duplicates != expected_duplicates:
             raise BenchError(f"{duplicates} duplicates dropped, the workload has {expected_duplicates}")
-        return {"states": n, "duplicates": expected_duplicates, "repeated_polls_states": workload.repeated_polls,
-                "aircraft": workload.aircraft, "batched_input": batched,
+        return {"processed_topic": processed, "states": n, "duplicates": expected_duplicates, "repeated_polls_states": workload.repeated_polls,
+                "aircraft": workload.aircraft, "batched_input": batched, "settings": settings or {},
                 "workers": workers, "partitions": partitions, "preload_s": round(preload_s, 1),
                 "scored_per_s": round(n / max(done - first, PROBE_S)),  # timed at the probe's resolution
                 "windowed_per_s": round(n / max(totals - first, 1e-9)),

@@ -8,18 +8,17 @@ functions that are tested without Kafka.
 from __future__ import annotations
 
 import faust
-from faust.transport.producer import ProducerBuffer
 
-from flights_app import faust_commit_fix, faust_recovery_fix
+from flights_app import faust_internals
 from flights_app.settings import SettingsError, load_settings
-
-faust_commit_fix.install()  # never commit past a message that was not acknowledged
-faust_recovery_fix.install()  # seek the stream partitions before resuming them after a rebalance
 
 try:
     settings = load_settings()
 except SettingsError as error:  # a user's mistake: one line, no traceback
     raise SystemExit(f"flights-app: configuration error: {error}") from None
+
+faust_internals.check_version(settings.faust_untested)
+faust_internals.install()  # commits, recovery and the producer buffer (see that module)
 
 app = faust.App(
     settings.app_id,
@@ -43,16 +42,13 @@ app = faust.App(
     producer_acks=-1,
     # Table keys "<stream key>@<rest>" route to the partition of their stream key (flights_app.partitioner).
     producer_partitioner="flights_app.partitioner:partitioner",
-    # Throughput: batches of up to 1 MiB per partition, gathered for up to 5 ms.
-    producer_linger_ms=5,
+    # Throughput: batches of up to 1 MiB per partition, gathered for FLIGHTS_KAFKA_LINGER_MS and
+    # compressed as FLIGHTS_KAFKA_COMPRESSION says (make bench measures each choice).
+    producer_linger_ms=settings.kafka_linger_ms,
+    producer_compression_type=None if settings.kafka_compression == "none" else settings.kafka_compression,
     producer_max_batch_size=1 << 20,
     producer_max_request_size=4 << 20,
 )
-# Table writes (changelog messages) go through Faust's producer buffer, which stalls the
-# stream once more than 100 wait. A micro-batch writes up to two per state (bounded by
-# FLIGHTS_SCORE_BATCH), and every commit flushes the buffer first, so this only removes the stall.
-ProducerBuffer.max_messages = 10_000
-
 # Import for their side effect of registering topics, tasks and agents on `app`.
 from agents import commit_watchdog, scoring, source, windows  # noqa: E402,F401
 from flights_app import topics  # noqa: E402,F401

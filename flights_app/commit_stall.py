@@ -25,6 +25,14 @@ import asyncio
 import logging
 from collections.abc import Collection
 
+from flights_app.faust_internals import (
+    acked_offsets,
+    broker_committed_offset,
+    committed_offset,
+    set_committed_offset,
+    unacked_messages,
+)
+
 log = logging.getLogger("flights_app.commits")
 
 TIMEOUT_S = 2.0  # for each question to the consumer's thread
@@ -88,7 +96,7 @@ async def unstick(consumer, conductor, detector: StallDetector, check_s: float) 
     for tp in list(consumer.assignment()):
         if not conductor.acks_enabled_for(tp.topic):
             continue
-        committed = consumer._committed_offset.get(tp)  # read first: the broker's can only be newer
+        committed = committed_offset(consumer, tp)  # read first: the broker's can only be newer
         if committed is None:
             continue
         try:
@@ -96,7 +104,7 @@ async def unstick(consumer, conductor, detector: StallDetector, check_s: float) 
             broker_committed = await asyncio.wait_for(broker_committed_offset(consumer, tp), TIMEOUT_S)
         except Exception:  # the partition is being revoked, or the broker is away: judged next time
             continue
-        pending = set(consumer._acked.get(tp) or ()) | in_flight.get(tp, set())
+        pending = set(acked_offsets(consumer, tp)) | in_flight.get(tp, set())
         offset = detector.observe(tp, committed, position, pending, broker_committed)
         if offset is not None and tp in consumer.assignment():
             log.warning("Commits of %s[%d] are stuck (Faust holds offset %d committed, the broker %s; the "
@@ -108,27 +116,14 @@ async def unstick(consumer, conductor, detector: StallDetector, check_s: float) 
             except Exception:
                 earliest = 0
             offset = max(offset, earliest)
-            consumer._committed_offset[tp] = offset or None  # Faust's own spelling of "from the start"
+            set_committed_offset(consumer, tp, offset or None)  # Faust's own spelling of "from the start"
             await consumer.seek(tp, offset)
-
-
-async def broker_committed_offset(consumer, tp) -> int | None:
-    """The offset the broker holds committed for ``tp`` (None: none), asked of the consumer's thread."""
-    thread = consumer._thread
-    return await thread.call_thread(thread._ensure_consumer().committed, tp)
 
 
 def in_flight_offsets(consumer, conductor) -> dict:
     """tp -> offsets of the messages handed to Faust and not yet acknowledged: waiting in an agent's
     queue (not tracked by the consumer until a stream takes them) or taken and not acknowledged."""
-    messages = [m for m in list(consumer._unacked_messages) if not m.acked]
-    for channel in list(conductor._topics):
-        queue = getattr(channel, "_queue", None)  # created when a stream first reads the channel
-        for item in list(getattr(queue, "_queue", ())):
-            message = getattr(item, "message", None)
-            if message is not None and not message.acked:
-                messages.append(message)
     offsets: dict = {}
-    for message in messages:
+    for message in unacked_messages(consumer, conductor):
         offsets.setdefault(message.tp, set()).add(message.offset)
     return offsets

@@ -1,7 +1,7 @@
 """Sending a micro-batch of records: straight to the producer, then one wait for all acks.
 
 Faust's ``Topic.send_soon`` puts each record in a buffer that a task drains one
-message per event-loop turn, and past ``ProducerBuffer.max_messages`` it stalls
+message per event-loop turn, and past its ``max_messages`` it stalls
 the stream until the buffer ebbs: about 200 us per record here. ``Outbox`` hands
 each encoded record to aiokafka at once (which batches them per partition) and
 keeps the delivery futures; ``await outbox.sent()`` before the batch's offsets

@@ -154,12 +154,15 @@ class Settings:
     kafka_lib: Path
     kafka_heap_mb: int
     log_level: str
+    kafka_compression: str
+    kafka_linger_ms: int
     model_path: Path
     score_batch_max: int
     score_batch_within_s: float
     alert_score: float
     model_watch_s: float
     model_reload_endpoint: bool
+    faust_untested: bool
     alert_webhook: str | None
     window_s: int
     window_grace_s: float
@@ -221,7 +224,10 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "FLIGHTS_BACKOFF_MAX": ("300", "longest wait in seconds between failed polls"),
     "FLIGHTS_KAFKA_LIB": ("./.kafka/lib", "where `make install` puts the embedded Kafka's jars"),
     "FLIGHTS_KAFKA_HEAP_MB": ("512", "embedded broker's JVM heap"),
+    "FLIGHTS_KAFKA_COMPRESSION": ("lz4", "compression of what the worker produces: none, gzip, lz4 or zstd"),
+    "FLIGHTS_KAFKA_LINGER_MS": ("5", "how long the worker's producer gathers records into a batch, ms"),
     "FLIGHTS_LOG_LEVEL": ("info", "log level of the worker"),
+    "FLIGHTS_FAUST_UNTESTED": ("0", "1 runs the worker on a faust-streaming version it was not tested with"),
     "FLIGHTS_MODEL": ("ml/models/default.joblib", "anomaly model (its manifest `.json` beside it is required)"),
     "FLIGHTS_SCORE_BATCH": ("1000", "most states the scorer takes at once"),
     "FLIGHTS_SCORE_WITHIN": ("0.05", "longest a message waits for its batch to fill, seconds"),
@@ -242,6 +248,7 @@ _HOSTPORT_RE = re.compile(r"^[A-Za-z0-9.\-_]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5
 _HOST_RE = re.compile(r"^[A-Za-z0-9.\-]{1,253}$|^\[?[0-9a-fA-F:]+\]?$")
 _ORIGIN_RE = re.compile(r"^[A-Za-z0-9.\-]{1,253}(:\d{1,5})?$")
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_COMPRESSIONS = ("none", "gzip", "lz4", "zstd")
 
 
 class _Reader:
@@ -390,6 +397,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if log_level not in _LOG_LEVELS:
         raise SettingsError(f"FLIGHTS_LOG_LEVEL={log_level!r}: expected one of {', '.join(_LOG_LEVELS)}")
 
+    compression = (env.raw("FLIGHTS_KAFKA_COMPRESSION") or "lz4").lower()
+    if compression not in _COMPRESSIONS:
+        raise SettingsError(f"FLIGHTS_KAFKA_COMPRESSION={compression!r}: expected one of {', '.join(_COMPRESSIONS)}")
+
     web_bind = env.raw("FLIGHTS_WEB_BIND") or "127.0.0.1"
     if not re.match(r"^[A-Za-z0-9.:\-]+$", web_bind):
         raise SettingsError(f"FLIGHTS_WEB_BIND={web_bind!r} is not an address")
@@ -436,12 +447,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kafka_lib=Path(env.raw("FLIGHTS_KAFKA_LIB") or PROJECT_ROOT / ".kafka" / "lib").absolute(),
         kafka_heap_mb=env.integer("FLIGHTS_KAFKA_HEAP_MB", 512, 128, 16384),
         log_level=log_level,
+        kafka_compression=compression,
+        kafka_linger_ms=env.integer("FLIGHTS_KAFKA_LINGER_MS", 5, 0, 1000),
         model_path=Path(env.raw("FLIGHTS_MODEL") or PROJECT_ROOT / "ml" / "models" / "default.joblib").absolute(),
         score_batch_max=env.integer("FLIGHTS_SCORE_BATCH", 1000, 1, 100_000),
         score_batch_within_s=env.seconds("FLIGHTS_SCORE_WITHIN", 0.05, 0.001, 60),
         alert_score=env.fraction("FLIGHTS_ALERT_SCORE", 0.7),
         model_watch_s=env.seconds("FLIGHTS_MODEL_WATCH", 5.0, 0, SECONDS_PER_DAY),
         model_reload_endpoint=env.flag("FLIGHTS_MODEL_RELOAD_ENDPOINT"),
+        faust_untested=env.flag("FLIGHTS_FAUST_UNTESTED"),
         window_s=env.integer("FLIGHTS_WINDOW", 600, 1, 86400),
         window_grace_s=env.seconds("FLIGHTS_WINDOW_GRACE", 60.0, 0, 86400),
         window_expiry_s=env.integer("FLIGHTS_WINDOW_EXPIRY", 3600, 1, 30 * 86400),

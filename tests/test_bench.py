@@ -56,7 +56,13 @@ def test_quick_bench_writes_a_well_formed_report_and_stops_what_it_started(tmp_p
     assert kafka["growth"]["rss_end_mb"] > 0
     assert [r["batch"] for r in report["scorer"]["rows"]] == [1, 10, 100, 1000, 10000]
     assert {t["reached"] for t in report["targets"]} <= {"yes", "NO", "n/a"}
-    assert len(report["targets"]) == 8
+    assert len(report["targets"]) == 11
+    producer = kafka["producer"]  # each producer setting measured on the scored records
+    assert {r["compression"] for r in producer["rows"]} >= {"none", "gzip", "lz4", "zstd"}
+    for row in producer["rows"]:
+        assert row["records_per_s"] > 0 and row["stored_bytes_per_record"] > 0, row
+    by_setting = {r["setting"]: r for r in producer["rows"]}  # compression stores fewer bytes
+    assert by_setting["lz4, linger 5"]["stored_bytes_per_record"] < by_setting["none, linger 5"]["stored_bytes_per_record"]
 
     table = (out / "bench.md").read_text()
     assert "| measurement | figure | conditions |" in table

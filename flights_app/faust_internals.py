@@ -1,0 +1,211 @@
+"""Every reach into faust-streaming's private state, in one place, for the version it was read from.
+
+The app uses Faust's public API everywhere else. What it needs beyond that is here, each with the
+reason, and each patch with a test that fails on unpatched Faust (tests/test_faust_internals.py):
+
+Patches (``install()``, once, when the app is created):
+
+1. **Never commit past a message that was not acknowledged** (``Consumer._new_offset``).
+2. **Seek before resuming after a rebalance** (``Recovery.on_recovery_completed``).
+3. **No stall of the stream behind the producer buffer** (``ProducerBuffer.max_messages``).
+
+Reads and writes of private state (the functions below): the current event's context variable
+(``partition_of``), a table's RocksDB database per partition and its raw ``_set``
+(``rocksdb_of``, ``store_set``), the consumer's bookkeeping of committed and acknowledged offsets,
+its unacknowledged and queued messages and its thread's aiokafka consumer (the commit watchdog,
+``/health``), and the running aiokafka producer's client (``/health``).
+
+``check_version()`` refuses a faust-streaming version other than the ones these were read from
+(``TESTED``) unless ``FLIGHTS_FAUST_UNTESTED=1``: the private names may have moved or changed meaning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import faust
+from faust.streams import _current_event
+from faust.tables.recovery import Recovery
+from faust.transport.consumer import Consumer
+from faust.transport.producer import ProducerBuffer
+from faust.types import CollectionT, EventT
+
+#: The faust-streaming versions this module was read from and the test suite passed on.
+TESTED = ("0.15.3",)
+#: Changelog messages waiting in Faust's producer buffer before it stalls the stream (Faust: 100).
+PRODUCER_BUFFER_MESSAGES = 10_000
+
+
+def version_problem(installed: str, allow_untested: bool) -> str | None:
+    """Why the worker must not start on faust-streaming ``installed`` (None: it may)."""
+    if installed in TESTED or allow_untested:
+        return None
+    return (f"faust-streaming {installed} is installed, but this app reaches into Faust's internals as "
+            f"they are in {', '.join(TESTED)} (flights_app/faust_internals.py); install that version "
+            f"(make install), or set FLIGHTS_FAUST_UNTESTED=1 to run anyway")
+
+
+def check_version(allow_untested: bool) -> None:
+    """Stop with one line if the installed faust-streaming is not a tested version."""
+    problem = version_problem(faust.__version__, allow_untested)
+    if problem is not None:
+        raise SystemExit(f"flights-app: {problem}")
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Never commit past a message that was not acknowledged.
+#
+# Faust keeps ``Consumer._committed_offset[tp]`` as the next offset to process (what Kafka stores:
+# it is set from ``seek_to_committed`` and from ``_new_offset``'s ``batch[-1] + 1``), but its head
+# check in ``_new_offset`` reads it as the last offset processed: it refuses to commit only when the
+# lowest acknowledged offset is more than one above it. So when the message at the committed offset
+# itself is never acknowledged (one dropped from Faust's queues in a rebalance, faust-streaming #596)
+# and the next one is, Faust commits past it and nothing reads it again. Here the head check also
+# holds when exactly the committed offset is missing: the partition's commits then wait, and the
+# commit watchdog (flights_app/commit_stall.py) reads it again from there.
+
+_original_new_offset = Consumer._new_offset
+
+
+def holds_at_head(committed: int | None, acked: list[int], gap) -> bool:
+    """Whether the committed offset itself waits: neither acknowledged nor a known gap (a gap is an
+    offset the consumer skipped over, with no message to acknowledge)."""
+    if not committed or not acked:  # None and 0 are Faust's "nothing committed": it takes what it has
+        return False
+    return min(acked) > committed and not (gap and gap.overlaps(committed))
+
+
+def _new_offset(self, tp):
+    if holds_at_head(self._committed_offset[tp], self._acked[tp], self._gap.get(tp)):
+        return None
+    return _original_new_offset(self, tp)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. After a rebalance, seek the stream partitions to their committed offsets before resuming them.
+#
+# Faust's ``Recovery.on_recovery_completed`` resumes the stream partitions and then seeks them to
+# their committed offsets. The fetcher is already running (it read the changelogs), so in between it
+# fetches from wherever the consumer stood and hands those messages to the agents; the seek then sets
+# the read offset back and the same messages come a second time. Every restart thus delivered its
+# first fetch twice: with one Kafka message per poll and partition (flights_app.batches) that is up to
+# ``FLIGHTS_SCORE_BATCH`` messages, tens of thousands of states, each scored twice. Here the seek
+# comes first, on paused partitions. The rest of the method is Faust's, unchanged.
+
+_original_on_recovery_completed = Recovery.on_recovery_completed
+
+
+async def on_recovery_completed(self, generation_id: int = 0) -> None:
+    consumer = self.app.consumer
+    self.log.info("Restore complete!")
+    await self.app.on_rebalance_complete.send()
+    self._set_recovery_ended()
+    callback_coros = [
+        asyncio.ensure_future(table.on_recovery_completed(self.actives_for_table[table],
+                                                          self.standbys_for_table[table]))
+        for table in self.tables.values()
+    ]
+    if callback_coros:
+        await asyncio.wait(callback_coros)
+    assignment = consumer.assignment()
+    if self.app.consumer_generation_id != generation_id:
+        self.log.warning(f"Recovery rebalancing again app id {self.app.consumer_generation_id} "
+                         f"param {generation_id}")
+        return
+    if assignment:  # while the stream partitions are still paused
+        self.log.info("Seek stream partitions to committed offsets.")
+        await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
+    consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
+    self.completed.set()
+    self.log.dev("Resume stream partitions")
+    self.app.flow_control.resume()
+    consumer.resume_flow()
+    await self.app._fetcher.maybe_start()
+    self.tables.on_actives_ready()
+    if not self.app.assignor.assigned_standbys():
+        self.tables.on_standbys_ready()
+    self.app.on_rebalance_end()
+    self.log.info("Worker ready")
+
+
+def install() -> None:
+    """Apply the patches (idempotent).
+
+    3. Table writes made through Faust's own path (``table[key] = value``: the final marks, expiry's
+    tombstones) go through its producer buffer, which stalls the stream once more than
+    ``max_messages`` (100) wait; every commit flushes the buffer first, so a larger bound only removes
+    the stall."""
+    Consumer._new_offset = _new_offset
+    Recovery.on_recovery_completed = on_recovery_completed
+    ProducerBuffer.max_messages = PRODUCER_BUFFER_MESSAGES
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables: the current event, and a table's RocksDB databases.
+
+@contextmanager
+def current_event(event: EventT) -> Iterator[None]:
+    """Run as if ``event`` were the one being processed: Faust's RocksDB store reads and writes the
+    database of the current event's partition, and sends the changelog there (faust-streaming #497)."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def rocksdb_of(table: CollectionT, partition: int):
+    """The RocksDB database of ``partition`` (None with the memory store: then Faust's own path)."""
+    db_for = getattr(table.data, "_db_for_partition", None)
+    return db_for(partition) if db_for is not None else None
+
+
+def store_set(table: CollectionT, key: bytes, value: bytes) -> None:
+    """Put encoded ``key`` and ``value`` into the current event's partition's database, as Faust's
+    ``table[key] = value`` does before its changelog send (no sensors, no encoding)."""
+    table.data._set(key, value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The consumer's bookkeeping (duck-typed: the commit watchdog's tests use stand-ins).
+
+def committed_offset(consumer, tp) -> int | None:
+    """What Faust believes is committed for ``tp``: the next offset to process (None: nothing)."""
+    return consumer._committed_offset.get(tp)
+
+
+def set_committed_offset(consumer, tp, offset: int | None) -> None:
+    consumer._committed_offset[tp] = offset
+
+
+def acked_offsets(consumer, tp) -> list[int]:
+    """The offsets of ``tp`` acknowledged and not yet committed."""
+    return list(consumer._acked.get(tp) or ())
+
+
+def unacked_messages(consumer, conductor) -> list[Any]:
+    """Messages handed to Faust and not yet acknowledged: taken by a stream (tracked by the consumer)
+    or waiting in an agent's queue (not tracked until a stream takes them)."""
+    messages = [m for m in list(consumer._unacked_messages) if not m.acked]
+    for channel in list(conductor._topics):
+        queue = getattr(channel, "_queue", None)  # created when a stream first reads the channel
+        for item in list(getattr(queue, "_queue", ())):
+            message = getattr(item, "message", None)
+            if message is not None and not message.acked:
+                messages.append(message)
+    return messages
+
+
+async def broker_committed_offset(consumer, tp) -> int | None:
+    """The offset the broker holds committed for ``tp`` (None: none), asked of the consumer's thread."""
+    thread = consumer._thread
+    return await thread.call_thread(thread._ensure_consumer().committed, tp)
+
+
+def producer_client(app: faust.App):
+    """The running aiokafka producer's client (its metadata says whether the brokers answer)."""
+    return app.producer._producer.client
