@@ -256,6 +256,9 @@ async def apply_partials(events: Sequence) -> None:
     partition = events[0].message.partition
     with partition_of(events[-1]):
         touched: dict[str, dict] = {}
+        # Windows changed, marked for the flush only once their entries are in RocksDB: writes await
+        # the producer, and a flush in between would publish the window without the change and forget it.
+        changed: set[tuple[str, str, int]] = set()
         for event in events:
             raw = event.message
             message = decode_partial(raw.value, raw.key, where(raw.topic, raw.partition, raw.offset))
@@ -267,6 +270,8 @@ async def apply_partials(events: Sequence) -> None:
                 for key, entry in touched.items():  # the summary reads the table: write first
                     await writes.put(group_windows, key, entry, partition)
                 touched.clear()
+                dirty.update(changed)
+                changed.clear()
                 window = (message["dimension"], message["name"], message["close"])
                 if window not in finals and not read(group_windows, final_key(*window), partition):
                     summary = window_summary(*window)
@@ -296,9 +301,10 @@ async def apply_partials(events: Sequence) -> None:
                     entry = touched.get(key) or read(group_windows, key, partition) or {"partials": {}}
                     entry["partials"][update["icao24"]] = update["partial"]  # an upsert: replays overwrite
                     touched[key] = entry
-                    dirty.add((dimension, name, start))
+                    changed.add((dimension, name, start))
         for key, entry in touched.items():  # one write per window shard touched
             await writes.put(group_windows, key, entry, partition)
+        dirty.update(changed)
     await outbox.sent()
     writes.persist_offsets()
     if finals:

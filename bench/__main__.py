@@ -233,12 +233,12 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+PERFORMANCE_PAGE = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 MARKERS = ("<!-- bench:start -->", "<!-- bench:end -->")
 
 
-def update_readme(table: str, path: Path = README) -> None:
-    """Put the latest full run's table between the README's bench markers."""
+def update_page(table: str, path: Path = PERFORMANCE_PAGE) -> None:
+    """Put the latest full run's table between the bench markers of docs/performance.md."""
     text = path.read_text()
     start, end = text.index(MARKERS[0]), text.index(MARKERS[1])
     path.write_text(text[:start + len(MARKERS[0])] + "\n" + table + text[end:])
@@ -280,7 +280,7 @@ def main(argv=None) -> int:
     text = markdown(report)
     (args.out / "bench.md").write_text(text)
     if not args.quick and args.out == RESULTS:
-        update_readme(text)  # README's Performance section shows the latest full run
+        update_page(text)  # docs/performance.md shows the latest full run
     print(text)
     return 0
 

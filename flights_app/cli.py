@@ -12,6 +12,7 @@ line saying what is wrong and what to do, and exit status 2; never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -360,7 +361,7 @@ def cmd_up(args: argparse.Namespace) -> None:
         print(f"flights-app: worker started; web endpoints on http://{settings.web_bind}:{settings.web_port}/; "
               f"dashboard on http://{settings.web_bind}:{settings.dashboard_port}/ (Ctrl-C stops everything)",
               flush=True)
-        _supervise(children)
+        _supervise(children, _replay_progress(port) if source == "replay" else None)
     except BrokerError as error:
         stop_all()
         raise fail(str(error)) from None
@@ -371,12 +372,47 @@ def cmd_up(args: argparse.Namespace) -> None:
     print("flights-app: stopped.", flush=True)
 
 
-def _supervise(children: list[Child]) -> None:
-    """Return on Ctrl-C / SIGTERM, or when any child exits on its own."""
+REPLAY_PROGRESS_EVERY_S = 15.0
+
+
+def replay_progress_line(progress: dict) -> str | None:
+    """One line saying how far a replay has got (the fake server's ``/_fake/stats`` ``replay``)."""
+    polls, served, loop = progress["polls"], progress["served"], progress["loop"]
+    if progress.get("finished"):
+        return f"replay: all {polls} polls served; the recording is finished"
+    if served == 0:
+        return None
+    line = f"replay: poll {served} of {polls} ({served / polls:.0%})"
+    return line + (f", pass {loop} over the recording" if loop > 1 else "")
+
+
+def _replay_progress(port: int):
+    """A function giving the replay's progress line (None when the fake server does not answer)."""
+    def line() -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_fake/stats", timeout=2) as response:
+                progress = json.load(response).get("replay")
+        except (OSError, ValueError):
+            return None
+        return replay_progress_line(progress) if progress else None
+
+    return line
+
+
+def _supervise(children: list[Child], progress=None) -> None:
+    """Return on Ctrl-C / SIGTERM, or when any child exits on its own; print ``progress()`` (a replay's)
+    every REPLAY_PROGRESS_EVERY_S seconds when it has moved."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    last, next_report = None, time.monotonic() + REPLAY_PROGRESS_EVERY_S
     while not stop.wait(0.5):
+        if progress is not None and time.monotonic() >= next_report:
+            next_report += REPLAY_PROGRESS_EVERY_S
+            line = progress()
+            if line is not None and line != last:
+                print(f"flights-app: {line}", flush=True)
+                last = line
         for child in children:
             if not child.alive():
                 print(f"flights-app: the {child.name} exited with code {child.process.returncode}; "

@@ -1,7 +1,7 @@
 """All of the app's settings, read once from the environment.
 
 Every setting is an environment variable with a documented default
-(``SETTINGS_DOC``; a test keeps the README's settings table in step). A wrong value
+(``SETTINGS_DOC``; a test keeps the table of docs/settings.md in step). A wrong value
 raises ``SettingsError`` with a message naming the variable and what it
 accepts; the CLI and the app module turn that into one line, never a
 traceback.

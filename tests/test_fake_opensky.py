@@ -126,3 +126,24 @@ def test_replay_by_request_serves_each_poll_once_then_null(tmp_path):
     looping = ReplaySource(polls, pace="request", loop=True, shift_to_present=True, clock=lambda: 1000.0)
     times = [looping.response(None)[0] for _ in range(7)]
     assert times == sorted(times) and len(set(times)) == 7 and times[0] == 1000
+
+
+def test_a_replay_says_how_far_it_has_got():
+    from flights_app.cli import replay_progress_line
+    from flights_app.fake_opensky.recordings import RecordedPoll
+
+    polls = [RecordedPoll(str(i), 100 + i, []) for i in range(4)]
+    replay = ReplaySource(polls, pace="request", loop=True)
+    assert replay.progress() == {"polls": 4, "served": 0, "loop": 1, "finished": False}
+    for _ in range(3):
+        replay.response(None)
+    assert replay.progress() == {"polls": 4, "served": 3, "loop": 1, "finished": False}
+    assert replay_progress_line(replay.progress()) == "replay: poll 3 of 4 (75%)"
+    for _ in range(3):
+        replay.response(None)
+    assert replay_progress_line(replay.progress()) == "replay: poll 2 of 4 (50%), pass 2 over the recording"
+    once = ReplaySource(polls, pace="request")
+    for _ in range(5):
+        once.response(None)
+    assert replay_progress_line(once.progress()) == "replay: all 4 polls served; the recording is finished"
+    assert replay_progress_line({"polls": 4, "served": 0, "loop": 1, "finished": False}) is None

@@ -271,3 +271,42 @@ def test_a_country_with_more_aircraft_in_a_batch_than_one_partials_message_holds
         return latest.get("events")
 
     wait_until(lambda: testland_events() == 5000, 120, "Testland's window to count all 5,000 states")
+
+
+def test_every_window_s_newest_record_counts_every_state_while_flushes_interleave_the_group_stage(
+        kafka, tmp_path, cleanup):
+    """50 countries of 400 aircraft, 2 polls, window records flushed every 50 ms: a flush that runs while
+    the group stage is still writing a window's entries must not publish it without the change and
+    forget it (each window's newest record counts every state)."""
+    import orjson
+
+    from flights_app.batches import pack
+    from flights_app.topic_names import AGGREGATED
+
+    app = TestApp(tmp_path, kafka.url, OPENSKY_URL="http://127.0.0.1:9/api", FLIGHTS_POLL_INTERVAL="3600",
+                  FLIGHTS_AGGREGATE_FLUSH="0.05")
+    cleanup.append(app)
+    app.start_worker()
+    t0 = 1_700_000_000 // 600 * 600 + 60
+    records = []
+    for poll in range(2):
+        states = [{**state_json(f"{0xe00000 + i:06x}", t0 + poll * 5, 40.0 + (i % 100) * 0.01,
+                                -75.0 + (i // 100) * 0.01, poll=f"p{poll}"), "origin_country": f"Country {i % 50}"}
+                  for i in range(20_000)]
+        records += pack(((s["icao24"], orjson.dumps(s)) for s in states), app.partitions)
+    produce_records(app.bootstrap, app.topic(RAW), records)
+
+    def newest_counts() -> dict[str, int]:
+        app.check_workers()
+        latest: dict[str, dict] = {}
+        for _, r in read_topic(app.bootstrap, app.topic(AGGREGATED)):
+            if r["dimension"] == "country" and latest.get(r["name"], {}).get("emitted_at", 0) <= r["emitted_at"]:
+                latest[r["name"]] = r
+        return {name: r["events"] for name, r in latest.items()}
+
+    expected = {f"Country {c}": 400 * 2 for c in range(50)}
+    try:
+        wait_until(lambda: newest_counts() == expected, 180, "every country's newest record to count 800 states")
+    except AssertionError:
+        wrong = {k: v for k, v in newest_counts().items() if v != 800}
+        raise AssertionError(f"{len(wrong)} countries' newest records wrong: {dict(list(wrong.items())[:10])}") from None

@@ -105,12 +105,17 @@ def test_explicit_interval_that_spends_the_credits_says_when():
     assert plan_polling(900.0, False, None, 400).credits_exhausted_after_s is None
 
 
-def test_the_readme_documents_every_setting():
+def test_the_settings_page_documents_every_setting_and_the_readme_quotes_it():
     from flights_app.settings import PROJECT_ROOT, SETTINGS_DOC
 
+    page = (PROJECT_ROOT / "docs" / "settings.md").read_text()
+    for name, (default, meaning) in SETTINGS_DOC.items():
+        assert f"| `{name}` | {default} | {meaning} |" in page, name
     readme = (PROJECT_ROOT / "README.md").read_text()
-    for name, (default, _) in SETTINGS_DOC.items():
-        assert f"| `{name}` | {default} |" in readme, name
+    main = [line for line in readme.splitlines() if line.startswith("| `")  and "FLIGHTS_" in line.split("|")[1]
+            or line.startswith("| `OPENSKY_")]
+    assert len(main) >= 8
+    assert all(line in page.splitlines() for line in main), [line for line in main if line not in page]
     assert readme.splitlines()[3:5] == [
         "make run    # installs what it needs, then starts Kafka, the source, the worker and the dashboard (:5006); "
         "Ctrl-C stops all",

@@ -56,8 +56,15 @@ class ReplaySource:
         self.cadence_s = self.span_s / (len(polls) - 1) if len(polls) > 1 else 1.0
         self.offset = int(self.started) - first if shift_to_present else 0
         self.served = 0
+        self.last_served: tuple[int, int] | None = None  # (loop, poll index) of the last poll served
         self._times = [p.time for p in polls]
         self.exhausted = False
+
+    def progress(self) -> dict:
+        """How far the replay has got: polls in the recording, the last one served (1-based, 0 before
+        the first) and in which pass over the recording (1-based)."""
+        cycle, index = self.last_served if self.last_served is not None else (0, -1)
+        return {"polls": len(self.polls), "served": index + 1, "loop": cycle + 1, "finished": self.exhausted}
 
     def _index_now(self) -> int:
         if self.pace == "request":
@@ -78,6 +85,7 @@ class ReplaySource:
             self.exhausted = True
             return self.polls[-1].time + self.offset, None
         cycle, index = divmod(index, n)
+        self.last_served = (cycle, index)
         # Each loop moves time on by the recording's span, so times keep increasing.
         return self._shift(self.polls[index], cycle * (self.span_s + int(self.cadence_s)))
 
@@ -283,6 +291,7 @@ async def stats(request: web.Request) -> web.Response:
         "exhausted": state.source.exhausted,
         "paused": state.paused, "log": state.requests[-1000:],
         "corruptions": state.faults.corruptions,
+        **({"replay": state.source.progress()} if isinstance(state.source, ReplaySource) else {}),
     })
 
 
