@@ -22,18 +22,13 @@ from typing import Any
 import orjson
 from faust.types import CollectionT
 
+from flights_app.faust_internals import rocksdb_of, store_set
 from flights_app.publish import Outbox, encode
-
-
-def _rocksdb(table: CollectionT, partition: int):
-    """The RocksDB database of ``partition`` (None with the memory store: then Faust's own path)."""
-    db_for = getattr(table.data, "_db_for_partition", None)
-    return db_for(partition) if db_for is not None else None
 
 
 def read(table: CollectionT, key: str, partition: int) -> Any:
     """The value of ``key`` in ``partition``'s database, or None (no sensors, no default factory)."""
-    db = _rocksdb(table, partition)
+    db = rocksdb_of(table, partition)
     if db is None:
         return table.data.get(key)
     raw = db.get(key.encode())
@@ -50,8 +45,8 @@ class TableWrites:
     async def put(self, table: CollectionT, key: str, value: Any, partition: int) -> None:
         """Write ``key`` (in ``partition``'s context: see tables.partitions.partition_of)."""
         key_bytes, value_bytes = key.encode(), encode(value)
-        if _rocksdb(table, partition) is not None:
-            table.data._set(key_bytes, value_bytes)  # the current event's partition, as Faust's set
+        if rocksdb_of(table, partition) is not None:
+            store_set(table, key_bytes, value_bytes)  # the current event's partition, as Faust's set
         else:
             table.data[key] = value
         future = await self.outbox.send_bytes(table.changelog_topic.get_topic_name(), key_bytes, value_bytes, partition)

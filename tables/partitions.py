@@ -8,12 +8,11 @@ handled under an event of that partition.
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
-from faust.streams import _current_event
 from faust.types import EventT
+
+from flights_app.faust_internals import current_event
 
 
 def by_partition(events: Sequence[EventT]) -> list[list[EventT]]:
@@ -24,14 +23,9 @@ def by_partition(events: Sequence[EventT]) -> list[list[EventT]]:
     return list(groups.values())
 
 
-@contextmanager
-def partition_of(event: EventT) -> Iterator[None]:
-    """Run table reads and writes as if ``event`` were the one being processed."""
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
+def partition_of(event: EventT):
+    """Run table reads and writes as if ``event`` were the one being processed (a context manager)."""
+    return current_event(event)
 
 
 def raw_keys(table):

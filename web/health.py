@@ -16,6 +16,7 @@ from faust import web
 
 from agents.scoring import registry
 from flights_app.app import app
+from flights_app.faust_internals import committed_offset, producer_client
 from flights_app.topics import ALL_TOPICS
 
 BROKER_TIMEOUT_S = 2.0
@@ -40,7 +41,7 @@ def consumer_lag() -> dict[tuple[str, int], int]:
         ends = [e for e in (monitor.tp_end_offsets.get(tp), highwater) if e is not None]
         if not ends:
             continue
-        committed = app.consumer._committed_offset.get(tp)  # from the broker at assignment, then ours
+        committed = committed_offset(app.consumer, tp)  # from the broker at assignment, then ours
         if committed is None:
             committed = monitor.tp_committed_offsets.get(tp)
         lag[(tp.topic, tp.partition)] = max(0, max(ends) - (committed or 0))
@@ -49,7 +50,7 @@ def consumer_lag() -> dict[tuple[str, int], int]:
 
 async def broker_status() -> dict:
     try:
-        client = app.producer._producer.client  # the running aiokafka producer's client
+        client = producer_client(app)
         metadata = await asyncio.wait_for(client.fetch_all_metadata(), BROKER_TIMEOUT_S)
         return {"connected": True, "brokers": len(metadata.brokers())}
     except TimeoutError:
