@@ -33,7 +33,7 @@ from flights_app.topics import aggregated_stats, invalid_states, raw_states, win
 from ml.rules import EMERGENCY_SQUAWKS
 from tables.aircraft import aircraft, newest_seen, windows_of
 from tables.direct import TableWrites, read
-from tables.expiry import expire
+from tables.expiry import expire, owned_partitions
 from tables.keys import (
     FINAL,
     SHARDS,
@@ -328,11 +328,14 @@ def window_exists(dimension: str, name: str, start: int, touched: dict[str, dict
 
 
 def window_summary(dimension: str, name: str, start: int) -> dict | None:
-    """The window's statistics, from its 16 shards (None if nothing was counted)."""
+    """The window's statistics, from its 16 shards in its partition's database (None if nothing was
+    counted). Not through Faust's table lookup: outside an event that searches every database the
+    worker has open, a partition's that was revoked and opened again among them (stale copies)."""
+    partition = key_partition(group_name(dimension, name))
     partials: dict[str, dict] = {}
     found = False
     for shard in range(SHARDS):
-        entry = group_windows.get(group_key(dimension, name, start, shard))
+        entry = read(group_windows, group_key(dimension, name, start, shard), partition)
         if entry:
             found = True
             partials.update(entry["partials"])
@@ -343,9 +346,13 @@ def window_summary(dimension: str, name: str, start: int) -> dict | None:
 
 
 def known_windows() -> set[tuple[str, str, int]]:
-    """Every (dimension, name, window_start) this worker's tables hold."""
+    """Every (dimension, name, window_start) of the partitions this worker holds now (a database of a
+    partition moved to another worker may still be open here, with a stale copy)."""
+    owned = owned_partitions(group_windows)
     out = set()
     for key in list(group_windows.keys()):
+        if key_partition(key) not in owned:
+            continue
         dimension, name, start, shard = parse_group_key(key)
         if shard != FINAL:
             out.add((dimension, name, start))
@@ -397,7 +404,8 @@ async def flush_window_updates() -> None:
         republish["pending"] = False
         # Closed windows too: late states may have changed one after its final record.
         dirty.update(known_windows())
-    updated = list(dirty)
+    owned = owned_partitions(group_windows)  # the windows of partitions moved away are the new owner's
+    updated = [window for window in dirty if key_partition(group_name(*window[:2])) in owned]
     dirty.clear()
     outbox = Outbox(app)
     for dimension, name, start in updated:

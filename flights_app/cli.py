@@ -276,7 +276,10 @@ class Child:
 
     def __init__(self, name: str, argv: list[str], env: dict):
         self.name = name
-        self.process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        # In its own session: a Ctrl-C in the terminal reaches `up` alone, which stops the children in
+        # order (a child interrupted while it imports would only print a traceback).
+        self.process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+                                        start_new_session=True)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -365,6 +368,10 @@ def cmd_up(args: argparse.Namespace) -> None:
     except BrokerError as error:
         stop_all()
         raise fail(str(error)) from None
+    except KeyboardInterrupt:  # Ctrl-C while starting (afterwards _supervise takes it)
+        stop_all()
+        print("flights-app: interrupted while starting; stopped.", flush=True)
+        raise SystemExit(130) from None
     except BaseException:
         stop_all()
         raise

@@ -224,7 +224,7 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "FLIGHTS_BACKOFF_MAX": ("300", "longest wait in seconds between failed polls"),
     "FLIGHTS_KAFKA_LIB": ("./.kafka/lib", "where `make install` puts the embedded Kafka's jars"),
     "FLIGHTS_KAFKA_HEAP_MB": ("512", "embedded broker's JVM heap"),
-    "FLIGHTS_KAFKA_COMPRESSION": ("lz4", "compression of what the worker produces: none, gzip, lz4 or zstd"),
+    "FLIGHTS_KAFKA_COMPRESSION": ("zstd", "compression of what the worker produces: none, gzip, lz4 or zstd"),
     "FLIGHTS_KAFKA_LINGER_MS": ("5", "how long the worker's producer gathers records into a batch, ms"),
     "FLIGHTS_LOG_LEVEL": ("info", "log level of the worker"),
     "FLIGHTS_FAUST_UNTESTED": ("0", "1 runs the worker on a faust-streaming version it was not tested with"),
@@ -397,7 +397,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if log_level not in _LOG_LEVELS:
         raise SettingsError(f"FLIGHTS_LOG_LEVEL={log_level!r}: expected one of {', '.join(_LOG_LEVELS)}")
 
-    compression = (env.raw("FLIGHTS_KAFKA_COMPRESSION") or "lz4").lower()
+    compression = (env.raw("FLIGHTS_KAFKA_COMPRESSION") or "zstd").lower()
     if compression not in _COMPRESSIONS:
         raise SettingsError(f"FLIGHTS_KAFKA_COMPRESSION={compression!r}: expected one of {', '.join(_COMPRESSIONS)}")
 

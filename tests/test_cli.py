@@ -207,3 +207,32 @@ def test_every_log_level_the_settings_accept_starts_the_worker_command():
     assert set(FAUST_LOG_LEVELS) == set(_LOG_LEVELS)
     result = run(FLIGHTS_APP + ["worker", "--help"], {"FLIGHTS_LOG_LEVEL": "warning"})
     assert result.returncode == 0 and "Usage" in result.stdout
+
+
+def test_ctrl_c_while_up_is_starting_stops_everything_without_a_traceback(tmp_path):
+    """Ctrl-C in a terminal interrupts the whole foreground process group, here while `up` starts Kafka:
+    `up` stops what it started, says so in one line, and exits 130."""
+    marker = f"FLIGHTS_UP_TEST_{os.getpid()}_{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLIGHTS_", "OPENSKY_"))}
+    env.update({marker: "1", "FLIGHTS_DATADIR": str(tmp_path / "var"),
+                "FLIGHTS_EMBEDDED_BROKER_PORT": str(free_port_pair()), "FLIGHTS_WEB_PORT": str(free_port()),
+                "FLIGHTS_DASHBOARD_PORT": str(free_port()), "FLIGHTS_KAFKA_LIB": str(KAFKA_LIB),
+                "OPENSKY_URL": f"http://127.0.0.1:{free_port()}/api"})
+    log = tmp_path / "up.log"
+    with open(log, "w") as out:
+        up = subprocess.Popen(FLIGHTS_APP + ["up"], env=env, stdout=out, stderr=subprocess.STDOUT,
+                              start_new_session=True)  # its own process group, as in a terminal
+    try:
+        # Kafka takes seconds to be ready after this line: the interrupt comes while it starts.
+        wait_until(lambda: "starting the embedded Kafka" in log.read_text(), 30, "up to start Kafka")
+        os.killpg(up.pid, signal.SIGINT)
+        up.wait(60)
+        text = log.read_text()
+        assert up.returncode == 130, text
+        assert "Traceback" not in text and "interrupted while starting; stopped." in text, text
+        wait_until(lambda: not processes_with_marker(marker), 30, "every process `up` started to exit")
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+        for pid in processes_with_marker(marker):
+            os.kill(pid, signal.SIGKILL)
