@@ -305,6 +305,10 @@ def _free_port() -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> None:
+    # Ctrl-C stops everything from the first second, even when `up` was started with SIGINT ignored
+    # (what a shell does to a command it runs in the background without job control, and Python then
+    # keeps): afterwards _supervise takes the signal over.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     settings = _settings()
     env = dict(os.environ)
     broker: EmbeddedBroker | None = None

@@ -211,7 +211,8 @@ def test_every_log_level_the_settings_accept_starts_the_worker_command():
 
 def test_ctrl_c_while_up_is_starting_stops_everything_without_a_traceback(tmp_path):
     """Ctrl-C in a terminal interrupts the whole foreground process group, here while `up` starts Kafka:
-    `up` stops what it started, says so in one line, and exits 130."""
+    `up` stops what it started, says so in one line, and exits 130. Also when it was started with SIGINT
+    ignored (a shell's background command: the CI run that found this ignored the Ctrl-C altogether)."""
     marker = f"FLIGHTS_UP_TEST_{os.getpid()}_{free_port()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLIGHTS_", "OPENSKY_"))}
     env.update({marker: "1", "FLIGHTS_DATADIR": str(tmp_path / "var"),
@@ -221,7 +222,8 @@ def test_ctrl_c_while_up_is_starting_stops_everything_without_a_traceback(tmp_pa
     log = tmp_path / "up.log"
     with open(log, "w") as out:
         up = subprocess.Popen(FLIGHTS_APP + ["up"], env=env, stdout=out, stderr=subprocess.STDOUT,
-                              start_new_session=True)  # its own process group, as in a terminal
+                              start_new_session=True,  # its own process group, as in a terminal
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         # Kafka takes seconds to be ready after this line: the interrupt comes while it starts.
         wait_until(lambda: "starting the embedded Kafka" in log.read_text(), 30, "up to start Kafka")
