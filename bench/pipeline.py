@@ -8,6 +8,7 @@ every worker it starts is stopped (``Bench.close``), pass or fail.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
@@ -215,13 +216,22 @@ def topic_bytes(bench: Bench, topic: str) -> int:
     return sum(f.stat().st_size for d in bench.broker.log_dir.glob(f"{topic}-*") for f in d.glob("*.log"))
 
 
-async def read_records(bench: Bench, topic: str, partitions: int, limit: int) -> list[tuple[bytes, bytes]]:
+@contextlib.asynccontextmanager
+async def from_start(bench: Bench, topic: str, partitions: int):
+    """A consumer assigned every partition of ``topic``, at its first offset; and the partitions."""
     consumer = bench.consumer()
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
+        yield consumer, tps
+    finally:
+        await consumer.stop()
+
+
+async def read_records(bench: Bench, topic: str, partitions: int, limit: int) -> list[tuple[bytes, bytes]]:
+    async with from_start(bench, topic, partitions) as (consumer, _):
         out: list[tuple[bytes, bytes]] = []
         while len(out) < limit:
             batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
@@ -229,8 +239,6 @@ async def read_records(bench: Bench, topic: str, partitions: int, limit: int) ->
                 break
             out += [(r.key, r.value) for batch in batches.values() for r in batch]
         return out[:limit]
-    finally:
-        await consumer.stop()
 
 
 async def producer_settings(bench: Bench, records: list[tuple[bytes, bytes]]) -> dict:
@@ -296,12 +304,7 @@ async def preload(bench: Bench, topic: str, workload: Workload, partitions: int,
 async def latest_window_counts(bench: Bench, topic: str, partitions: int) -> dict[tuple[str, int], int]:
     """The newest country record per (country, window) on flight-aggregated-data: the distinct
     states it counted (in the window, or late)."""
-    consumer = bench.consumer()
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+    async with from_start(bench, topic, partitions) as (consumer, tps):
         ends = await consumer.end_offsets(tps)
         latest: dict[tuple[str, int], tuple[float, int]] = {}
         while any([await consumer.position(tp) < ends[tp] for tp in tps]):
@@ -314,8 +317,6 @@ async def latest_window_counts(bench: Bench, topic: str, partitions: int) -> dic
                             # Late states (window closed when they came) are counted apart.
                             latest[key] = (value["emitted_at"], value["events"] + value["late_events"])
         return {k: events for k, (_, events) in latest.items()}
-    finally:
-        await consumer.stop()
 
 
 async def throughput(bench: Bench, workload: Workload, *, workers: int = 1, partitions: int | None = None,
