@@ -12,9 +12,10 @@ PYTEST_ARGS ?=
 .PHONY: install chromium-check compose-check run test bench lint soak model evaluate clean distclean
 
 MAPS   := .maps/land-110m.json
+PROMTOOL := $(BIN)/promtool
 WORLD_ATLAS := world-atlas@2.0.2
 
-install: $(STAMP) $(KAFKA_LIB)/.resolved $(MAPS) chromium-check compose-check
+install: $(STAMP) $(KAFKA_LIB)/.resolved $(MAPS) $(PROMTOOL) chromium-check compose-check
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; set PYTHON=python3.x (3.11+)"; exit 1; }
@@ -44,6 +45,18 @@ debian = command -v $(1) >/dev/null || { \
 	    export DEBIAN_FRONTEND=noninteractive; \
 	    apt-get install -y -q $(2) >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $(2) >/dev/null; }; \
 	  else echo "make: $(1) not found: $(3) need it (Debian: sudo apt-get install $(2))"; fi; }
+
+# tests/test_monitoring.py checks the Prometheus rules with promtool, unpacked from Debian's prometheus
+# package into the virtualenv (nothing installed system-wide, no Prometheus service started).
+$(PROMTOOL): | $(STAMP)
+	@command -v apt-get >/dev/null || { echo "make: apt-get not found: the monitoring tests need promtool (Prometheus 2.x) on the PATH"; exit 0; }
+	@echo "Unpacking promtool from Debian's prometheus package..."
+	@tmp=$$(mktemp -d) && cd $$tmp && { apt-get download -q prometheus >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null 2>&1 && apt-get download -q prometheus >/dev/null 2>&1; }; } && \
+	  dpkg-deb --fsys-tarfile prometheus_*.deb | tar -xO ./usr/bin/promtool > $(CURDIR)/$@.tmp && \
+	  chmod +x $(CURDIR)/$@.tmp && mv $(CURDIR)/$@.tmp $(CURDIR)/$@ || \
+	  { rm -f $(CURDIR)/$@.tmp; echo "make: could not get Debian's prometheus package: the monitoring tests need promtool on the PATH"; }; \
+	  rm -rf $$tmp
 
 # The dashboard's browser tests use Debian's Chromium.
 chromium-check:

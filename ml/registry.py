@@ -19,6 +19,7 @@ class ModelRegistry:
         self.current: LoadedModel | None = None
         self._loaded: tuple | None = None  # signature of the files behind `current`
         self._refused: tuple[tuple, str] | None = None  # the last refused signature, and why
+        self.refusals = 0  # reloads refused since start
 
     def load_initial(self) -> LoadedModel:
         """Load at start; a bad model stops the worker (ModelError says why)."""
@@ -50,9 +51,15 @@ class ModelRegistry:
             log.error("Model reload refused, keeping model %s: %s",
                       self.current.version if self.current else "none", error)
             self._refused = (signature, str(error))
+            self.refusals += 1
             return False, str(error)
         self._swap(candidate, signature)
         return True, f"model {candidate.version} loaded"
+
+    @property
+    def refusing(self) -> bool:
+        """True while the files on disk are the ones last refused (the worker scores with an older model)."""
+        return self._refused is not None and self._refused[0] == self._signature()
 
     def _swap(self, model: LoadedModel, signature: tuple | None = None) -> None:
         model.scorer.anomaly_score(np.zeros((1, N_FEATURES)))  # compile before the first real batch

@@ -13,7 +13,16 @@ from flights_app.records import STATE_FIELDS
 from flights_app.topic_names import ALERTS, PROCESSED, RAW
 from ml.features import FEATURES
 from ml.phase import PHASES
-from tests.harness import FakeOpenSky, TestApp, http_json, read_states, read_topic, wait_until
+from tests.harness import (
+    FakeOpenSky,
+    TestApp,
+    http_get,
+    http_json,
+    read_states,
+    read_topic,
+    wait_until,
+)
+from tests.monitoring import exposed_samples
 
 pytestmark = pytest.mark.kafka
 
@@ -193,6 +202,9 @@ def test_a_new_model_is_picked_up_without_restart_and_a_tampered_one_refused(kaf
     status, body = post(f"http://127.0.0.1:{worker.web_port}/model/reload")
     assert status == 409 and "does not match its manifest" in body["message"]
     assert body["model"]["version"] == second  # kept the model it had
+    metrics = exposed_samples(http_get(f"http://127.0.0.1:{worker.web_port}/metrics")[2])
+    assert (metrics["flights_model_refused"], metrics["flights_model_reloads_refused_total"]) == (1, 1)
+    assert metrics["flights_model_loaded"] == 1  # what Prometheus alerts on (monitoring/prometheus/alerts.yml)
     fake.control(paused=True)
     _, processed = wait_all_scored(app, "every raw state scored: none dropped by the swaps")
     assert {v["model_version"] for _, v in processed} == {first, second}

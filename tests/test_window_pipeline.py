@@ -18,6 +18,7 @@ from tests.harness import (
     http_json,
     wait_until,
 )
+from tests.monitoring import missing_from
 from tests.replay import (
     WINDOW_S,
     expected_counts,
@@ -113,6 +114,10 @@ def check_worker_endpoints(base: str, recording, counters: dict) -> None:
     assert any(k.startswith("flights_consumer_lag{") for k in samples)
     assert any(k.startswith("faust_messages_received_per_topic") for k in samples)  # Faust's own sensor
     assert any(k.startswith("flights_scorer_batch_size_count") for k in samples)
+    # Every metric the Grafana dashboard and the Prometheus alert rules name (monitoring/) is declared here.
+    page = http_get(f"{base}/metrics")[2]
+    assert not missing_from(page), f"named in monitoring/ but not on /metrics: {missing_from(page)}"
+    assert samples["process_resident_memory_bytes"] > 50e6 and samples["flights_model_refused"] == 0
 
     newest = newest_states(recording)
     for icao24 in sorted(newest)[:5]:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from faust import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from agents import commit_watchdog, scoring, windows
@@ -40,6 +41,14 @@ class AppCollector(Collector):
         source = service.source.stats if service and service.source else None
         if source is not None:
             yield _counter("flights_source_polls", "OpenSky polls made", source.polls)
+            yield _counter("flights_source_polls_ok", "OpenSky polls answered with states", source.polls_ok)
+            yield GaugeMetricFamily("flights_source_consecutive_failures", "Failed polls since the last good one",
+                                    value=source.consecutive_failures)
+            credits = GaugeMetricFamily("flights_source_credits_remaining", "OpenSky API credits left, as its "
+                                        "last answer said (X-Rate-Limit-Remaining; no sample until it says)")
+            if source.credits_remaining is not None:
+                credits.add_metric([], source.credits_remaining)
+            yield credits
             yield _counter("flights_source_states", "State vectors received from OpenSky", source.states_received)
             yield _counter("flights_source_valid", "Valid states published to flight-raw-data", source.valid)
             invalid = CounterMetricFamily("flights_source_invalid", "States rejected to flight-invalid-data",
@@ -55,6 +64,13 @@ class AppCollector(Collector):
         yield _counter("flights_scored_states", "States scored and published to flight-processed-data", s.events)
         yield _counter("flights_anomalies", "States the model flagged as anomalous", s.anomalies)
         yield _counter("flights_alerts", "Alerts published to flight-alerts", s.alerts)
+        model = scoring.registry
+        yield GaugeMetricFamily("flights_model_loaded", "1 once a model is loaded and scoring",
+                                value=int(model.current is not None))
+        yield GaugeMetricFamily("flights_model_refused", "1 while the model file on disk is one a reload refused "
+                                "(the worker goes on with the model it had)", value=int(model.refusing))
+        yield _counter("flights_model_reloads_refused", "Model reloads refused (bad file or manifest)",
+                       model.refusals)
         w = windows.stats
         yield _counter("flights_window_states", "States seen by the window stage", w.states)
         yield _counter("flights_duplicates_dropped", "Repeated state vectors not counted again",
@@ -123,6 +139,7 @@ class FaustCollector(Collector):
 
 
 registry.register(AppCollector())
+ProcessCollector(registry=registry)  # process_resident_memory_bytes, CPU seconds, open files
 registry.register(FaustCollector())
 
 
