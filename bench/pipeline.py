@@ -392,17 +392,38 @@ class Observer:
     """Reads flight-processed-data and flight-aggregated-data as they fill: the time from each
     state's ingestion to its scored record, and to the first window record that counts it."""
 
-    def __init__(self, bench: Bench, processed: str, aggregated: str, partitions: int):
-        self.consumer = bench.consumer()
+    def __init__(self, bench: Bench | None, processed: str, aggregated: str, partitions: int):
+        self.consumer = bench.consumer() if bench is not None else None
         self.tps = [TopicPartition(t, p) for t in (processed, aggregated) for p in range(partitions)]
         self.processed = processed
         self.scored: list[float] = []
         self.windowed: list[float] = []
         self.pending: dict[tuple[str, int], list[float]] = {}  # (country, window) -> ingest times, sent order
         self.counted: dict[tuple[str, int], int] = {}
+        self.identities: set[tuple[str, int]] = set()  # (icao24, event time) of the states sent
 
-    def sent(self, country: str, window: int, ingest_time: float) -> None:
-        self.pending.setdefault((country, window), []).append(ingest_time)
+    def sent(self, state: dict, ingest_time: float) -> None:
+        """A state sent at ``ingest_time``. A repeat (same aircraft and event time: the workload repeats
+        polls) is not counted by the windows, so it is left out: counted in, it would take the place
+        of a later state in the attribution by count, and every later state would seem to wait."""
+        identity = (state["icao24"], event_time(state))
+        if identity in self.identities:
+            return
+        self.identities.add(identity)
+        key = (state["origin_country"], int(event_time(state) // WINDOW_S) * WINDOW_S)
+        self.pending.setdefault(key, []).append(ingest_time)
+
+    def window_record(self, value: dict, now: float) -> None:
+        """A record of flight-aggregated-data read at ``now``: its count says how many of its window's
+        states (in the order they were sent) it includes; those not counted before waited until now."""
+        if value["dimension"] != "country":
+            return
+        key = (value["name"], value["window_start"])
+        times = self.pending.get(key, [])
+        done = self.counted.get(key, 0)
+        for ingest in times[done:value["events"]]:
+            self.windowed.append(now - ingest)
+        self.counted[key] = max(done, min(value["events"], len(times)))
 
     async def run(self) -> None:
         await self.consumer.start()
@@ -416,15 +437,7 @@ class Observer:
                     self.scored += [now - orjson.loads(r.value)["state"]["ingest_time"] for r in records]
                     continue
                 for r in records:
-                    value = orjson.loads(r.value)
-                    if value["dimension"] != "country":
-                        continue
-                    key = (value["name"], value["window_start"])
-                    times = self.pending.get(key, [])
-                    done = self.counted.get(key, 0)
-                    for ingest in times[done:value["events"]]:
-                        self.windowed.append(now - ingest)
-                    self.counted[key] = max(done, min(value["events"], len(times)))
+                    self.window_record(orjson.loads(r.value), now)
 
     async def close(self) -> None:
         await self.consumer.stop()
@@ -459,7 +472,7 @@ async def fixed_rate(bench: Bench, workload: Workload, *, rate: float, seconds: 
             while sent < due:
                 # Fresh event times (the workload repeats), so no state counts as a duplicate or late.
                 state = shifted(workload.states[sent % len(workload)], sent // len(workload))
-                observer.sent(state["origin_country"], int(event_time(state) // WINDOW_S) * WINDOW_S, wall)
+                observer.sent(state, wall)
                 states.append(state)
                 sent += 1
             for partition, key, value in raw_records(states, wall, bench.partitions, batched=True):

@@ -1,8 +1,8 @@
 """The Faust application: ``faust -A flights_app.app worker -l info``.
 
-Declarations live here and in the modules imported at the bottom (topics,
-then one module per agent); the agents themselves are thin loops over plain
-functions that are tested without Kafka.
+The app and its settings live here; the stages (``STAGES``: the topics, one module per agent, the
+web pages) declare themselves on it and are imported by Faust's autodiscovery when the worker
+starts. The agents are thin loops over plain functions that are tested without Kafka.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ try:
     settings = load_settings()
 except SettingsError as error:  # a user's mistake: one line, no traceback
     raise SystemExit(f"flights-app: configuration error: {error}") from None
+
+#: The modules that declare the worker's stages (found by Faust's autodiscovery: see below).
+STAGES = ["flights_app.topics", "agents", "web.endpoints", "web.metrics"]
 
 faust_internals.check_version(settings.faust_untested)
 faust_internals.install()  # commits, recovery and the producer buffer (see that module)
@@ -48,8 +51,9 @@ app = faust.App(
     producer_compression_type=None if settings.kafka_compression == "none" else settings.kafka_compression,
     producer_max_batch_size=1 << 20,
     producer_max_request_size=4 << 20,
+    # The stages register their topics, agents, tables, timers and pages on `app` when Faust imports
+    # them as the worker starts (App.main, `faust -A`): this module imports none of them, so the
+    # core (settings, records, validation, topics) never depends on the agents or the web layer.
+    autodiscover=STAGES,
+    origin="flights_app",
 )
-# Import for their side effect of registering topics, tasks and agents on `app`.
-from agents import commit_watchdog, scoring, source, windows  # noqa: E402,F401
-from flights_app import topics  # noqa: E402,F401
-from web import endpoints  # noqa: E402,F401

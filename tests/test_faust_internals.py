@@ -120,7 +120,6 @@ def test_a_worker_at_warning_level_keeps_the_root_logger_at_warning():
 
     import faust
 
-    import flights_app.app  # noqa: F401 - the app first (it imports the agents)
     from flights_app.worker import Worker
 
     def configured(worker_class) -> logging.Logger:

@@ -77,7 +77,6 @@ def test_a_table_key_lands_in_the_partition_of_its_stream_key():
 
 
 def test_a_batch_s_partials_split_into_messages_of_at_most_so_many_partials_in_order():
-    import flights_app.app  # noqa: F401 - the app first (it imports the agents)
     from agents.windows import _chunks
 
     groups = [{"dimension": "country", "name": f"c{g}", "partials": [{"icao24": f"{g}-{i}"} for i in range(n)]}
