@@ -12,6 +12,7 @@ line saying what is wrong and what to do, and exit status 2; never a traceback.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -159,7 +160,22 @@ def cmd_opensky_fake(args: argparse.Namespace) -> None:
     print(f"Fake OpenSky {what}\n  OPENSKY_URL={base}/api\n  OPENSKY_TOKEN_URL={base}/auth/realms/"
           "opensky-network/protocol/openid-connect/token", flush=True)
     logging.basicConfig(level=logging.WARNING)
-    web.run_app(make_app(state), host=args.host, port=args.port, print=None, access_log=None)
+    server = make_app(state)
+    if isinstance(source, ReplaySource):
+        reporter = ProgressReporter(lambda: replay_progress_line(source.progress()), "opensky-fake: ")
+
+        async def report(_app) -> None:
+            async def loop() -> None:
+                while True:
+                    await asyncio.sleep(1.0)
+                    reporter.tick()
+
+            task = asyncio.get_running_loop().create_task(loop())
+            yield
+            task.cancel()
+
+        server.cleanup_ctx.append(report)
+    web.run_app(server, host=args.host, port=args.port, print=None, access_log=None)
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -383,18 +399,53 @@ def cmd_up(args: argparse.Namespace) -> None:
     print("flights-app: stopped.", flush=True)
 
 
-REPLAY_PROGRESS_EVERY_S = 15.0
+#: A replay's progress line, every this many seconds on a terminal, and once a minute in a log or a pipe.
+PROGRESS_EVERY_S = {True: 15.0, False: 60.0}
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def replay_progress_line(progress: dict) -> str | None:
-    """One line saying how far a replay has got (the fake server's ``/_fake/stats`` ``replay``)."""
+    """One line saying how far a replay has got (the fake server's ``/_fake/stats`` ``replay``):
+    polls served of the total, states per second so far, and the time the pass still takes."""
     polls, served, loop = progress["polls"], progress["served"], progress["loop"]
     if progress.get("finished"):
         return f"replay: all {polls} polls served; the recording is finished"
     if served == 0:
         return None
     line = f"replay: poll {served} of {polls} ({served / polls:.0%})"
-    return line + (f", pass {loop} over the recording" if loop > 1 else "")
+    if progress.get("elapsed_s"):
+        line += f", {progress['states'] / progress['elapsed_s']:,.0f} states/s"
+    if progress.get("time_left_s") is not None:
+        line += f", about {_duration(progress['time_left_s'])} left"
+    return line + (f" (pass {loop} over the recording)" if loop > 1 else "")
+
+
+class ProgressReporter:
+    """Prints ``line()`` (None: nothing to say) when it changed, every PROGRESS_EVERY_S: often on a
+    terminal, once a minute when the output is a log or a pipe."""
+
+    def __init__(self, line, prefix: str, stream=None, clock=time.monotonic):
+        self.line, self.prefix, self.clock = line, prefix, clock
+        self.stream = stream or sys.stdout
+        self.every = PROGRESS_EVERY_S[self.stream.isatty()]
+        self.next = clock() + self.every
+        self.last: str | None = None
+
+    def tick(self) -> None:
+        if self.clock() < self.next:
+            return
+        self.next = self.clock() + self.every
+        text = self.line()
+        if text is not None and text != self.last:
+            print(f"{self.prefix}{text}", file=self.stream, flush=True)
+            self.last = text
 
 
 def _replay_progress(port: int):
@@ -411,19 +462,15 @@ def _replay_progress(port: int):
 
 
 def _supervise(children: list[Child], progress=None) -> None:
-    """Return on Ctrl-C / SIGTERM, or when any child exits on its own; print ``progress()`` (a replay's)
-    every REPLAY_PROGRESS_EVERY_S seconds when it has moved."""
+    """Return on Ctrl-C / SIGTERM, or when any child exits on its own; report ``progress()`` (a
+    replay's line) as ProgressReporter does."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    last, next_report = None, time.monotonic() + REPLAY_PROGRESS_EVERY_S
+    reporter = ProgressReporter(progress, "flights-app: ") if progress is not None else None
     while not stop.wait(0.5):
-        if progress is not None and time.monotonic() >= next_report:
-            next_report += REPLAY_PROGRESS_EVERY_S
-            line = progress()
-            if line is not None and line != last:
-                print(f"flights-app: {line}", flush=True)
-                last = line
+        if reporter is not None:
+            reporter.tick()
         for child in children:
             if not child.alive():
                 print(f"flights-app: the {child.name} exited with code {child.process.returncode}; "

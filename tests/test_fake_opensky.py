@@ -128,22 +128,57 @@ def test_replay_by_request_serves_each_poll_once_then_null(tmp_path):
     assert times == sorted(times) and len(set(times)) == 7 and times[0] == 1000
 
 
-def test_a_replay_says_how_far_it_has_got():
+def test_a_replay_says_how_far_it_has_got_how_fast_and_how_long_it_still_takes():
     from flights_app.cli import replay_progress_line
     from flights_app.fake_opensky.recordings import RecordedPoll
 
-    polls = [RecordedPoll(str(i), 100 + i, []) for i in range(4)]
-    replay = ReplaySource(polls, pace="request", loop=True)
-    assert replay.progress() == {"polls": 4, "served": 0, "loop": 1, "finished": False}
+    clock = [1000.0]
+    polls = [RecordedPoll(str(i), 100 + 10 * i, [["abcdef"] + [None] * 16] * 500) for i in range(4)]  # 500 states
+    replay = ReplaySource(polls, pace="request", loop=True, clock=lambda: clock[0])
+    assert replay.progress()["served"] == 0 and replay_progress_line(replay.progress()) is None
     for _ in range(3):
         replay.response(None)
-    assert replay.progress() == {"polls": 4, "served": 3, "loop": 1, "finished": False}
-    assert replay_progress_line(replay.progress()) == "replay: poll 3 of 4 (75%)"
+        clock[0] += 2.0  # a poll every 2 s
+    assert replay.progress() == {"polls": 4, "served": 3, "loop": 1, "finished": False, "states": 1500,
+                                 "elapsed_s": 6.0, "time_left_s": 2.0}
+    assert replay_progress_line(replay.progress()) == "replay: poll 3 of 4 (75%), 250 states/s, about 2 s left"
     for _ in range(3):
         replay.response(None)
-    assert replay_progress_line(replay.progress()) == "replay: poll 2 of 4 (50%), pass 2 over the recording"
+        clock[0] += 2.0
+    assert replay_progress_line(replay.progress()) == (
+        "replay: poll 2 of 4 (50%), 250 states/s, about 4 s left (pass 2 over the recording)")
+    # At the recorded cadence (10 s between polls), twice as fast: the time left follows the recording.
+    paced = ReplaySource([RecordedPoll(str(i), 100 + 10 * i, []) for i in range(400)], pace="clock", speed=2.0,
+                         clock=lambda: clock[0])
+    paced.response(None)
+    assert paced.progress()["time_left_s"] == 399 * 5.0
+    assert "about 33 min left" in replay_progress_line(paced.progress())
     once = ReplaySource(polls, pace="request")
     for _ in range(5):
         once.response(None)
     assert replay_progress_line(once.progress()) == "replay: all 4 polls served; the recording is finished"
-    assert replay_progress_line({"polls": 4, "served": 0, "loop": 1, "finished": False}) is None
+
+
+def test_progress_is_reported_often_on_a_terminal_and_once_a_minute_in_a_log():
+    import io
+
+    from flights_app.cli import ProgressReporter
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    clock = [0.0]
+    lines = iter(f"line {i}" for i in range(1000))
+    for stream, every in ((Terminal(), 15), (io.StringIO(), 60)):
+        reporter = ProgressReporter(lambda: next(lines), "x: ", stream=stream, clock=lambda: clock[0])
+        for _ in range(240):  # four minutes, ticked every second
+            clock[0] += 1.0
+            reporter.tick()
+        assert len(stream.getvalue().splitlines()) == 240 // every, every
+        assert stream.getvalue().startswith("x: line ")
+    same = ProgressReporter(lambda: "no change", "", stream=io.StringIO(), clock=lambda: clock[0])
+    for _ in range(300):
+        clock[0] += 1.0
+        same.tick()
+    assert same.stream.getvalue() == "no change\n"  # a line that did not change is not repeated

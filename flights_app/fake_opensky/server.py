@@ -59,12 +59,27 @@ class ReplaySource:
         self.last_served: tuple[int, int] | None = None  # (loop, poll index) of the last poll served
         self._times = [p.time for p in polls]
         self.exhausted = False
+        self.states_served = 0
+        self.first_served_at: float | None = None
 
     def progress(self) -> dict:
         """How far the replay has got: polls in the recording, the last one served (1-based, 0 before
-        the first) and in which pass over the recording (1-based)."""
+        the first), in which pass over the recording (1-based), the states served and the seconds since
+        the first poll was, and the seconds the pass still takes (None until it can be told)."""
         cycle, index = self.last_served if self.last_served is not None else (0, -1)
-        return {"polls": len(self.polls), "served": index + 1, "loop": cycle + 1, "finished": self.exhausted}
+        n = len(self.polls)
+        elapsed = 0.0 if self.first_served_at is None else self.clock() - self.first_served_at
+        left = n - (index + 1)
+        if self.exhausted or left == 0:
+            time_left = 0.0
+        elif self.pace == "clock":
+            time_left = left * self.cadence_s / self.speed
+        else:  # as fast as polls come: at the pace they have come so far
+            done = cycle * n + index + 1
+            time_left = left * elapsed / done if done and elapsed > 0 else None
+        return {"polls": n, "served": index + 1, "loop": cycle + 1, "finished": self.exhausted,
+                "states": self.states_served, "elapsed_s": round(elapsed, 3),
+                "time_left_s": None if time_left is None else round(time_left, 1)}
 
     def _index_now(self) -> int:
         if self.pace == "request":
@@ -86,6 +101,9 @@ class ReplaySource:
             return self.polls[-1].time + self.offset, None
         cycle, index = divmod(index, n)
         self.last_served = (cycle, index)
+        self.states_served += len(self.polls[index].states or ())
+        if self.first_served_at is None:
+            self.first_served_at = self.clock()
         # Each loop moves time on by the recording's span, so times keep increasing.
         return self._shift(self.polls[index], cycle * (self.span_s + int(self.cadence_s)))
 
