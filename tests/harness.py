@@ -122,6 +122,11 @@ class Proc:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
+    def discard(self) -> None:
+        """At a test's end: killed with everything it started (nothing a clean stop gives is needed)."""
+        self.kill()
+        self._log.close()
+
 
 class FakeOpenSky(Proc):
     def __init__(self, tmp: Path, *args: str):
@@ -200,6 +205,10 @@ class TestApp:
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop()
+
+    def discard(self) -> None:
+        for worker in self.workers:
+            worker.discard()
 
     def check_workers(self) -> None:
         for worker in self.workers:
