@@ -220,15 +220,24 @@ async def _sample(bench: Bench, probe, worker, prefix: str, partitions: int, t: 
 
 
 def _rss_growth(samples: list[dict], restarts: list[dict]) -> dict:
-    """The worker's RSS at the end of each life (the last sample before each restart, and the last),
-    after the first life: growth from the second life's end to the last life's end."""
-    ends, bounds = [], [r["t_s"] for r in restarts] + [float("inf")]
-    for bound in bounds:
-        before = [s["rss_mb"] for s in samples if s["t_s"] < bound and s["rss_mb"]]
-        if before:
-            ends.append(before[-1])
-    base = ends[1] if len(ends) > 2 else ends[0]
-    return {"per_life_end_mb": ends, "growth_pct": round((ends[-1] - base) / base * 100, 1)}
+    """The worker's RSS at the end of each life (the last sample before each restart, and the last)
+    and the growth from the second working life's end to the last working life's end. A life that
+    scored nothing is left out of the growth: after a kill -9 the new worker waits for the dead one's
+    session to time out, and with short lives it can be restarted again before it scores anything
+    (an RSS of a worker that never loaded its work, compared with one that did)."""
+    ends, working, bounds = [], [], [r["t_s"] for r in restarts] + [float("inf")]
+    start = float("-inf")
+    for bound in bounds:  # a sample taken at a restart's second is the life before it
+        life = [s for s in samples if start < s["t_s"] < bound and s["rss_mb"]]
+        start = bound
+        if life:
+            ends.append(life[-1]["rss_mb"])
+            if life[-1]["scored"] > life[0]["scored"]:
+                working.append(life[-1]["rss_mb"])
+    working = working or ends
+    base = working[1] if len(working) > 2 else working[0]
+    return {"per_life_end_mb": ends, "working_life_end_mb": working,
+            "growth_pct": round((working[-1] - base) / base * 100, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -95,3 +95,22 @@ def test_window_latency_is_attributed_only_to_states_the_windows_count():
     observer.window_record({**record, "events": 2}, now=20.0)  # a record counting nothing new
     observer.window_record({**record, "dimension": "airline", "events": 9}, now=21.0)
     assert observer.windowed == [3.0, 3.0]
+
+
+def test_the_soaks_rss_growth_leaves_out_lives_that_scored_nothing():
+    """With restarts every 60 s, a worker restarted after a kill -9 can wait out the dead worker's
+    session and be restarted again before it scores anything: its RSS (no work loaded) is no base
+    for growth. Lives that scored are compared, second to last; growth among them still fails."""
+    from bench.soak import _rss_growth
+
+    def life(t0: int, rss: float, scored_from: int, scored_to: int) -> list[dict]:
+        return [{"t_s": t0 + 10, "rss_mb": rss, "scored": scored_from},
+                {"t_s": t0 + 50, "rss_mb": rss, "scored": scored_to}]
+
+    restarts = [{"t_s": t} for t in (60, 120, 180)]
+    samples = life(0, 340, 0, 50) + life(60, 250, 50, 50) + life(120, 400, 50, 90) + life(180, 390, 90, 130)
+    growth = _rss_growth(samples, restarts)
+    assert growth["per_life_end_mb"] == [340, 250, 400, 390]
+    assert growth["working_life_end_mb"] == [340, 400, 390] and growth["growth_pct"] == -2.5
+    leaking = samples[:-1] + [{"t_s": 230, "rss_mb": 480, "scored": 130}]
+    assert _rss_growth(leaking, restarts)["growth_pct"] == 20.0
