@@ -86,10 +86,10 @@ soak: install
 
 # The shipped default model (ml/models/default.joblib + .json): reproducible, seed 1.
 model: install
-	$(BIN)/flights-app train --aircraft 300 --minutes 60 --seed 1 --anomaly-rate 0.01 --estimators 200 --contamination 0.01
+	$(BIN)/flights-app train --aircraft 300 --minutes 60 --seed 1 --estimators 200 --budget 0.001
 
 evaluate: install
-	$(BIN)/flights-app evaluate
+	$(BIN)/flights-app evaluate --docs docs/anomaly-detection.md
 
 lint: install
 	$(BIN)/ruff check flights_app agents tables ml web tests

@@ -30,7 +30,7 @@ from flights_app.topics import alerts, invalid_states, processed_states, raw_sta
 from flights_app.webhook import AlertWebhook
 from ml.model import ModelError
 from ml.registry import ModelRegistry
-from ml.scoring import score_batch
+from ml.scoring import pages, score_batch
 from tables.aircraft import aircraft, memory_of
 from tables.direct import TableWrites, read
 from tables.partitions import by_partition, partition_of
@@ -53,6 +53,7 @@ class ScorerStats:
     events = 0
     anomalies = 0
     alerts = 0
+    data_faults = 0
     last_batch_size = 0
     last_batch_ms = 0.0
 
@@ -82,12 +83,14 @@ if settings.model_watch_s > 0:
             await asyncio.get_running_loop().run_in_executor(None, registry.reload)
 
 
-def alert_for(scored: ScoredState) -> Alert | None:
-    reasons = list(scored.alerts)
-    if scored.ml_is_anomaly and scored.ml_anomaly_score >= settings.alert_score:
-        reasons.append(f"model anomaly (score {scored.ml_anomaly_score:.2f}): {scored.anomaly_reason}")
-    if not reasons:
+def alert_for(scored: ScoredState, alert_threshold: float) -> Alert | None:
+    """What pages (``ml.scoring.pages``), from the model's alert threshold or FLIGHTS_ALERT_SCORE if higher."""
+    if not pages(scored.alerts, scored.data_faults, scored.ml_is_anomaly, scored.ml_anomaly_score,
+                 max(alert_threshold, settings.alert_score)):
         return None
+    reasons = list(scored.alerts)
+    if scored.ml_is_anomaly and not scored.data_faults:
+        reasons.append(f"model anomaly (score {scored.ml_anomaly_score:.2f}): {scored.anomaly_reason}")
     s = scored.state
     return Alert(icao24=s.icao24, callsign=s.callsign, event_time=s.event_time, last_contact=s.last_contact, latitude=s.latitude,
                  longitude=s.longitude, reasons=reasons, ml_anomaly_score=scored.ml_anomaly_score, squawk=s.squawk)
@@ -133,9 +136,11 @@ async def score_states_of(partition: int, event, states: list[StateVector], outb
             memory = updated.get(icao24) or memories[icao24]
             await writes.put(aircraft, icao24, {"memory": memory.as_dict() if memory else None,
                                                 "last": newest.get(icao24), "windows": windows[icao24]}, partition)
+    alert_threshold = registry.current.alert_threshold
     for item in scored:
         await outbox.send(processed_states, item.state.icao24, item)
-        alert = alert_for(item)
+        stats.data_faults += bool(item.data_faults)
+        alert = alert_for(item, alert_threshold)
         if alert is not None:
             await outbox.send(alerts, alert.icao24, alert)
             stats.alerts += 1

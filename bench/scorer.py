@@ -20,6 +20,7 @@ import numpy as np
 
 from ml import dataset
 from ml import model as model_io
+from ml.features import model_input
 
 BATCH_SIZES = (1, 10, 100, 1000, 10000)
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -44,7 +45,8 @@ def run(quick: bool = False) -> dict:
     """Rows per second of both scorers at each batch size (a ratio from the same run)."""
     min_time, repeats = (0.05, 1) if quick else (1.0, 3)
     model = model_io.load(model_io.DEFAULT_MODEL)
-    X = np.array([r[1] for r in dataset.feature_rows(dataset.simulated_polls(200, seed=7, minutes=5))])
+    rows = np.array([r.features for r in dataset.feature_rows(dataset.simulated_polls(200, seed=7, minutes=5))])
+    X = model_input(rows, model.scale)  # what the pipeline sees of them
     model.scorer.anomaly_score(X[:1])  # compile outside the timing
     rows_out = []
     for n in BATCH_SIZES:

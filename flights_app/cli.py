@@ -190,85 +190,93 @@ def _port_free(host: str, port: int) -> bool:
 # -- train / evaluate ---------------------------------------------------------------------
 
 #: The default model's training run: `make model` runs exactly this.
-TRAIN_DEFAULTS = {"aircraft": 300, "minutes": 60.0, "seed": 1, "anomaly_rate": 0.01}
-#: Evaluation traffic: another seed than training, and more anomalies so each kind has many.
-EVALUATE_DEFAULTS = {"aircraft": 300, "minutes": 30.0, "seed": 2, "anomaly_rate": 0.02}
+TRAIN_DEFAULTS = {"aircraft": 300, "minutes": 60.0, "seed": 1}
+#: Where the team's real recordings are (../shared/data beside the clone).
+DEFAULT_DATA = Path("../shared/data")
 
 
-def _polls(args):
+def _data_dir(args) -> Path | None:
+    """The recordings folder, or None with ``--no-data``; a missing folder is a clear error."""
+    if args.no_data:
+        return None
+    data = Path(args.data)
+    if not data.is_dir():
+        raise fail(f"no recordings at {data}: pass --data DIR (the shared data folder) or --no-data "
+                   "for simulated traffic only")
+    return data
+
+
+def _rows(polls, desc: str, total: int | None = None):
+    from tqdm import tqdm
+
     from ml import dataset
 
-    if args.recording:
-        from flights_app.fake_opensky.recordings import RecordingError
-
-        try:
-            polls = list(dataset.recorded_polls(Path(args.recording)))
-        except RecordingError as error:
-            raise fail(str(error)) from None
-        return polls, len(polls), f"recording {args.recording}"
-    if args.aircraft < 1 or args.minutes <= 0 or not 0 <= args.anomaly_rate <= 1:
-        raise fail("--aircraft must be >= 1, --minutes > 0 and --anomaly-rate within 0..1")
-    steps = int(args.minutes * 60 / 5.0)
-    polls = dataset.simulated_polls(args.aircraft, seed=args.seed, minutes=args.minutes,
-                                    anomaly_rate=args.anomaly_rate)
-    source = (f"simulator: {args.aircraft} aircraft, {args.minutes:g} min at 5 s polls, seed {args.seed}, "
-              f"anomaly rate {args.anomaly_rate:g}")
-    return polls, steps, source
+    with tqdm(total=total, desc=desc, unit="poll", disable=None) as bar:
+        return list(dataset.feature_rows(polls, bar))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    import numpy as np
-    from tqdm import tqdm
+    from ml import dataset, model
 
-    from ml import dataset, evaluate, model
-
-    if args.estimators < 1 or not 0 < args.contamination <= 0.5:
-        raise fail("--estimators must be >= 1 and --contamination within (0, 0.5]")
-    polls, steps, source = _polls(args)
-    with tqdm(total=steps, desc="features", unit="poll", disable=None) as bar:
-        X = np.array([row[1] for row in dataset.feature_rows(polls, bar)])
-    if len(X) < 100:
-        raise fail(f"only {len(X)} valid states in {source}: too few to train on")
-    print(f"training on {len(X)} states ({source})", flush=True)
-    params = {"n_estimators": args.estimators, "contamination": args.contamination, "random_state": args.seed}
-    pipeline = model.train(X, **params)
-    tmp = Path(args.out).with_suffix(".candidate.joblib")
-    model.save(pipeline, tmp, training_rows=len(X), source=source, params=params)
-    candidate = model.load(tmp)
-    ev_args = argparse.Namespace(recording=None, **EVALUATE_DEFAULTS)
-    ev_polls, ev_steps, ev_source = _polls(ev_args)
-    with tqdm(total=ev_steps, desc="evaluate", unit="poll", disable=None) as bar:
-        evaluation = evaluate.evaluate(candidate, dataset.feature_rows(ev_polls, bar))
-    print(evaluate.format_table(evaluation), flush=True)
-    manifest = model.save(pipeline, Path(args.out), training_rows=len(X), source=source, params=params,
-                          evaluation={"source": ev_source, **evaluation.as_dict()})
-    for leftover in (tmp, tmp.with_suffix(".json")):
-        leftover.unlink(missing_ok=True)
-    print(f"model {manifest['version']} written to {args.out} (+ manifest {Path(args.out).with_suffix('.json').name})")
+    if args.estimators < 1 or not 0 < args.budget < 1 or args.aircraft < 1 or args.minutes <= 0:
+        raise fail("--estimators and --aircraft must be >= 1, --minutes > 0 and --budget within (0, 1)")
+    data = _data_dir(args)
+    sim = lambda seed, minutes: dataset.simulated_polls(  # noqa: E731
+        args.aircraft, seed=seed, minutes=minutes, anomaly_rate=0.0)
+    steps = int(args.minutes * 60 / 5.0)
+    train_rows = _rows(sim(args.seed, args.minutes), "training traffic", steps)
+    calibrate_rows = _rows(sim(args.seed + 2, args.minutes / 2), "calibration traffic", steps // 2)
+    source = f"simulator: {args.aircraft} aircraft, {args.minutes:g} min at 5 s polls, seed {args.seed}, no anomalies"
+    calibration_source = f"simulator seed {args.seed + 2}, {args.minutes / 2:g} min"
+    if data is not None:
+        for name in dataset.ORDINARY:
+            try:
+                train_rows += _rows(dataset.part_polls(data / name, dataset.TRAIN_PART), f"{name} (training part)")
+                calibrate_rows += _rows(dataset.part_polls(data / name, dataset.CALIBRATE_PART),
+                                        f"{name} (calibration part)")
+            except (OSError, ValueError) as error:
+                raise fail(f"cannot read {data / name}: {error}") from None
+        recordings = ", ".join(dataset.ORDINARY)
+        source += f"; {recordings}: aircraft of part {dataset.TRAIN_PART} of 3"
+        calibration_source += f"; the same recordings, aircraft of part {dataset.CALIBRATE_PART} of 3"
+    X, C = dataset.clean_features(train_rows), dataset.clean_features(calibrate_rows)
+    if len(X) < 100 or len(C) < 100:
+        raise fail(f"only {len(X)} clean training and {len(C)} calibration states: too few")
+    print(f"training on {len(X)} clean states ({source})", flush=True)
+    params = {"n_estimators": args.estimators, "random_state": args.seed}
+    pipeline, scale = model.train(X, **params)
+    calibration = {**model.calibrate(pipeline, scale, C, args.budget), "calibration_source": calibration_source}
+    print(f"threshold {calibration['threshold']:.4f} (a share {args.budget:g} of {len(C)} held-out clean states "
+          f"above it), alert threshold {calibration['alert_threshold']:.4f} (none above it)", flush=True)
+    manifest = model.save(pipeline, Path(args.out), scale=scale, calibration=calibration, training_rows=len(X),
+                          source=source, params=params)
+    print(f"model {manifest['version']} written to {args.out} (+ manifest {Path(args.out).with_suffix('.json').name}); "
+          "measure it with `flights-app evaluate`")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
-
-    from ml import dataset, evaluate, model
+    from ml import evaluate, model
 
     try:
         loaded = model.load(Path(args.model))
     except model.ModelError as error:
         raise fail(str(error)) from None
-    polls, steps, source = _polls(args)
-    with tqdm(total=steps, desc="evaluate", unit="poll", disable=None) as bar:
-        evaluation = evaluate.evaluate(loaded, dataset.feature_rows(polls, bar))
-    print(f"model {loaded.version} on {source}\n")
-    print(evaluate.format_table(evaluation))
+    data = _data_dir(args)
+    report = evaluate.run(loaded, data, quick=args.quick, say=lambda line: print(line, file=sys.stderr, flush=True))
+    print(evaluate.format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+    if args.docs:
+        try:
+            evaluate.write_between_markers(args.docs, evaluate.markdown(report))
+        except (OSError, ValueError) as error:
+            raise fail(f"cannot write the report into {args.docs}: {error}") from None
+        print(f"report written into {args.docs}", file=sys.stderr)
 
 
-def _add_traffic_options(parser: argparse.ArgumentParser, defaults: dict) -> None:
-    parser.add_argument("--recording", metavar="PATH", help="use a recording instead of the simulator")
-    parser.add_argument("--aircraft", type=int, default=defaults["aircraft"])
-    parser.add_argument("--minutes", type=float, default=defaults["minutes"])
-    parser.add_argument("--seed", type=int, default=defaults["seed"])
-    parser.add_argument("--anomaly-rate", type=float, default=defaults["anomaly_rate"])
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="folder of the real recordings (default %(default)s)")
+    parser.add_argument("--no-data", action="store_true", help="simulated traffic only")
 
 
 # -- up -----------------------------------------------------------------------------------
@@ -524,14 +532,22 @@ def build_parser() -> argparse.ArgumentParser:
     from ml.model import DEFAULT_MODEL
 
     train = sub.add_parser("train", help="fit the anomaly model (StandardScaler + IsolationForest)")
-    _add_traffic_options(train, TRAIN_DEFAULTS)
+    train.add_argument("--aircraft", type=int, default=TRAIN_DEFAULTS["aircraft"])
+    train.add_argument("--minutes", type=float, default=TRAIN_DEFAULTS["minutes"])
+    train.add_argument("--seed", type=int, default=TRAIN_DEFAULTS["seed"])
     train.add_argument("--estimators", type=int, default=200)
-    train.add_argument("--contamination", type=float, default=0.01)
+    train.add_argument("--budget", type=float, default=0.001,
+                       help="share of held-out clean states the model may flag (default %(default)s)")
     train.add_argument("--out", default=str(DEFAULT_MODEL), help="model file (default %(default)s)")
+    _add_data_options(train)
 
-    evaluate = sub.add_parser("evaluate", help="precision/recall of model and rules on labelled simulated traffic")
-    _add_traffic_options(evaluate, EVALUATE_DEFAULTS)
+    evaluate = sub.add_parser("evaluate", help="the model, the rules and both on labelled and real traffic")
     evaluate.add_argument("--model", default=str(DEFAULT_MODEL))
+    evaluate.add_argument("--quick", action="store_true", help="a small run (about a minute)")
+    evaluate.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    evaluate.add_argument("--docs", metavar="PAGE", help="write the report's tables into PAGE between its "
+                          "<!-- evaluate:start --> and <!-- evaluate:end --> markers")
+    _add_data_options(evaluate)
 
     fake = sub.add_parser("opensky-fake", help="run the OpenSky-compatible fake server")
     what = fake.add_mutually_exclusive_group(required=True)

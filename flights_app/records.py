@@ -114,9 +114,11 @@ class ScoredState(faust.Record, serializer="json", include_metadata=False):
       features          -- feature name -> value (ml.features.FEATURES)
       flight_phase      -- ground, takeoff, climb, cruise, level, descent, approach, landing
       ml_anomaly_score  -- 0..1, higher is more anomalous (= -score_samples of the model)
-      ml_is_anomaly     -- score above the model's own threshold
+      ml_is_anomaly     -- score above the manifest's threshold (a false-alarm budget on clean traffic)
       anomaly_reason    -- the feature furthest from typical, in words; None when not an anomaly
-      alerts            -- rule flags, each a sentence (emergency squawk, position jump, ...)
+      alerts            -- what the flight does that a person should see at once (emergency squawk)
+      data_faults       -- reports that cannot be true, each a sentence (position jump, altitude jump,
+                           speed spike, frozen or stale position, impossible vertical rate); never alerts
       model_version     -- first 12 hex digits of the model file's sha256
       processed_time    -- Unix seconds when the scorer emitted it
     """
@@ -128,6 +130,7 @@ class ScoredState(faust.Record, serializer="json", include_metadata=False):
     ml_is_anomaly: bool
     anomaly_reason: str | None
     alerts: list[str]
+    data_faults: list[str]
     model_version: str
     processed_time: float
 

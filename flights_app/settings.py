@@ -231,7 +231,8 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "FLIGHTS_MODEL": ("ml/models/default.joblib", "anomaly model (its manifest `.json` beside it is required)"),
     "FLIGHTS_SCORE_BATCH": ("1000", "most states the scorer takes at once"),
     "FLIGHTS_SCORE_WITHIN": ("0.05", "longest a message waits for its batch to fill, seconds"),
-    "FLIGHTS_ALERT_SCORE": ("0.7", "model anomalies scoring above this go to flight-alerts"),
+    "FLIGHTS_ALERT_SCORE": ("0", "model anomalies go to flight-alerts from the model's alert_threshold "
+                            "(in its manifest) or from this score, whichever is higher; data faults never do"),
     "FLIGHTS_MODEL_WATCH": ("5", "seconds between checks of the model file for a new version; 0 = never"),
     "FLIGHTS_MODEL_RELOAD_ENDPOINT": ("0", "1 enables `POST /model/reload` on the Faust web server"),
     "FLIGHTS_WINDOW": ("600", "tumbling window size, seconds of event time"),
@@ -452,7 +453,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         model_path=Path(env.raw("FLIGHTS_MODEL") or PROJECT_ROOT / "ml" / "models" / "default.joblib").absolute(),
         score_batch_max=env.integer("FLIGHTS_SCORE_BATCH", 1000, 1, 100_000),
         score_batch_within_s=env.seconds("FLIGHTS_SCORE_WITHIN", 0.05, 0.001, 60),
-        alert_score=env.fraction("FLIGHTS_ALERT_SCORE", 0.7),
+        alert_score=env.fraction("FLIGHTS_ALERT_SCORE", 0.0),
         model_watch_s=env.seconds("FLIGHTS_MODEL_WATCH", 5.0, 0, SECONDS_PER_DAY),
         model_reload_endpoint=env.flag("FLIGHTS_MODEL_RELOAD_ENDPOINT"),
         faust_untested=env.flag("FLIGHTS_FAUST_UNTESTED"),

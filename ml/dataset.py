@@ -1,18 +1,28 @@
 """Feature rows from simulated traffic or a recording, computed as the worker computes them.
 
 Used by ``flights-app train`` and ``flights-app evaluate``: the same validator,
-the same ``feature_vector``, polls in time order with per-aircraft previous state.
+the same ``feature_vector`` and rules, polls in time order with per-aircraft memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
+
+from flights_app.fake_opensky.anomalies import ANOMALY_KINDS, inject, unit
 from flights_app.records import StateVector
 from flights_app.validation import validate_state
-from ml.features import AircraftMemory
+from ml.features import AircraftMemory, feature_vector, previous_for
+from ml.rules import Flags, remember_after, rule_flags
+
+# Indices of OpenSky's state vector arrays that an injected anomaly touches.
+_ICAO, _TP, _LC, _LON, _LAT, _BARO, _GROUND, _VEL, _VR, _SQUAWK = 0, 3, 4, 5, 6, 7, 8, 9, 11, 14
 
 
 @dataclass
@@ -34,11 +44,54 @@ def simulated_polls(n_aircraft: int, *, seed: int, minutes: float, poll_s: float
         yield Poll(t, rows, {(lb.icao24, lb.last_contact): lb.kind for lb in labels})
 
 
-def recorded_polls(path: Path) -> Iterator[Poll]:
+def recorded_polls(path: Path, *, keep=None) -> Iterator[Poll]:
+    """The polls of a recording; with ``keep(icao24) -> bool``, only those aircraft's rows."""
     from flights_app.fake_opensky.recordings import load_recording
 
     for poll in load_recording(path):
-        yield Poll(poll.time, poll.states or [])
+        rows = poll.states or []
+        yield Poll(poll.time, rows if keep is None else [r for r in rows if keep(r[_ICAO])])
+
+
+def injected_polls(polls: Iterable[Poll], *, seed: int, rate: float,
+                   kinds: tuple[str, ...] = ANOMALY_KINDS) -> Iterator[Poll]:
+    """``polls`` with anomalies injected into a share ``rate`` of airborne states, labelled.
+
+    The same injection as the simulator's (``flights_app.fake_opensky.anomalies``); a frozen
+    position takes the aircraft's own recorded position from before. A state repeated in a
+    later poll gets the same anomaly (the draw depends on the aircraft and its last contact).
+    """
+    history: dict[str, tuple[list[int], list[tuple[float, float]]]] = {}
+    for poll in polls:
+        rows, labels = [], {}
+        for original in poll.rows:
+            row = list(original)
+            icao24, tp, lc = row[_ICAO], row[_TP], row[_LC]
+            known = tp is not None and row[_LAT] is not None and row[_LON] is not None
+            if known:
+                times, places = history.setdefault(icao24, ([], []))
+                if not times or tp > times[-1]:
+                    times.append(tp)
+                    places.append((row[_LAT], row[_LON]))
+            airborne = known and not row[_GROUND] and row[_BARO] is not None and row[_VEL] is not None
+            if airborne and unit(seed, icao24, lc, "anomaly") < rate:
+                kind = kinds[int(unit(seed, icao24, lc, "kind") * len(kinds))]
+                times, places = history[icao24]
+
+                def earlier(when: int, times=times, places=places) -> tuple[float, float] | None:
+                    i = bisect_right(times, when) - 1
+                    return places[i] if i >= 0 else None
+
+                values = {"velocity": row[_VEL], "alt": row[_BARO], "lat": row[_LAT], "lon": row[_LON],
+                          "squawk": row[_SQUAWK], "time_position": tp, "vertical_rate": row[_VR]}
+                sign = 1 if unit(seed, icao24, lc, "sign") < 0.5 else -1
+                inject(kind, values, unit(seed, icao24, lc, "size"), sign, earlier)
+                row[_VEL], row[_BARO], row[_LAT], row[_LON] = (values["velocity"], values["alt"], values["lat"],
+                                                             values["lon"])
+                row[_SQUAWK], row[_TP], row[_VR] = values["squawk"], values["time_position"], values["vertical_rate"]
+                labels[(icao24, lc)] = kind
+            rows.append(row)
+        yield Poll(poll.time, rows, labels)
 
 
 def valid_states(poll: Poll) -> list[StateVector]:
@@ -50,19 +103,54 @@ def valid_states(poll: Poll) -> list[StateVector]:
     return out
 
 
-def feature_rows(polls, progress=None):
-    """Yield (state, features, had_previous, label kind or None) in stream order,
-    keeping per-aircraft previous state exactly as the scoring agent does."""
-    from ml.features import feature_vector, previous_for
-    from ml.rules import remember_after, rule_flags
+class Row(NamedTuple):
+    """One state as the worker scores it, with its label (an injected kind, or None)."""
 
+    state: StateVector
+    features: np.ndarray
+    flags: Flags
+    kind: str | None
+    poll_time: int
+
+
+def feature_rows(polls: Iterable[Poll], progress=None) -> Iterator[Row]:
+    """Rows in stream order, keeping per-aircraft memory exactly as the scoring agent does."""
     memories: dict[str, AircraftMemory] = {}
     for poll in polls:
         for state in valid_states(poll):
             memory = memories.get(state.icao24)
-            before = previous_for(memory, state)
-            features = feature_vector(state, before)
-            yield state, features, before is not None, poll.labels.get((state.icao24, state.last_contact))
-            memories[state.icao24] = remember_after(state, memory, rule_flags(state, features, before is not None))
+            features = feature_vector(state, previous_for(memory, state))
+            flags = rule_flags(state, features)
+            yield Row(state, features, flags, poll.labels.get((state.icao24, state.last_contact)), poll.time)
+            after = remember_after(state, memory, flags.faults)
+            if after is not None:
+                memories[state.icao24] = after
         if progress is not None:
             progress.update(1)
+
+
+# -- the evaluation's and training's sources -----------------------------------------------
+
+FRANCE = "real_traffic_france_2021-10-07_5s.zip"
+#: Ordinary real traffic: the France trajectories at 5 s, and OpenSky's own responses around Washington.
+ORDINARY = (FRANCE, "opensky_dcmetro_2023-03-18_900polls.zip", "opensky_dulles_2023-03-14_450polls.zip")
+GLITCHES = "real_glitches_5flights_5s.zip"
+UNUSUAL = "real_unusual_flights_5s.zip"
+#: Ordinary real traffic is split by aircraft: one part trains, one calibrates the thresholds,
+#: one is held out for the evaluation.
+TRAIN_PART, CALIBRATE_PART, TEST_PART = 0, 1, 2
+
+
+def part_of(icao24: str) -> int:
+    return int.from_bytes(hashlib.blake2b(icao24.encode(), digest_size=2).digest(), "big") % 3
+
+
+def part_polls(path: Path, part: int) -> Iterator[Poll]:
+    """The polls of a recording, with only the aircraft of one part of the split."""
+    return recorded_polls(Path(path), keep=lambda icao24: part_of(icao24) == part)
+
+
+def clean_features(rows: Iterable[Row]) -> np.ndarray:
+    """The feature rows of states with no data fault, no alert and nothing injected: what trains and calibrates."""
+    kept = [r.features for r in rows if r.kind is None and not r.flags.faults and not r.flags.alerts]
+    return np.vstack(kept) if kept else np.empty((0, 0))

@@ -1,10 +1,19 @@
-"""Training, saving and verified loading of the anomaly model.
+"""Training, calibrating, saving and verified loading of the anomaly model.
 
 A model is two files side by side: ``NAME.joblib`` (the fitted pipeline) and
 ``NAME.json`` (its manifest: sha256 of the joblib file, scikit-learn version,
-features, training rows, parameters, creation time, evaluation figures).
-``joblib.load`` can run code, so ``load_model`` checks the manifest and the
-file's sha256 before it loads anything.
+features, the residuals' typical sizes, the thresholds and the false-alarm budget
+they were set from, training rows, parameters, creation time, evaluation figures).
+``joblib.load`` can run code, so ``load`` checks the manifest and the file's
+sha256 before it loads anything.
+
+The forest is trained on clean traffic (no data fault, nothing injected) plus a small
+uniform reference sample over the residual space: an Isolation Forest cannot
+extrapolate (a state beyond everything it was trained on takes the path of the most
+extreme training state and scores like it), so the reference sample spreads its
+splits out to residuals 1,000 times their typical size. Its thresholds come from
+held-out clean traffic: ``threshold`` flags the budgeted share of clean states
+(``ml_is_anomaly``), ``alert_threshold`` is above every held-out clean state (what pages).
 """
 
 from __future__ import annotations
@@ -23,24 +32,51 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ml.compiled import CompiledForest
-from ml.features import FEATURE_WORDS, FEATURES
+from ml.features import MODEL_COLUMNS, MODEL_FEATURES, TOP_RESIDUALS, I, model_input, residual_sizes
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.joblib"
-DEFAULT_PARAMS = {"n_estimators": 200, "contamination": 0.01, "max_samples": "auto", "random_state": 42}
+DEFAULT_PARAMS = {"n_estimators": 200, "max_samples": 1024, "random_state": 42}
+#: Share of clean held-out states the model may flag as anomalies (``ml_is_anomaly``).
+DEFAULT_BUDGET = 1e-3
+#: The uniform reference sample: this share of the training rows, residuals up to this many typical sizes.
+REFERENCE_SHARE = 0.01
+REFERENCE_MAX_SIZE = 1000.0
+#: A residual's typical size: this quantile of its absolute value in clean training traffic.
+TYPICAL_QUANTILE = 0.99
 
 
 class ModelError(RuntimeError):
     """A model file cannot be used; the message says why and what to do."""
 
 
-def train(X: np.ndarray, **params) -> Pipeline:
+def typical_sizes(clean_rows: np.ndarray) -> np.ndarray:
+    sizes = np.quantile(np.abs(np.asarray(clean_rows, dtype=np.float64)[:, MODEL_COLUMNS]), TYPICAL_QUANTILE, axis=0)
+    return np.where(sizes > 0, sizes, 1.0)
+
+
+def train(clean_rows: np.ndarray, **params) -> tuple[Pipeline, np.ndarray]:
+    """Fit on feature rows of clean traffic; returns the pipeline and the residuals' typical sizes."""
     settings = {**DEFAULT_PARAMS, **params}
+    scale = typical_sizes(clean_rows)
+    X = model_input(clean_rows, scale)
+    rng = np.random.default_rng(settings["random_state"])
+    reference = rng.uniform(0.0, np.log1p(REFERENCE_MAX_SIZE), size=(max(1, int(len(X) * REFERENCE_SHARE)),
+                                                                       TOP_RESIDUALS))
     pipeline = Pipeline([
         ("scale", StandardScaler()),
         ("forest", IsolationForest(n_jobs=1, **settings)),
     ])
-    pipeline.fit(np.asarray(X, dtype=np.float64))
-    return pipeline
+    pipeline.fit(np.vstack([X, reference]))
+    return pipeline, scale
+
+
+def calibrate(pipeline: Pipeline, scale: np.ndarray, clean_rows: np.ndarray, budget: float = DEFAULT_BUDGET) -> dict:
+    """Thresholds from held-out clean feature rows: the budgeted share above ``threshold``, none above
+    ``alert_threshold``."""
+    scores = CompiledForest(pipeline).anomaly_score(model_input(clean_rows, scale))
+    return {"threshold": float(np.quantile(scores, 1.0 - budget)),
+            "alert_threshold": float(np.nextafter(scores.max(), np.inf)),
+            "false_alarm_budget": budget, "calibration_rows": int(len(scores))}
 
 
 def sha256_of(path: Path) -> str:
@@ -55,8 +91,8 @@ def manifest_path(model_path: Path) -> Path:
     return Path(model_path).with_suffix(".json")
 
 
-def save(pipeline: Pipeline, path: Path, *, training_rows: int, source: str, params: dict,
-         evaluation: dict | None = None) -> dict:
+def save(pipeline: Pipeline, path: Path, *, scale: np.ndarray, calibration: dict, training_rows: int, source: str,
+         params: dict, evaluation: dict | None = None) -> dict:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".joblib.tmp")
@@ -67,11 +103,13 @@ def save(pipeline: Pipeline, path: Path, *, training_rows: int, source: str, par
         "sha256": digest,
         "file": path.name,
         "sklearn_version": sklearn.__version__,
-        "features": list(FEATURES),
+        "features": list(MODEL_FEATURES),
+        "top_residuals": TOP_RESIDUALS,
+        "residual_scale": [float(x) for x in scale],
         "training_rows": training_rows,
         "training_source": source,
         "params": {**DEFAULT_PARAMS, **params},
-        "threshold": float(-pipeline.steps[-1][1].offset_),
+        **calibration,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "evaluation": evaluation or {},
     }
@@ -97,6 +135,22 @@ class LoadedModel:
     @property
     def version(self) -> str:
         return self.manifest["version"]
+
+    @property
+    def scale(self) -> np.ndarray:
+        return np.asarray(self.manifest["residual_scale"], dtype=np.float64)
+
+    @property
+    def threshold(self) -> float:
+        return float(self.manifest["threshold"])
+
+    @property
+    def alert_threshold(self) -> float:
+        return float(self.manifest["alert_threshold"])
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        """Anomaly scores (0..1) of feature rows (``ml.features.feature_vector``'s)."""
+        return self.scorer.anomaly_score(model_input(rows, self.scale))
 
 
 def read_manifest(path: Path) -> dict:
@@ -124,8 +178,14 @@ def load(path: Path = DEFAULT_MODEL) -> LoadedModel:
             f"{path} does not match its manifest (sha256 {actual[:12]}..., manifest says "
             f"{manifest['sha256'][:12]}...): refusing to load a file that may have been tampered with"
         )
-    if manifest.get("features") != list(FEATURES):
-        raise ModelError(f"{path} was trained on other features ({manifest.get('features')}); retrain it")
+    if manifest.get("features") != list(MODEL_FEATURES) or manifest.get("top_residuals") != TOP_RESIDUALS:
+        raise ModelError(f"{path} was trained on other features ({manifest.get('features')}); retrain it "
+                         "with `make model`")
+    scale, thresholds = manifest.get("residual_scale"), (manifest.get("threshold"), manifest.get("alert_threshold"))
+    if (not isinstance(scale, list) or len(scale) != len(MODEL_FEATURES)
+            or not all(isinstance(x, int | float) and x > 0 for x in scale)
+            or not all(isinstance(x, int | float) for x in thresholds)):
+        raise ModelError(f"{manifest_path(path)} lacks valid residual_scale, threshold or alert_threshold; retrain it")
     trained_with = str(manifest.get("sklearn_version", "?"))
     if _minor(trained_with) != _minor(sklearn.__version__):
         raise ModelError(
@@ -138,18 +198,36 @@ def load(path: Path = DEFAULT_MODEL) -> LoadedModel:
     return LoadedModel(pipeline, manifest, CompiledForest(pipeline), path)
 
 
-def explain(scorer: CompiledForest, features: np.ndarray) -> str:
-    """The feature furthest from what the model saw in training, in words.
+def explain(model: LoadedModel, row: np.ndarray, among: tuple[str, ...] = MODEL_FEATURES,
+            at_least: float = 0.0) -> str | None:
+    """The residual (of ``among``) furthest from its typical size in clean traffic, in words and
+    numbers; None if none is at least ``at_least`` times its typical size."""
+    sizes = residual_sizes(row, model.scale)[0]
+    k = max((MODEL_FEATURES.index(name) for name in among), key=lambda i: sizes[i])
+    if sizes[k] < at_least:
+        return None
+    return f"{describe(MODEL_FEATURES[k], row)} ({sizes[k]:.0f}x its typical size)"
 
-    The distance is in standard deviations of the training data (the scaler's
-    own statistics): the simplest account of why a point is easy to isolate.
-    """
-    z = (np.asarray(features, dtype=np.float64) - scorer.mean) / scorer.scale
-    i = int(np.argmax(np.abs(z)))
-    name = FEATURES[i]
-    words, unit = FEATURE_WORDS[name]
-    direction = "far above" if z[i] > 0 else "far below"
-    low, high = scorer.mean[i] - 2 * scorer.scale[i], scorer.mean[i] + 2 * scorer.scale[i]
-    value = features[i]
-    unit_text = f" {unit}" if unit else ""
-    return f"{words} {value:.4g}{unit_text} {direction} typical ({low:.4g}..{high:.4g}{unit_text}, {abs(z[i]):.1f} sd)"
+
+def describe(name: str, f: np.ndarray) -> str:
+    """One residual of feature row ``f`` as a sentence with the numbers behind it."""
+    gap = f[I["position_gap_s"]]
+    if name == "speed_log_ratio":
+        return f"reported {f[I['velocity_mps']]:.0f} m/s but moved at {f[I['implied_speed_mps']]:.0f} m/s over {gap:.0f} s"
+    if name == "altitude_residual_mps":
+        return (f"altitude changed {f[I['climb_rate_mps']]:+.1f} m/s over {gap:.0f} s against a reported vertical "
+                f"rate of {f[I['vertical_rate_mps']]:+.1f} m/s")
+    if name == "innovation":
+        return f"{f[I['prediction_error_m']]:.0f} m from where its last good report put it {gap:.0f} s later"
+    if name == "speed_accel_mps2":
+        return f"speed changing at {f[I['speed_accel_mps2']]:+.1f} m/s^2 over {gap:.0f} s"
+    if name == "vertical_accel_mps2":
+        return f"vertical rate changing at {f[I['vertical_accel_mps2']]:+.1f} m/s^2 over {gap:.0f} s"
+    if name == "turn_rate_dps":
+        return f"turning {abs(f[I['turn_rate_dps']]):.1f} deg/s over {gap:.0f} s"
+    if name == "baro_geo_residual_m":
+        return (f"barometric minus geometric altitude {f[I['baro_geo_residual_m']]:+.0f} m away from this "
+                "aircraft's usual difference")
+    if name == "position_age_s":
+        return f"position {f[I['position_age_s']]:.0f} s older than the last contact"
+    raise ValueError(f"no description for {name!r}")

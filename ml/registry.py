@@ -62,7 +62,7 @@ class ModelRegistry:
         return self._refused is not None and self._refused[0] == self._signature()
 
     def _swap(self, model: LoadedModel, signature: tuple | None = None) -> None:
-        model.scorer.anomaly_score(np.zeros((1, N_FEATURES)))  # compile before the first real batch
+        model.score(np.zeros((1, N_FEATURES)))  # compile before the first real batch
         self.current = model
         self._loaded = signature
         log.info("Scoring with model %s (%s rows, %s)", model.version,

@@ -1,4 +1,4 @@
-"""Scoring a micro-batch: features, phase, model score, explanation, rule flags. Pure.
+"""Scoring a micro-batch: features, phase, model score, explanation, alerts and data faults. Pure.
 
 The agent hands in a batch of states and the aircraft's previous states; it
 gets back one ScoredState per input, in order, and the new previous states.
@@ -8,14 +8,51 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 from flights_app.records import ScoredState, StateVector
-from ml.features import FEATURES, AircraftMemory, altitude_of, feature_vector, previous_for
+from ml.features import (
+    FEATURES,
+    REPORT_RESIDUALS,
+    AircraftMemory,
+    altitude_of,
+    feature_vector,
+    previous_for,
+)
 from ml.model import LoadedModel, explain
 from ml.phase import flight_phase
-from ml.rules import remember_after, rule_flags
+from ml.rules import Flags, remember_after, rule_flags
+
+#: A report residual this many times its typical size in an anomaly makes the anomaly a data fault.
+INCONSISTENT_SIZE = 5.0
+
+
+class Verdict(NamedTuple):
+    is_anomaly: bool
+    reason: str | None  # the model's explanation of an anomaly
+    faults: list[str]  # the rules' data faults, and a model anomaly that is the report contradicting itself
+
+
+def judge(model: LoadedModel, features: np.ndarray, flags: Flags, score: float) -> Verdict:
+    """The model's verdict beside the rules'. A model anomaly in which the report contradicts itself
+    (a residual of speed against positions, altitude against vertical rate, ... at least
+    ``INCONSISTENT_SIZE`` times its typical size) says the data is wrong: a data fault. Otherwise
+    it is what the flight does (accelerating, turning): a flight anomaly."""
+    if score <= model.threshold:
+        return Verdict(False, None, flags.faults)
+    reason = explain(model, features)
+    inconsistency = explain(model, features, among=REPORT_RESIDUALS, at_least=INCONSISTENT_SIZE)
+    if inconsistency is None:
+        return Verdict(True, reason, flags.faults)
+    return Verdict(True, reason, [*flags.faults, f"inconsistent report (model): {inconsistency}"])
+
+
+def pages(alerts: list[str], faults: list[str], is_anomaly: bool, score: float, alert_threshold: float) -> bool:
+    """What goes to flight-alerts: the flight's alerts, and a flight anomaly scoring at least
+    ``alert_threshold`` on a state with no data fault."""
+    return bool(alerts) or (is_anomaly and not faults and score >= alert_threshold)
 
 
 def score_batch(
@@ -32,31 +69,30 @@ def score_batch(
     latest: dict[str, AircraftMemory | None] = dict(memories)
     touched: list[str] = []
     rows = np.empty((len(states), len(FEATURES)), dtype=np.float64)
-    alerts = []
+    flags = []
     for i, state in enumerate(states):
         memory = latest.get(state.icao24)
-        before = previous_for(memory, state)
-        rows[i] = feature_vector(state, before)
-        alerts.append(rule_flags(state, rows[i], before is not None))
-        after = remember_after(state, memory, alerts[i])
+        rows[i] = feature_vector(state, previous_for(memory, state))
+        flags.append(rule_flags(state, rows[i]))
+        after = remember_after(state, memory, flags[i].faults)
         if after is not memory:
             latest[state.icao24] = after
             touched.append(state.icao24)
-    scores = model.scorer.anomaly_score(rows) if len(states) else np.empty(0)
-    threshold = model.scorer.threshold
+    scores = model.score(rows) if len(states) else np.empty(0)
     emitted = time.time() if now is None else now
     out = []
     for i, state in enumerate(states):
-        is_anomaly = bool(scores[i] > threshold)
+        verdict = judge(model, rows[i], flags[i], float(scores[i]))
         out.append(ScoredState(
             state=state,
             features=dict(zip(FEATURES, rows[i].tolist(), strict=True)),
             flight_phase=flight_phase(state.on_ground, altitude_of(state) if not state.on_ground else None,
                                       state.vertical_rate, state.velocity),
             ml_anomaly_score=float(scores[i]),
-            ml_is_anomaly=is_anomaly,
-            anomaly_reason=explain(model.scorer, rows[i]) if is_anomaly else None,
-            alerts=alerts[i],
+            ml_is_anomaly=verdict.is_anomaly,
+            anomaly_reason=verdict.reason,
+            alerts=flags[i].alerts,
+            data_faults=verdict.faults,
             model_version=model.version,
             processed_time=emitted,
         ))

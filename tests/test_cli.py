@@ -174,24 +174,33 @@ def test_up_on_embedded_defaults_shows_states_and_ctrl_c_stops_everything(tmp_pa
             os.kill(pid, signal.SIGKILL)
 
 
-def test_train_writes_a_verified_model_and_evaluate_prints_precision_and_recall(tmp_path):
-    out = tmp_path / "m.joblib"
-    trained = run(FLIGHTS_APP + ["train", "--aircraft", "20", "--minutes", "3", "--estimators", "20",
-                                 "--out", str(out)], timeout=300)
+def test_train_writes_a_calibrated_model_and_evaluate_measures_it_on_every_source(tmp_path):
+    out, report_path, page = tmp_path / "m.joblib", tmp_path / "report.json", tmp_path / "page.md"
+    trained = run(FLIGHTS_APP + ["train", "--aircraft", "20", "--minutes", "3", "--estimators", "20", "--no-data",
+                                 "--budget", "0.01", "--out", str(out)], timeout=300)
     assert trained.returncode == 0, trained.stderr
     import json
 
     manifest = json.loads(out.with_suffix(".json").read_text())
     assert manifest["training_rows"] > 100 and manifest["params"]["n_estimators"] == 20
-    assert set(manifest["evaluation"]["overall"]) == {"model", "rules", "combined"}
-    evaluated = run(FLIGHTS_APP + ["evaluate", "--model", str(out), "--aircraft", "30", "--minutes", "3"], timeout=300)
+    assert manifest["false_alarm_budget"] == 0.01 and manifest["threshold"] < manifest["alert_threshold"]
+    assert len(manifest["residual_scale"]) == len(manifest["features"])
+    page.write_text("# page\n\n<!-- evaluate:start -->\nSTALE-CONTENT\n<!-- evaluate:end -->\n\nafter\n")
+    evaluated = run(FLIGHTS_APP + ["evaluate", "--model", str(out), "--quick", "--json", str(report_path),
+                                   "--docs", str(page)], timeout=300)
     assert evaluated.returncode == 0, evaluated.stderr
-    table = evaluated.stdout
-    for word in ("precision", "recall", "F1", "model", "rules", "combined", "emergency_squawk", "speed_spike"):
-        assert word in table
-    rules_row = next(line for line in table.splitlines() if line.startswith("rules"))
-    precision, recall = (float(x) for x in rules_row.split()[1:3])
-    assert precision > 0.9 and recall > 0.6  # the rules catch what physics and transponders say
+    report = json.loads(report_path.read_text())
+    assert set(report) >= {"simulated", "real_injected", "real_traffic", "glitches", "unusual"}
+    assert set(report["simulated"]["by_kind"]) == {"speed_spike", "altitude_jump", "position_jump",
+                                                   "emergency_squawk", "frozen_position", "impossible_vertical_rate"}
+    assert report["simulated"]["overall"]["rules"]["recall"] > 0.9  # the rules catch what physics says
+    for method in ("model", "rules", "both"):
+        assert method in evaluated.stdout
+    text = page.read_text()
+    assert "STALE-CONTENT" not in text and text.endswith("<!-- evaluate:end -->\n\nafter\n")
+    assert "| speed spike |" in text and "jumping-position steps" in text
+    assert_one_clear_line(run(FLIGHTS_APP + ["evaluate", "--model", str(out), "--data", str(tmp_path / "none")]),
+                          "no recordings at")
 
 
 def test_evaluate_refuses_a_model_without_its_manifest(tmp_path):

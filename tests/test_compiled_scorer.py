@@ -7,16 +7,28 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from sklearn.ensemble import IsolationForest
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 
 from ml import model as model_io
 from ml.compiled import CompiledForest
-from ml.features import N_FEATURES
+from ml.features import N_FEATURES as FEATURE_COLUMNS
+from ml.features import model_input
 
 rng = np.random.default_rng(0)
+N_FEATURES = 12  # the scorer is compared with scikit-learn on any number of dimensions
 TRAIN = rng.normal(size=(3000, N_FEATURES)) * rng.uniform(0.1, 1000, N_FEATURES) + rng.uniform(-50, 50, N_FEATURES)
+
+
+def pipeline(**params) -> Pipeline:
+    return Pipeline([("scale", StandardScaler()),
+                     ("forest", IsolationForest(random_state=1, **params))]).fit(TRAIN)
+
+
 PIPELINES = {
-    "all features": model_io.train(TRAIN, n_estimators=60),
-    "feature subsampling": model_io.train(TRAIN, n_estimators=40, max_features=0.5, max_samples=300),
+    "all features": pipeline(n_estimators=60, contamination=0.01),
+    "feature subsampling": pipeline(n_estimators=40, max_features=0.5, max_samples=300),
 }
 COMPILED = {name: CompiledForest(p) for name, p in PIPELINES.items()}
 
@@ -72,11 +84,21 @@ def test_anomaly_threshold_is_the_models_own_cut():
 
 
 def test_a_tampered_or_swapped_model_is_refused(tmp_path):
+    rows = np.abs(rng.normal(size=(3000, FEATURE_COLUMNS)))
+    fitted, scale = model_io.train(rows, n_estimators=30)
+    calibration = model_io.calibrate(fitted, scale, rows[:1000])
     path = tmp_path / "m.joblib"
-    manifest = model_io.save(PIPELINES["all features"], path, training_rows=3000, source="random", params={})
+
+    def save():
+        return model_io.save(fitted, path, scale=scale, calibration=calibration, training_rows=3000, source="random",
+                             params={})
+
+    manifest = save()
     loaded = model_io.load(path)
     assert loaded.version == manifest["sha256"][:12]
-    np.testing.assert_array_equal(loaded.scorer.anomaly_score(TRAIN[:10]), COMPILED["all features"].anomaly_score(TRAIN[:10]))
+    assert loaded.threshold == calibration["threshold"] < loaded.alert_threshold == calibration["alert_threshold"]
+    np.testing.assert_array_equal(loaded.score(rows[:10]), CompiledForest(fitted).anomaly_score(model_input(rows[:10],
+                                                                                                             scale)))
 
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -84,11 +106,17 @@ def test_a_tampered_or_swapped_model_is_refused(tmp_path):
     with pytest.raises(model_io.ModelError, match="does not match its manifest"):
         model_io.load(path)
 
-    model_io.save(PIPELINES["all features"], path, training_rows=3000, source="random", params={})
+    save()
     m = json.loads(path.with_suffix(".json").read_text())
     m["sklearn_version"] = "0.24.2"
     path.with_suffix(".json").write_text(json.dumps(m))
     with pytest.raises(model_io.ModelError, match="trained with scikit-learn 0.24.2"):
+        model_io.load(path)
+    save()
+    m = json.loads(path.with_suffix(".json").read_text())
+    del m["residual_scale"]
+    path.with_suffix(".json").write_text(json.dumps(m))
+    with pytest.raises(model_io.ModelError, match="lacks valid residual_scale"):
         model_io.load(path)
     path.with_suffix(".json").unlink()
     with pytest.raises(model_io.ModelError, match="manifest"):

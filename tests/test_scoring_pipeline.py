@@ -27,7 +27,7 @@ from tests.monitoring import exposed_samples
 pytestmark = pytest.mark.kafka
 
 SCORED_FIELDS = {"state", "features", "flight_phase", "ml_anomaly_score", "ml_is_anomaly", "anomaly_reason",
-                 "alerts", "model_version", "processed_time"}
+                 "alerts", "data_faults", "model_version", "processed_time"}
 
 
 def state_json(icao24: str, t: int, lat: float, lon: float, velocity: float = 230.0, altitude: float = 10000.0,
@@ -150,23 +150,23 @@ def test_per_aircraft_deltas_survive_a_worker_restart(kafka, tmp_path, cleanup):
     assert len(after) == 12
     for scored in after:
         f = scored["features"]
-        assert f["speed_change_mps"] == pytest.approx(20.0)
-        assert f["altitude_change_m"] == pytest.approx(100.0)
-        assert f["contact_gap_s"] == 10.0
+        assert f["new_track"] == 0 and f["position_gap_s"] == 10.0
+        assert f["speed_accel_mps2"] == pytest.approx(2.0)  # +20 m/s in 10 s
+        assert f["climb_rate_mps"] == pytest.approx(10.0)  # +100 m in 10 s
         assert 150 < f["implied_speed_mps"] < 190  # from the position jump, not the reported speed
     stats = http_json(f"http://127.0.0.1:{app.workers[-1].web_port}/source/")
     assert stats["source"] is not None
 
 
 def small_model(path, seed: int) -> str:
-    import numpy as np
 
     from ml import dataset
     from ml import model as model_io
 
-    X = np.array([r[1] for r in dataset.feature_rows(dataset.simulated_polls(20, seed=seed, minutes=2))])
-    return model_io.save(model_io.train(X, n_estimators=20, random_state=seed), path, training_rows=len(X),
-                         source=f"test seed {seed}", params={})["version"]
+    X = dataset.clean_features(dataset.feature_rows(dataset.simulated_polls(20, seed=seed, minutes=2, anomaly_rate=0)))
+    pipeline, scale = model_io.train(X, n_estimators=20, random_state=seed)
+    return model_io.save(pipeline, path, scale=scale, calibration=model_io.calibrate(pipeline, scale, X),
+                         training_rows=len(X), source=f"test seed {seed}", params={})["version"]
 
 
 def post(url: str):

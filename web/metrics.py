@@ -64,6 +64,8 @@ class AppCollector(Collector):
         yield _counter("flights_scored_states", "States scored and published to flight-processed-data", s.events)
         yield _counter("flights_anomalies", "States the model flagged as anomalous", s.anomalies)
         yield _counter("flights_alerts", "Alerts published to flight-alerts", s.alerts)
+        yield _counter("flights_data_faults", "Scored states with a data fault (reports that cannot be true)",
+                       s.data_faults)
         model = scoring.registry
         yield GaugeMetricFamily("flights_model_loaded", "1 once a model is loaded and scoring",
                                 value=int(model.current is not None))

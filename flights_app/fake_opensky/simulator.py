@@ -13,14 +13,15 @@ cannot see them; the evaluation reads them out of band.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 from bisect import bisect_right
 from dataclasses import dataclass
 
+from flights_app.fake_opensky.anomalies import ANOMALY_KINDS, EMERGENCY_SQUAWKS, inject
+from flights_app.fake_opensky.anomalies import unit as _unit
 from flights_app.fake_opensky.world import AIRLINES, AIRPORTS, Airport
-from flights_app.geo import EARTH_RADIUS_M, haversine_m
+from flights_app.geo import EARTH_RADIUS_M, bearing_deg, haversine_m
 
 MIN_LEG_M = 700_000.0
 MAX_LEG_M = 6_000_000.0
@@ -35,30 +36,6 @@ MIN_TURNAROUND_S = 1200.0
 MAX_TURNAROUND_S = 3600.0
 #: Aircraft start their schedules up to this long before the simulation, so all phases show.
 SCHEDULE_SPREAD_S = 8 * 3600.0
-EMERGENCY_SQUAWKS = ("7500", "7600", "7700")
-
-ANOMALY_KINDS = (
-    "speed_spike",
-    "altitude_jump",
-    "position_jump",
-    "emergency_squawk",
-    "frozen_position",
-    "impossible_vertical_rate",
-)
-
-
-def _unit(*parts: object) -> float:
-    """A uniform number in [0, 1) that depends only on ``parts`` (stable across runs)."""
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
-
-
-def bearing_deg(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dl = math.radians(lon2 - lon1)
-    y = math.sin(dl) * math.cos(p2)
-    x = math.cos(p1) * math.sin(p2) - math.sin(p1) * math.cos(p2) * math.cos(dl)
-    return math.degrees(math.atan2(y, x)) % 360.0
 
 
 def intermediate_point(lat1: float, lon1: float, lat2: float, lon2: float, fraction: float) -> tuple[float, float]:
@@ -284,25 +261,10 @@ class Simulator:
         return out, label
 
     def _inject(self, kind: str, aircraft: SimulatedAircraft, row: dict, t: int) -> None:
-        u = _unit(self.seed, aircraft.icao24, t, "size")
+        def earlier(when: int) -> tuple[float, float] | None:
+            state = aircraft.true_state(when)
+            return None if state is None else (state["lat"], state["lon"])
+
+        size = _unit(self.seed, aircraft.icao24, t, "size")
         sign = 1 if _unit(self.seed, aircraft.icao24, t, "sign") < 0.5 else -1
-        if kind == "speed_spike":
-            row["velocity"] = min(1100.0, row["velocity"] * (2.5 + u))
-        elif kind == "altitude_jump":
-            jump = 3000 + 3000 * u
-            if row["alt"] - jump < 0:  # a jump below the ground goes up instead
-                sign = 1
-            row["alt"] = row["alt"] + sign * jump
-        elif kind == "position_jump":
-            row["lat"] = max(-89.0, min(89.0, row["lat"] + sign * (1 + 2 * u)))
-            row["lon"] = ((row["lon"] + sign * (1 + 2 * u) + 180) % 360) - 180
-        elif kind == "emergency_squawk":
-            row["squawk"] = EMERGENCY_SQUAWKS[int(u * 3)]
-        elif kind == "frozen_position":
-            stale_at = row["time_position"] - int(120 + 480 * u)
-            earlier = aircraft.true_state(stale_at)
-            row["time_position"] = stale_at
-            if earlier is not None:
-                row["lat"], row["lon"] = earlier["lat"], earlier["lon"]
-        elif kind == "impossible_vertical_rate":
-            row["vertical_rate"] = round(sign * (60 + 60 * u), 2)
+        inject(kind, row, size, sign, earlier)

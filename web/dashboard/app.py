@@ -329,7 +329,7 @@ class Dashboard:
             angle=[-math.radians(r["heading"] or 0.0) for r in a], score=[r["score"] for r in a],
             icao24=[r["icao24"] for r in a], callsign=[r["callsign"] for r in a], country=[r["country"] for r in a],
             altitude=[r["altitude"] for r in a], velocity=[r["velocity"] for r in a], phase=[r["phase"] for r in a],
-            reason=[r["reason"] or "; ".join(r["alerts"]) for r in a])
+            reason=[model.why(r, f) for r in a])
         trail_ids = [r["icao24"] for r in a if f.is_anomaly(r) or r["icao24"] == self.selected]
         trails = [[mercator(lon, lat) for lon, lat in t.trails.get(i, ())] for i in trail_ids]
         s["trails"].data = dict(xs=[[p[0] for p in tr] for tr in trails], ys=[[p[1] for p in tr] for tr in trails])
@@ -378,8 +378,7 @@ class Dashboard:
         flagged = model.alerts(rows, f)
         self.alerts.value = _frame(ALERT_COLUMNS, [{
             "time": clock(r["event_time"]), "icao24": r["icao24"], "callsign": r["callsign"],
-            "score": round(r["score"], 3), "why": "; ".join(r["alerts"]) or r["reason"] or "model score"}
-            for r in flagged])
+            "score": round(r["score"], 3), "why": model.why(r, f)} for r in flagged])
         self.events_table.value = _frame(EVENT_COLUMNS, [{
             "time": clock(r["event_time"]), "icao24": r["icao24"], "callsign": r["callsign"],
             "country": r["country"], "altitude": r["altitude"], "velocity": r["velocity"], "phase": r["phase"],
@@ -394,8 +393,9 @@ class Dashboard:
                                     velocity=[r["velocity"] for r in track])
             latest = t.aircraft.get(self.selected)
             alerts = "; ".join(latest["alerts"]) if latest and latest["alerts"] else "none"
+            faults = "; ".join(latest["faults"]) if latest and latest["faults"] else "none"
             self.detail_title.object = (f"**{(latest or {}).get('callsign') or self.selected}** ({self.selected}): "
-                                        f"{len(track)} states buffered, alerts: {alerts}")
+                                        f"{len(track)} states buffered, alerts: {alerts}, data faults: {faults}")
 
     # ---- layout --------------------------------------------------------------------------------
     def layout(self) -> pn.template.BootstrapTemplate:

@@ -38,6 +38,7 @@ def flatten(scored: dict) -> dict:
         "score": float(scored.get("ml_anomaly_score") or 0.0),
         "model_anomaly": bool(scored.get("ml_is_anomaly")),
         "reason": scored.get("anomaly_reason") or "", "alerts": list(scored.get("alerts") or []),
+        "faults": list(scored.get("data_faults") or []),
         "present": {f: s.get(f) is not None for f in QUALITY_FIELDS},
     }
 
@@ -192,16 +193,35 @@ def completeness(rows: list[dict]) -> dict[str, float]:
 
 
 def alerts(rows: list[dict], filters: Filters, n: int = 50) -> list[dict]:
-    """Rule alerts (emergency squawks, impossible moves) newest first, then the model's anomalies
-    above the threshold, highest score first."""
+    """Alerts (emergency squawks) newest first, then the model's anomalies above the threshold,
+    highest score first, then data faults (reports that cannot be true) newest first."""
     seen: set[tuple[str, float]] = set()
     flagged = []
     for r in rows:  # a state OpenSky repeated (or a replay delivered twice) is one alert
-        if (r["alerts"] or r["score"] >= filters.threshold) and (r["icao24"], r["event_time"]) not in seen:
+        if (r["alerts"] or r["faults"] or r["score"] >= filters.threshold) and (r["icao24"], r["event_time"]) not in seen:
             seen.add((r["icao24"], r["event_time"]))
             flagged.append(r)
-    flagged.sort(key=lambda r: (not r["alerts"], -r["event_time"] if r["alerts"] else -r["score"]))
+
+    def order(r: dict) -> tuple:
+        if r["alerts"]:
+            return 0, -r["event_time"]
+        if r["score"] >= filters.threshold and not r["faults"]:
+            return 1, -r["score"]
+        return 2, -r["event_time"]
+
+    flagged.sort(key=order)
     return flagged[:n]
+
+
+def why(row: dict, filters: Filters) -> str:
+    """Why a state is flagged, in words: its alerts, else its data faults, else the model's reason."""
+    if row["alerts"]:
+        return "; ".join(row["alerts"])
+    if row["faults"]:
+        return "data fault: " + "; ".join(row["faults"])
+    if row["score"] >= filters.threshold:
+        return row["reason"] or "model score"
+    return ""
 
 
 def window_series(traffic: Traffic, dimension: str = "country", name: str | None = None) -> list[dict]:
