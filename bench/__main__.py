@@ -47,7 +47,7 @@ PLAN = {
                 {"start": 300, "steps": (100, 100), "probes": 1, "seconds": 5, "drain_s": 20}),
     # 1,000 states/s for 10 minutes over the throughput workload's aircraft: latency, and RSS growth.
     "growth": ({"rate": 1000, "seconds": 600, "warmup_s": 60, "drain_s": 30},
-               {"rate": 200, "seconds": 12, "warmup_s": 4, "drain_s": 20}),
+               {"rate": 200, "seconds": 8, "warmup_s": 3, "drain_s": 20}),
 }
 
 #: The Spark Structured Streaming + Streamlit pipeline this app replaces (its published figures).

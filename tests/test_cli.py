@@ -174,7 +174,7 @@ def test_up_on_embedded_defaults_shows_states_and_ctrl_c_stops_everything(tmp_pa
             os.kill(pid, signal.SIGKILL)
 
 
-def test_train_writes_a_calibrated_model_and_evaluate_measures_it_on_every_source(tmp_path):
+def test_train_writes_a_calibrated_model_and_evaluate_writes_its_report(tmp_path):
     out, report_path, page = tmp_path / "m.joblib", tmp_path / "report.json", tmp_path / "page.md"
     trained = run(FLIGHTS_APP + ["train", "--aircraft", "20", "--minutes", "3", "--estimators", "20", "--no-data",
                                  "--budget", "0.01", "--out", str(out)], timeout=300)
@@ -186,11 +186,11 @@ def test_train_writes_a_calibrated_model_and_evaluate_measures_it_on_every_sourc
     assert manifest["false_alarm_budget"] == 0.01 and manifest["threshold"] < manifest["alert_threshold"]
     assert len(manifest["residual_scale"]) == len(manifest["features"])
     page.write_text("# page\n\n<!-- evaluate:start -->\nSTALE-CONTENT\n<!-- evaluate:end -->\n\nafter\n")
-    evaluated = run(FLIGHTS_APP + ["evaluate", "--model", str(out), "--quick", "--json", str(report_path),
+    evaluated = run(FLIGHTS_APP + ["evaluate", "--model", str(out), "--quick", "--no-data", "--json", str(report_path),
                                    "--docs", str(page)], timeout=300)
     assert evaluated.returncode == 0, evaluated.stderr
-    report = json.loads(report_path.read_text())
-    assert set(report) >= {"simulated", "real_injected", "real_traffic", "glitches", "unusual"}
+    report = json.loads(report_path.read_text())  # the sections on real data: the shipped model's test
+    assert "simulated" in report and "unusual" not in report
     assert set(report["simulated"]["by_kind"]) == {"speed_spike", "altitude_jump", "position_jump",
                                                    "emergency_squawk", "frozen_position", "impossible_vertical_rate"}
     assert report["simulated"]["overall"]["rules"]["recall"] > 0.9  # the rules catch what physics says
@@ -198,7 +198,7 @@ def test_train_writes_a_calibrated_model_and_evaluate_measures_it_on_every_sourc
         assert method in evaluated.stdout
     text = page.read_text()
     assert "STALE-CONTENT" not in text and text.endswith("<!-- evaluate:end -->\n\nafter\n")
-    assert "| speed spike |" in text and "jumping-position steps" in text
+    assert "| speed spike |" in text
     assert_one_clear_line(run(FLIGHTS_APP + ["evaluate", "--model", str(out), "--data", str(tmp_path / "none")]),
                           "no recordings at")
 

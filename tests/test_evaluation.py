@@ -101,9 +101,17 @@ def test_the_shipped_models_figures_are_the_ones_the_docs_and_readme_print(tmp_p
     page = tmp_path / "anomaly-detection.md"
     shipped = (ROOT / "docs" / "anomaly-detection.md").read_text()
     page.write_text(shipped)
+    report_path = tmp_path / "report.json"
     result = subprocess.run([sys.executable, "-m", "flights_app.cli", "evaluate", "--docs", str(page),
-                             "--data", str(DATA)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                             "--data", str(DATA), "--json", str(report_path)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=600)
     assert result.returncode == 0, result.stderr
+    import json
+
+    report = json.loads(report_path.read_text())
+    assert set(report) >= {"simulated", "real_injected", "real_traffic", "glitches", "unusual"}
+    assert set(report["real_traffic"]) == set(dataset.ORDINARY)
+    assert report["glitches"]["jumping_steps"] > 100 and report["unusual"]["aircraft_hours"] > 80
     block = lambda text: text.split(evaluate.DOC_START)[1].split(evaluate.DOC_END)[0]  # noqa: E731
     assert block(page.read_text()) == block(shipped)
     measured = block(shipped)
