@@ -33,6 +33,7 @@ from bench.pipeline import (
     throughput,
 )
 from bench.workload import check_decodes, simulate
+from flights_app.pages import replace_between
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -239,9 +240,7 @@ MARKERS = ("<!-- bench:start -->", "<!-- bench:end -->")
 
 def update_page(table: str, path: Path = PERFORMANCE_PAGE) -> None:
     """Put the latest full run's table between the bench markers of docs/performance.md."""
-    text = path.read_text()
-    start, end = text.index(MARKERS[0]), text.index(MARKERS[1])
-    path.write_text(text[:start + len(MARKERS[0])] + "\n" + table + text[end:])
+    replace_between(path, *MARKERS, table)
 
 
 def render(path: Path) -> str:

@@ -255,6 +255,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from flights_app.pages import replace_between
     from ml import evaluate, model
 
     try:
@@ -263,12 +264,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise fail(str(error)) from None
     data = _data_dir(args)
     report = evaluate.run(loaded, data, quick=args.quick, say=lambda line: print(line, file=sys.stderr, flush=True))
-    print(evaluate.format_report(report))
+    tables = evaluate.markdown(report)
+    print(tables)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     if args.docs:
         try:
-            evaluate.write_between_markers(args.docs, evaluate.markdown(report))
+            replace_between(Path(args.docs), evaluate.DOC_START, evaluate.DOC_END, tables)
         except (OSError, ValueError) as error:
             raise fail(f"cannot write the report into {args.docs}: {error}") from None
         print(f"report written into {args.docs}", file=sys.stderr)

@@ -130,20 +130,29 @@ def rule_faults(scored: Scored) -> frozenset:
     return frozenset((r.state.icao24, r.state.last_contact) for r in scored.rows if r.flags.faults)
 
 
+def flagged_polls(scored: Scored) -> dict[str, set[int]]:
+    """Per aircraft, the polls in which the model or the rules flagged it."""
+    flagged: dict[str, set[int]] = defaultdict(set)
+    for i, row in enumerate(scored.rows):
+        if scored.model[i] or scored.rules(i):
+            flagged[row.state.icao24].add(row.poll_time)
+    return flagged
+
+
 def latency_polls(scored: Scored, cap: int = 10) -> dict:
     """For each injected anomaly: polls until its aircraft's first flag at or after it (cap if none)."""
-    polls_of: dict[str, list[tuple[int, bool]]] = defaultdict(list)
-    for i, row in enumerate(scored.rows):
-        flagged = bool(scored.model[i]) or scored.rules(i)
-        polls_of[row.state.icao24].append((row.poll_time, flagged))
+    polls_of: dict[str, set[int]] = defaultdict(set)
+    for row in scored.rows:
+        polls_of[row.state.icao24].add(row.poll_time)
+    polls_of = {icao24: sorted(polls) for icao24, polls in polls_of.items()}
+    flagged = flagged_polls(scored)
     delays = []
     for row in scored.rows:
         if row.kind is None:
             continue
-        later = [p for p in polls_of[row.state.icao24] if p[0] >= row.poll_time]
-        times = sorted({t for t, _ in later})
-        first = next((t for t, f in sorted(later) if f), None)
-        delays.append(cap if first is None else min(cap, times.index(first)))
+        later = [t for t in polls_of[row.state.icao24] if t >= row.poll_time]
+        first = next((k for k, t in enumerate(later) if t in flagged[row.state.icao24]), None)
+        delays.append(cap if first is None else min(cap, first))
     if not delays:
         return {"anomalies": 0}
     return {"anomalies": len(delays), "median": float(np.median(delays)), "p95": float(np.percentile(delays, 95)),
@@ -222,10 +231,7 @@ def jumping_steps(rows: list[Row]) -> list[int]:
 def glitches(scored: Scored) -> dict:
     """Share of jumping steps whose aircraft is flagged within one poll of the step."""
     steps = jumping_steps(scored.rows)
-    flagged_at = defaultdict(set)
-    for i, row in enumerate(scored.rows):
-        if scored.model[i] or scored.rules(i):
-            flagged_at[row.state.icao24].add(row.poll_time)
+    flagged_at = flagged_polls(scored)
     polls = sorted({r.poll_time for r in scored.rows})
     index = {t: k for k, t in enumerate(polls)}
     caught = 0
@@ -253,14 +259,6 @@ def unusual(model: LoadedModel, scored: Scored) -> dict:
          "reason": "; ".join(r.flags.alerts) or f"model anomaly: {scored.verdicts[i].reason}"}
         for i, r in enumerate(scored.rows) if scored.alert[i]]
     return out
-
-
-def format_real(name: str, d: dict) -> str:
-    return (f"{name}: {d['states']} states, {d['aircraft_hours']} aircraft-hours; alert episodes "
-            f"{d['alert_episodes']} ({d['alert_episodes_per_aircraft_hour']}/aircraft-hour) "
-            f"{d['alert_episodes_by_reason']}; data-fault episodes {d['fault_episodes']} "
-            f"({d['fault_episodes_per_aircraft_hour']}/aircraft-hour) {d['fault_episodes_by_reason']}; "
-            f"model anomalies (states) {d['model_anomalies']}")
 
 
 #: The evaluation's simulated traffic: not the training seed, more anomalies so each kind has many.
@@ -340,44 +338,6 @@ def real_sections(model: LoadedModel, data, quick: bool, say) -> dict:
     return report
 
 
-def format_report(report: dict) -> str:
-    lines = [f"model {report['model']}: threshold {report['threshold']:.4f}, alert threshold "
-             f"{report['alert_threshold']:.4f}" + (" (quick run)" if report["quick"] else ""), ""]
-    for key, name in (("simulated", "1a. simulated traffic, injected anomalies"),
-                      ("real_injected", "1b. real traffic (held-out aircraft), injected anomalies")):
-        if key in report:
-            lines += [_injected_table(name, report[key]),
-                      f"detection latency (polls): {report[key]['latency_polls']}", ""]
-    for name, d in report.get("real_traffic", {}).items():
-        lines.append("2. " + format_real(name, d))
-    if "glitches" in report:
-        g = report["glitches"]
-        lines += ["", f"3. glitch flights: {g['flagged_within_one_poll']} of {g['jumping_steps']} jumping-position "
-                      f"steps flagged within one poll ({g['share']})"]
-        lines += [f"   {flight}: {counts}" for flight, counts in g["per_flight"].items()]
-    if "unusual" in report:
-        u = report["unusual"]
-        lines += ["", "4. " + format_real("unusual flights", u)]
-        lines += [f"   alert: {a['callsign']} ({a['icao24']}) at {a['event_time']}: {a['reason']}" for a in u["alerts"]]
-    return "\n".join(lines)
-
-
-def _injected_table(name: str, d: dict) -> str:
-    lines = [f"{name}: {d['rows']} states",
-             f"{'kind':<26}{'count':>6}" + "".join(f"{m + ' P / R / F1':>24}" for m in METHODS)]
-    for kind, methods in d["by_kind"].items():
-        count = methods["model"]["tp"] + methods["model"]["fn"]
-        lines.append(f"{kind:<26}{count:>6}" + "".join(
-            f"{c['precision']:>10.3f}{c['recall']:>7.3f}{c['f1']:>7.3f}" for c in methods.values()))
-    total = d["overall"]["model"]["tp"] + d["overall"]["model"]["fn"]
-    lines.append(f"{'all kinds':<26}{total:>6}" + "".join(
-        f"{c['precision']:>10.3f}{c['recall']:>7.3f}{c['f1']:>7.3f}" for c in d["overall"].values()))
-    k = d["model_kinematic"]
-    lines.append(f"model alone over the kinematic kinds: precision {k['precision']:.3f}, recall {k['recall']:.3f}, "
-                 f"F1 {k['f1']:.3f}")
-    return "\n".join(lines)
-
-
 DOC_START, DOC_END = "<!-- evaluate:start -->", "<!-- evaluate:end -->"
 
 
@@ -437,14 +397,3 @@ def markdown(report: dict) -> str:
                     f"{reasons})."]
         out += [f"- alert: {a['callsign']} ({a['icao24']}) at {a['event_time']}: {a['reason']}" for a in u["alerts"]]
     return "\n".join(out)
-
-
-def write_between_markers(path, text: str) -> None:
-    from pathlib import Path
-
-    page = Path(path).read_text()
-    if DOC_START not in page or DOC_END not in page:
-        raise ValueError(f"{path} has no {DOC_START} ... {DOC_END} block")
-    head, rest = page.split(DOC_START, 1)
-    tail = rest.split(DOC_END, 1)[1]
-    Path(path).write_text(f"{head}{DOC_START}\n{text}\n{DOC_END}{tail}")
