@@ -18,9 +18,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from sklearn.ensemble import IsolationForest
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
 from ml import dataset, evaluate
 from ml import model as model_io
@@ -60,13 +57,7 @@ def measure(variant: str, train: list, calibrate: list, tests: dict, left_out: s
         z = np.abs(features(rows)[:, MODEL_COLUMNS]) / scale
         return np.log1p(-np.sort(-z, axis=1)[:, :TOP_RESIDUALS])
 
-    X = model_input(train)
-    rng = np.random.default_rng(1)
-    reference = rng.uniform(0, np.log1p(model_io.REFERENCE_MAX_SIZE),
-                            size=(int(len(X) * model_io.REFERENCE_SHARE), TOP_RESIDUALS))
-    pipeline = Pipeline([("scale", StandardScaler()), ("forest", IsolationForest(
-        n_estimators=200, max_samples=1024, random_state=1))]).fit(np.vstack([X, reference]))
-    scorer = CompiledForest(pipeline)
+    scorer = CompiledForest(model_io.fit_forest(model_input(train), random_state=1))
     threshold = np.quantile(scorer.anomaly_score(model_input(calibrate)), 1 - model_io.DEFAULT_BUDGET)
     out = {}
     for name, rows in tests.items():
@@ -92,10 +83,10 @@ def main(argv=None) -> None:
     def simulated(seed: int, minutes: float, rate: float = 0.0) -> list:
         return list(dataset.feature_rows(dataset.simulated_polls(300, seed=seed, minutes=minutes, anomaly_rate=rate)))
 
-    train, calibrate = clean(simulated(1, 60)), clean(simulated(3, 30))
-    for name in dataset.ORDINARY:
-        train += clean(dataset.feature_rows(dataset.part_polls(data / name, dataset.TRAIN_PART)))
-        calibrate += clean(dataset.feature_rows(dataset.part_polls(data / name, dataset.CALIBRATE_PART)))
+    rows: dict[str, list] = {"train": [], "calibrate": []}
+    for source in dataset.training_sources(300, 60.0, 1, data):  # `make model`'s sources
+        rows[source.purpose] += clean(dataset.feature_rows(source.polls))
+    train, calibrate = rows["train"], rows["calibrate"]
     france = list(dataset.feature_rows(dataset.part_polls(data / dataset.FRANCE, dataset.TEST_PART)))
     tests = {
         "simulated": simulated(evaluate.SIMULATED["seed"], evaluate.SIMULATED["minutes"], evaluate.SIMULATED["rate"]),

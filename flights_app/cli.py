@@ -221,24 +221,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.estimators < 1 or not 0 < args.budget < 1 or args.aircraft < 1 or args.minutes <= 0:
         raise fail("--estimators and --aircraft must be >= 1, --minutes > 0 and --budget within (0, 1)")
     data = _data_dir(args)
-    sim = lambda seed, minutes: dataset.simulated_polls(  # noqa: E731
-        args.aircraft, seed=seed, minutes=minutes, anomaly_rate=0.0)
-    steps = int(args.minutes * 60 / 5.0)
-    train_rows = _rows(sim(args.seed, args.minutes), "training traffic", steps)
-    calibrate_rows = _rows(sim(args.seed + 2, args.minutes / 2), "calibration traffic", steps // 2)
-    source = f"simulator: {args.aircraft} aircraft, {args.minutes:g} min at 5 s polls, seed {args.seed}, no anomalies"
-    calibration_source = f"simulator seed {args.seed + 2}, {args.minutes / 2:g} min"
-    if data is not None:
-        for name in dataset.ORDINARY:
-            try:
-                train_rows += _rows(dataset.part_polls(data / name, dataset.TRAIN_PART), f"{name} (training part)")
-                calibrate_rows += _rows(dataset.part_polls(data / name, dataset.CALIBRATE_PART),
-                                        f"{name} (calibration part)")
-            except (OSError, ValueError) as error:
-                raise fail(f"cannot read {data / name}: {error}") from None
-        recordings = ", ".join(dataset.ORDINARY)
-        source += f"; {recordings}: aircraft of part {dataset.TRAIN_PART} of 3"
-        calibration_source += f"; the same recordings, aircraft of part {dataset.CALIBRATE_PART} of 3"
+    rows: dict[str, list] = {"train": [], "calibrate": []}
+    for source in dataset.training_sources(args.aircraft, args.minutes, args.seed, data):
+        try:
+            rows[source.purpose] += _rows(source.polls, source.name, source.steps)
+        except (OSError, ValueError) as error:
+            raise fail(f"cannot read {source.name} in {data}: {error}") from None
+    train_rows, calibrate_rows = rows["train"], rows["calibrate"]
+    source, calibration_source = dataset.describe_sources(args.aircraft, args.minutes, args.seed, data)
     X, C = dataset.clean_features(train_rows), dataset.clean_features(calibrate_rows)
     if len(X) < 100 or len(C) < 100:
         raise fail(f"only {len(X)} clean training and {len(C)} calibration states: too few")

@@ -154,3 +154,40 @@ def clean_features(rows: Iterable[Row]) -> np.ndarray:
     """The feature rows of states with no data fault, no alert and nothing injected: what trains and calibrates."""
     kept = [r.features for r in rows if r.kind is None and not r.flags.faults and not r.flags.alerts]
     return np.vstack(kept) if kept else np.empty((0, 0))
+
+
+@dataclass
+class Source:
+    """Polls that train or calibrate the model (``purpose``), described for people."""
+
+    purpose: str  # "train" or "calibrate"
+    name: str
+    polls: Iterable[Poll]
+    steps: int | None  # how many polls, when known
+
+
+def training_sources(aircraft: int, minutes: float, seed: int, data: Path | None) -> list[Source]:
+    """Clean simulated traffic (seed ``seed`` trains, ``seed + 2`` calibrates, half as long) and, with
+    ``data``, the training and calibration parts of every ordinary recording."""
+    steps = int(minutes * 60 / 5.0)
+    sources = [
+        Source("train", "training traffic", simulated_polls(aircraft, seed=seed, minutes=minutes, anomaly_rate=0.0),
+               steps),
+        Source("calibrate", "calibration traffic",
+               simulated_polls(aircraft, seed=seed + 2, minutes=minutes / 2, anomaly_rate=0.0), steps // 2),
+    ]
+    for name in ORDINARY if data is not None else ():
+        sources += [Source("train", f"{name} (training part)", part_polls(Path(data) / name, TRAIN_PART), None),
+                    Source("calibrate", f"{name} (calibration part)", part_polls(Path(data) / name, CALIBRATE_PART),
+                           None)]
+    return sources
+
+
+def describe_sources(aircraft: int, minutes: float, seed: int, data: Path | None) -> tuple[str, str]:
+    """What trained and what calibrated, in words (for the manifest)."""
+    train = f"simulator: {aircraft} aircraft, {minutes:g} min at 5 s polls, seed {seed}, no anomalies"
+    calibrate = f"simulator seed {seed + 2}, {minutes / 2:g} min"
+    if data is not None:
+        train += f"; {', '.join(ORDINARY)}: aircraft of part {TRAIN_PART} of 3"
+        calibrate += f"; the same recordings, aircraft of part {CALIBRATE_PART} of 3"
+    return train, calibrate

@@ -56,18 +56,22 @@ def typical_sizes(clean_rows: np.ndarray) -> np.ndarray:
 
 def train(clean_rows: np.ndarray, **params) -> tuple[Pipeline, np.ndarray]:
     """Fit on feature rows of clean traffic; returns the pipeline and the residuals' typical sizes."""
-    settings = {**DEFAULT_PARAMS, **params}
     scale = typical_sizes(clean_rows)
-    X = model_input(clean_rows, scale)
+    return fit_forest(model_input(clean_rows, scale), **params), scale
+
+
+def fit_forest(X: np.ndarray, **params) -> Pipeline:
+    """The scaler and forest fitted on model inputs ``X`` plus the uniform reference sample."""
+    settings = {**DEFAULT_PARAMS, **params}
     rng = np.random.default_rng(settings["random_state"])
     reference = rng.uniform(0.0, np.log1p(REFERENCE_MAX_SIZE), size=(max(1, int(len(X) * REFERENCE_SHARE)),
-                                                                       TOP_RESIDUALS))
+                                                                       X.shape[1]))
     pipeline = Pipeline([
         ("scale", StandardScaler()),
         ("forest", IsolationForest(n_jobs=1, **settings)),
     ])
     pipeline.fit(np.vstack([X, reference]))
-    return pipeline, scale
+    return pipeline
 
 
 def calibrate(pipeline: Pipeline, scale: np.ndarray, clean_rows: np.ndarray, budget: float = DEFAULT_BUDGET) -> dict:
