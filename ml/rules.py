@@ -85,12 +85,12 @@ def remember_after(state, memory: AircraftMemory | None, faults: list[str]) -> A
     so the return from a glitch is not flagged as a second fault. A state already
     remembered, or older than the latest, changes nothing.
     """
+    if faults:
+        return memory
     if memory is None:
-        return None if faults else AircraftMemory(remember(state))
+        return AircraftMemory(remember(state))
     latest = memory.latest
     if state.last_contact < latest.last_contact or memory.previous_for(state) is not latest:
         return memory  # older, or the latest seen again
-    if faults:
-        return memory
     new = remember(state, latest)
     return memory if new == latest else AircraftMemory(new, latest)
