@@ -65,6 +65,16 @@ def wait_until(condition: Callable[[], object], timeout_s: float, what: str, int
                          (f" (last error: {last_error!r})" if last_error else ""))
 
 
+async def async_wait_until(condition: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.05):
+    """``wait_until`` inside an event loop: the loop runs while the condition is polled."""
+    deadline = time.monotonic() + timeout_s
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        await asyncio.sleep(interval_s)
+    return result
+
+
 def http_json(url: str, body: dict | None = None, timeout_s: float = 5.0):
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})

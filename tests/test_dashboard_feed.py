@@ -5,25 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 
 import pytest
 
-from tests.harness import free_port
+from tests.harness import async_wait_until, free_port
 from tests.test_dashboard_model import scored
 from web.dashboard.feed import Feed
 from web.dashboard.model import Traffic
 
 pytestmark = pytest.mark.kafka
-
-
-async def until(condition, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def make_topics(bootstrap: str, names: list[str]) -> None:
@@ -67,7 +58,7 @@ def test_feed_fills_the_buffers_survives_bad_records_and_recovers_from_a_lost_br
         feed = Feed(bootstrap, topics, traffic)
         task = asyncio.create_task(feed.run())
         try:
-            await until(lambda: feed.messages == 7 and feed.malformed == 2, 30, "the records already on the topics")
+            await async_wait_until(lambda: feed.messages == 7 and feed.malformed == 2, 30, "the records already on the topics")
             assert feed.online and feed.status()["error"] is None
             assert len(traffic.aircraft) == 5 and traffic.invalid_by_reason == {"null_position": 1}
             assert list(traffic.windows) == [("country", "Germany", 600)]
@@ -75,11 +66,11 @@ def test_feed_fills_the_buffers_survives_bad_records_and_recovers_from_a_lost_br
             assert feed.set_bootstrap("127.0.0.1:9092; rm -rf /") is not None  # refused, nothing changes
             assert feed.bootstrap == bootstrap
             assert feed.set_bootstrap(f"127.0.0.1:{free_port()}") is None  # nobody listens there
-            await until(lambda: not feed.online and feed.error, 30, "Offline with a reason")
+            await async_wait_until(lambda: not feed.online and feed.error, 30, "Offline with a reason")
             assert feed.set_bootstrap(bootstrap) is None
-            await until(lambda: feed.online, 30, "Online again")
+            await async_wait_until(lambda: feed.online, 30, "Online again")
             await produce(bootstrap, [(topics["processed"], json.dumps(scored(icao24="ffffff", t=2000)).encode())])
-            await until(lambda: "ffffff" in traffic.aircraft, 30, "a new record after reconnecting")
+            await async_wait_until(lambda: "ffffff" in traffic.aircraft, 30, "a new record after reconnecting")
             assert (feed.messages, traffic.total_events) == (8, 6)  # resumed where it left off: nothing read twice
         finally:
             feed.stop()
@@ -93,7 +84,7 @@ def test_feed_goes_offline_when_its_broker_stops_and_resumes_when_it_returns(tmp
     """A broker of its own, stopped mid-run (SIGTERM) and started again on the same ports and data."""
     from flights_app.embedded.broker import EmbeddedBroker
     from tests.conftest import KAFKA_LIB
-    from tests.harness import free_port_pair
+    from tests.harness import async_wait_until, free_port_pair
 
     broker = EmbeddedBroker(tmp_path / "kafka", free_port_pair(), lib_dir=KAFKA_LIB, heap_mb=384)
     broker.start()
@@ -107,13 +98,13 @@ def test_feed_goes_offline_when_its_broker_stops_and_resumes_when_it_returns(tmp
         feed = Feed(bootstrap, topics, traffic)
         task = asyncio.create_task(feed.run())
         try:
-            await until(lambda: feed.online and "aaaaaa" in traffic.aircraft, 30, "Online with the record")
+            await async_wait_until(lambda: feed.online and "aaaaaa" in traffic.aircraft, 30, "Online with the record")
             await asyncio.get_running_loop().run_in_executor(None, broker.stop)
-            await until(lambda: not feed.online and feed.error, 30, "Offline once the broker is gone")
+            await async_wait_until(lambda: not feed.online and feed.error, 30, "Offline once the broker is gone")
             await asyncio.get_running_loop().run_in_executor(None, broker.start)
-            await until(lambda: feed.online, 60, "Online again without anyone's help")
+            await async_wait_until(lambda: feed.online, 60, "Online again without anyone's help")
             await produce(bootstrap, [("processed", json.dumps(scored(icao24="bbbbbb", t=1001)).encode())])
-            await until(lambda: "bbbbbb" in traffic.aircraft, 30, "records after the broker came back")
+            await async_wait_until(lambda: "bbbbbb" in traffic.aircraft, 30, "records after the broker came back")
             assert traffic.total_events == 2  # resumed where it left off
         finally:
             feed.stop()
