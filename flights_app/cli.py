@@ -323,7 +323,7 @@ def _free_port() -> int:
 def cmd_up(args: argparse.Namespace) -> None:
     # Ctrl-C stops everything from the first second, even when `up` was started with SIGINT ignored
     # (what a shell does to a command it runs in the background without job control, and Python then
-    # keeps): afterwards _supervise takes the signal over.
+    # keeps): once the worker has started, _stop_on_signal takes the signal over.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     settings = _settings()
     env = dict(os.environ)
@@ -381,14 +381,15 @@ def cmd_up(args: argparse.Namespace) -> None:
 
         children.append(Child("worker", [*me, "worker"], env))
         children.append(Child("dashboard", [*me, "dashboard"], env))
+        stop = _stop_on_signal()  # from here on Ctrl-C is a normal stop, before the line that says so
         print(f"flights-app: worker started; web endpoints on http://{settings.web_bind}:{settings.web_port}/; "
               f"dashboard on http://{settings.web_bind}:{settings.dashboard_port}/ (Ctrl-C stops everything)",
               flush=True)
-        _supervise(children, _replay_progress(port) if source == "replay" else None)
+        _supervise(children, stop, _replay_progress(port) if source == "replay" else None)
     except BrokerError as error:
         stop_all()
         raise fail(str(error)) from None
-    except KeyboardInterrupt:  # Ctrl-C while starting (afterwards _supervise takes it)
+    except KeyboardInterrupt:  # Ctrl-C while starting (afterwards _stop_on_signal takes it)
         stop_all()
         print("flights-app: interrupted while starting; stopped.", flush=True)
         raise SystemExit(130) from None
@@ -461,12 +462,17 @@ def _replay_progress(port: int):
     return line
 
 
-def _supervise(children: list[Child], progress=None) -> None:
-    """Return on Ctrl-C / SIGTERM, or when any child exits on its own; report ``progress()`` (a
-    replay's line) as ProgressReporter does."""
+def _stop_on_signal() -> threading.Event:
+    """An event that Ctrl-C (SIGINT) or SIGTERM sets, from now on."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _supervise(children: list[Child], stop: threading.Event, progress=None) -> None:
+    """Return when ``stop`` is set (Ctrl-C / SIGTERM), or when any child exits on its own; report
+    ``progress()`` (a replay's line) as ProgressReporter does."""
     reporter = ProgressReporter(progress, "flights-app: ") if progress is not None else None
     while not stop.wait(0.5):
         if reporter is not None:
