@@ -19,13 +19,14 @@ import logging
 import time
 
 import aiohttp
+import orjson
 
 from agents.windows import count_in_windows, recover_watermarks, send_partials
 from flights_app.app import app, settings
 from flights_app.decode import decode_raw, rejections
 from flights_app.metrics import scorer_batch_seconds, scorer_batch_size
-from flights_app.publish import Outbox
-from flights_app.records import Alert, ScoredState, StateVector
+from flights_app.publish import Outbox, encode
+from flights_app.records import Alert, ScoredState, StateVector, event_time_of
 from flights_app.topics import alerts, invalid_states, processed_states, raw_states
 from flights_app.webhook import AlertWebhook
 from ml.model import ModelError
@@ -96,18 +97,22 @@ def alert_for(scored: ScoredState, alert_threshold: float) -> Alert | None:
                  longitude=s.longitude, reasons=reasons, ml_anomaly_score=scored.ml_anomaly_score, squawk=s.squawk)
 
 
-def newest_scored(scored: list[ScoredState], stored: dict[str, dict | None]) -> dict[str, dict | None]:
-    """Per aircraft, its newest scored state (by event time) of the batch and the table: what
-    ``/aircraft/{icao24}/`` shows. A replayed older state does not replace a newer one."""
-    newest: dict[str, dict | ScoredState | None] = {icao24: (value or {}).get("last") for icao24, value in stored.items()}
-    for item in scored:
-        current = newest.get(item.state.icao24)
-        current_time = None if current is None else (
-            current.state.event_time if isinstance(current, ScoredState) else current["state"]["event_time"])
-        if current_time is None or item.state.event_time >= current_time:
-            newest[item.state.icao24] = item
-    return {icao24: {**value.asdict(), "state": {**value.state.asdict(), "event_time": value.state.event_time}}
-            if isinstance(value, ScoredState) else value for icao24, value in newest.items()}
+def newest_scored(scored: list[ScoredState], encoded: list[bytes],
+                  stored: dict[str, dict | None]) -> dict[str, dict | orjson.Fragment | None]:
+    """Per aircraft, its newest scored state (by event time) of the batch (as its encoded record,
+    ``encoded[i]`` of ``scored[i]``) or of the table: what ``/aircraft/{icao24}/`` shows. A replayed
+    older state does not replace a newer one."""
+    newest: dict[str, dict | orjson.Fragment | None] = {}
+    newest_time: dict[str, int | None] = {}
+    for icao24, value in stored.items():
+        last = (value or {}).get("last")
+        newest[icao24], newest_time[icao24] = last, None if last is None else event_time_of(last["state"])
+    for item, record in zip(scored, encoded, strict=True):
+        icao24, when = item.state.icao24, item.state.event_time
+        current = newest_time.get(icao24)
+        if current is None or when >= current:
+            newest[icao24], newest_time[icao24] = orjson.Fragment(record), when
+    return newest
 
 
 def backlog(event) -> bool:
@@ -129,7 +134,8 @@ async def score_states_of(partition: int, event, states: list[StateVector], outb
         stored = {icao24: read(aircraft, icao24, partition) for icao24 in dict.fromkeys(s.icao24 for s in states)}
         memories = {icao24: memory_of(entry) for icao24, entry in stored.items()}
         scored, updated = score_batch(registry.current, states, memories)
-        newest = newest_scored(scored, stored)
+        encoded = [encode(item) for item in scored]  # once: the output record and the table's "last"
+        newest = newest_scored(scored, encoded, stored)
         behind = backlog(event)
         partials, windows = count_in_windows(partition, scored, stored, behind=behind)
         for icao24 in stored:  # one write per aircraft per batch: its memory and its windows, together
@@ -137,8 +143,9 @@ async def score_states_of(partition: int, event, states: list[StateVector], outb
             await writes.put(aircraft, icao24, {"memory": memory.as_dict() if memory else None,
                                                 "last": newest.get(icao24), "windows": windows[icao24]}, partition)
     alert_threshold = registry.current.alert_threshold
-    for item in scored:
-        await outbox.send(processed_states, item.state.icao24, item)
+    processed_topic = processed_states.get_topic_name()
+    for item, record in zip(scored, encoded, strict=True):
+        await outbox.send_bytes(processed_topic, item.state.icao24.encode(), record)
         stats.data_faults += bool(item.data_faults)
         alert = alert_for(item, alert_threshold)
         if alert is not None:

@@ -92,7 +92,7 @@ sent_watermark: dict[int, tuple[float, bool]] = {}
 dirty: set[tuple[str, str, int]] = set()
 #: Windows whose final record this worker has asked for (not asked twice while the first is in flight).
 closing: set[tuple[str, str, int]] = set()
-_last_expiry = {"horizon": None, "finals": 0}
+_last_expiry: dict = {"aircraft": None, "groups": None}
 #: Set after every rebalance (the first start included), once the tables are recovered: the next
 #: flush republishes every window this worker holds. The set of windows updated since the last flush
 #: lives in memory, so a worker killed between a commit and its flush would otherwise leave a window's
@@ -370,30 +370,39 @@ def recover_watermarks() -> None:
                 aircraft_watermark[partition] = max(aircraft_watermark.get(partition, 0), seen)
 
 
-def expire_windows() -> None:
-    """Delete the windows past their expiry from both tables, each time the expiry horizon moves."""
-    watermark = max([*aircraft_watermark.values(), *watermarks.marks.values()], default=0)
-    if not watermark:
-        return
-    horizon = window_start(watermark - SIZE - GRACE - EXPIRY, SIZE)  # moves when some window may expire
-    if _last_expiry["horizon"] == horizon and _last_expiry["finals"] == stats.finals_published:
-        return
-    _last_expiry.update(horizon=horizon, finals=stats.finals_published)
-    def aircraft_gone(icao24: str) -> bool:  # every window expired, judged by its partition's watermark
-        partition = key_partition(icao24)
-        mark = aircraft_watermark.get(partition)
-        return mark is not None and all(_expired(int(start), mark)
-                                        for start in windows_of(read(aircraft, icao24, partition)))
+def _horizons(marks: dict[int, float]) -> tuple:
+    """Per partition, the newest window start its watermark may have expired: a scan for expired
+    windows can find something new only when one of these moves."""
+    return tuple(sorted((p, window_start(m - SIZE - GRACE - EXPIRY, SIZE)) for p, m in marks.items()))
 
-    removed = expire(aircraft, aircraft_gone, settings.topic_partitions)
-    # A country's window goes only once its final record is out (a close may still be on its way),
-    # judged by the watermark of its own partials partition.
-    finished = {(d, n, s) for d, n, s, shard in map(parse_group_key, list(group_windows.keys())) if shard == FINAL}
-    removed += expire(group_windows, lambda key: _expired(window_of_key(key), watermarks.mark(key_partition(key)))
-                      and parse_group_key(key)[:3] in finished, settings.topic_partitions)
+
+def expire_windows() -> None:
+    """Delete the windows past their expiry from both tables. Each table is scanned only when what
+    decides its expiry moved: the aircraft table when a partition's watermark crossed into a window
+    that may expire; the group table also when a final record was published."""
+    aircraft_horizons = _horizons(aircraft_watermark)
+    group_horizons = (_horizons(watermarks.marks), stats.finals_published)
+    removed = 0
+    if aircraft_horizons and aircraft_horizons != _last_expiry["aircraft"]:
+        _last_expiry["aircraft"] = aircraft_horizons
+
+        def aircraft_gone(icao24: str) -> bool:  # every window expired, judged by its partition's watermark
+            partition = key_partition(icao24)
+            mark = aircraft_watermark.get(partition)
+            return mark is not None and all(_expired(int(start), mark)
+                                            for start in windows_of(read(aircraft, icao24, partition)))
+
+        removed += expire(aircraft, aircraft_gone, settings.topic_partitions)
+    if group_horizons[0] and group_horizons != _last_expiry["groups"]:
+        _last_expiry["groups"] = group_horizons
+        # A country's window goes only once its final record is out (a close may still be on its way),
+        # judged by the watermark of its own partials partition.
+        finished = {(d, n, s) for d, n, s, shard in map(parse_group_key, list(group_windows.keys())) if shard == FINAL}
+        removed += expire(group_windows, lambda key: _expired(window_of_key(key), watermarks.mark(key_partition(key)))
+                          and parse_group_key(key)[:3] in finished, settings.topic_partitions)
     if removed:
         stats.windows_expired += removed
-        log.info("Expired %d window entries older than %d (event time)", removed, horizon + SIZE)
+        log.info("Expired %d window entries", removed)
 
 
 @app.timer(settings.aggregate_flush_s)

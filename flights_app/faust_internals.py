@@ -11,7 +11,8 @@ Patches (``install()``, once, when the app is created):
 
 Reads and writes of private state (the functions below): the current event's context variable
 (``partition_of``), a table's RocksDB database per partition and its raw ``_set``
-(``rocksdb_of``, ``store_set``), the consumer's bookkeeping of committed and acknowledged offsets,
+(``rocksdb_of``, ``store_set``), a record built and read without its per-field descriptors (``built``, ``fields_of``),
+the consumer's bookkeeping of committed and acknowledged offsets,
 its unacknowledged and queued messages and its thread's aiokafka consumer (the commit watchdog,
 ``/health``), and the running aiokafka producer's client (``/health``).
 
@@ -25,7 +26,7 @@ import asyncio
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from faust.streams import _current_event
@@ -33,6 +34,8 @@ from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 from faust.transport.producer import ProducerBuffer
 from faust.types import CollectionT, EventT
+
+R = TypeVar("R", bound=faust.Record)
 
 #: The faust-streaming versions this module was read from and the test suite passed on.
 TESTED = ("0.15.3",)
@@ -169,6 +172,33 @@ def store_set(table: CollectionT, key: bytes, value: bytes) -> None:
     ``table[key] = value`` does before its changelog send (no sensors, no encoding)."""
     table.data._set(key, value)
 
+
+# ---------------------------------------------------------------------------------------------
+# Records: built from values already checked.
+
+def built(record_type: type[R], fields: dict[str, Any]) -> R:
+    """A ``record_type`` holding ``fields`` (every field, each already of its type), as its
+    constructor builds it but without a descriptor call per field (about 1 us each: 20 us for a
+    ``StateVector``). For records without ``__post_init__`` or validation, from values the app
+    itself produced or checked; anything else goes through the constructor."""
+    if len(fields) != len(record_type._options.fields):
+        raise TypeError(f"{record_type.__name__} needs {sorted(record_type._options.fields)}, "
+                        f"got {sorted(fields)}")
+    record = record_type.__new__(record_type)
+    record.__dict__.update(fields)
+    record.__evaluated_fields__ = set()  # what the generated __init__ sets first
+    return record
+
+
+
+def fields_of(record: faust.Record) -> dict[str, Any]:
+    """``record.to_representation()`` read straight from its ``__dict__`` (no descriptor call per
+    field: a fifth of the cost of encoding a scored state). Records with metadata go the usual way."""
+    if record._options.include_metadata:
+        return record.to_representation()
+    fields = record.__dict__.copy()
+    fields.pop("__evaluated_fields__", None)
+    return fields
 
 # ---------------------------------------------------------------------------------------------
 # The consumer's bookkeeping (duck-typed: the commit watchdog's tests use stand-ins).

@@ -27,14 +27,20 @@ def routing_part(key: bytes) -> bytes:
 
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition of ``key`` among ``partitions`` (Kafka's murmur2 of its routing part)."""
-    return (murmur2(routing_part(key)) & 0x7FFFFFFF) % partitions
+    return _hashed(routing_part(key), partitions)
 
 
 @lru_cache(maxsize=1 << 16)
+def _hashed(part: bytes, partitions: int) -> int:
+    """Kafka's murmur2 partition of ``part``, remembered: murmur2 in Python takes microseconds, and
+    every record the worker sends and every state the source and the decoder route asks for one
+    (the same tens of thousands of aircraft again and again)."""
+    return (murmur2(part) & 0x7FFFFFFF) % partitions
+
+
 def icao24_partition(icao24: str, partitions: int) -> int:
-    """The partition of an aircraft's states and table entries (``partition_for`` of its icao24),
-    remembered: the source and the raw topic's decoder ask it of every state."""
-    return partition_for(icao24.encode(), partitions)
+    """The partition of an aircraft's states and table entries (``partition_for`` of its icao24)."""
+    return _hashed(icao24.encode(), partitions)
 
 
 class PrefixPartitioner:

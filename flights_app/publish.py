@@ -15,18 +15,20 @@ import asyncio
 from collections import Counter
 from typing import Any
 
+import faust
 import orjson
 from faust.types import AppT, TopicT
+
+from flights_app.faust_internals import fields_of
 
 #: Records handed to the producer by every Outbox of this process, by topic (for /metrics).
 sent_by_topic: Counter[str] = Counter()
 
 
 def _representation(value: Any) -> Any:
-    to_representation = getattr(value, "to_representation", None)  # faust.Record
-    if to_representation is None:
-        raise TypeError(f"cannot encode {type(value).__name__} as JSON")
-    return to_representation()
+    if isinstance(value, faust.Record):
+        return fields_of(value)
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
 def encode(value: Any) -> bytes:

@@ -86,6 +86,11 @@ class StateVector(faust.Record, serializer="json", include_metadata=False):
         return self.time_position if self.time_position is not None else self.last_contact
 
 
+def event_time_of(state: dict) -> int:
+    """``StateVector.event_time`` of a state as JSON (e.g. a scored record's ``state``)."""
+    return state["time_position"] if state.get("time_position") is not None else state["last_contact"]
+
+
 class InvalidState(faust.Record, serializer="json", include_metadata=False):
     """A state vector the validator rejected, kept as it arrived.
 

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from flights_app.faust_internals import built
 from flights_app.records import STATE_FIELDS, InvalidState, StateVector
 
 # Physical bounds of a state an aircraft can really be in.
@@ -219,4 +220,5 @@ def validate_state(
             ingest_time=ingest_time,
             poll_id=poll_id,
         )
-    return StateVector(**fields, ingest_time=ingest_time, poll_id=poll_id)
+    fields["ingest_time"], fields["poll_id"] = ingest_time, poll_id
+    return built(StateVector, fields)  # every field checked and converted above

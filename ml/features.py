@@ -26,8 +26,9 @@ The model sees ``MODEL_FEATURES`` through ``model_input`` (absolute values, log-
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import numpy as np
 
@@ -104,8 +105,7 @@ def model_input(rows: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return np.log1p(-np.sort(-sizes, axis=1)[:, :TOP_RESIDUALS])
 
 
-@dataclass(frozen=True)
-class PreviousState:
+class PreviousState(NamedTuple):
     """What the features need of an aircraft's last good state (kept per icao24 in a table)."""
 
     time_position: int
@@ -121,12 +121,17 @@ class PreviousState:
     turn_rate: float = 0.0  # degrees a second, from the track change since the good state before
 
     def as_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return self._asdict()
 
     @classmethod
     def from_dict(cls, data: dict) -> PreviousState:
         """Entries written before a field existed take its default."""
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+        if data.keys() == _PREVIOUS_FIELDS:
+            return cls(**data)
+        return cls(**{name: data[name] for name in cls._fields if name in data})
+
+
+_PREVIOUS_FIELDS = frozenset(PreviousState._fields)
 
 
 @dataclass(frozen=True)

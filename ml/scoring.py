@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from flights_app.faust_internals import built
 from flights_app.records import ScoredState, StateVector
 from ml.features import (
     FEATURES,
@@ -83,7 +84,7 @@ def score_batch(
     out = []
     for i, state in enumerate(states):
         verdict = judge(model, rows[i], flags[i], float(scores[i]))
-        out.append(ScoredState(
+        out.append(built(ScoredState, dict(
             state=state,
             features=dict(zip(FEATURES, rows[i].tolist(), strict=True)),
             flight_phase=flight_phase(state.on_ground, altitude_of(state) if not state.on_ground else None,
@@ -95,5 +96,5 @@ def score_batch(
             data_faults=verdict.faults,
             model_version=model.version,
             processed_time=emitted,
-        ))
+        )))
     return out, {icao: latest[icao] for icao in touched}

@@ -47,8 +47,8 @@ class TableWrites:
         key_bytes, value_bytes = key.encode(), encode(value)
         if rocksdb_of(table, partition) is not None:
             store_set(table, key_bytes, value_bytes)  # the current event's partition, as Faust's set
-        else:
-            table.data[key] = value
+        else:  # the memory store keeps the value as a read gives it back (not an orjson.Fragment)
+            table.data[key] = orjson.loads(value_bytes)
         future = await self.outbox.send_bytes(table.changelog_topic.get_topic_name(), key_bytes, value_bytes, partition)
         self.sent.append((table, future))
         state = table.app.monitor.tables.get(table.name)

@@ -75,36 +75,37 @@ class Partial:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
-def _min(values):
-    values = [v for v in values if v is not None]
-    return min(values) if values else None
+def _total(ps: list[dict], name: str) -> float:
+    return sum(p.get(name, 0) for p in ps)
 
 
-def _max(values):
-    values = [v for v in values if v is not None]
-    return max(values) if values else None
+def _extreme(ps: list[dict], name: str, pick) -> float | None:
+    values = [v for p in ps if (v := p.get(name)) is not None]
+    return pick(values) if values else None
 
 
 def summarize(partials: dict[str, dict]) -> dict:
-    """The window's statistics from its aircraft partials (icao24 -> Partial.as_dict())."""
-    ps = [Partial.from_dict(p) for p in partials.values()]
-    events = sum(p.count for p in ps)
-    altitude_n = sum(p.altitude_count for p in ps)
-    anomalies = sum(p.anomalies for p in ps)
+    """The window's statistics from its aircraft partials (icao24 -> Partial.as_dict(); a field
+    missing from an older partial counts as its default). Read as dicts: a flush summarizes every
+    aircraft of every window it publishes."""
+    ps = list(partials.values())
+    events = _total(ps, "count")
+    altitude_n = _total(ps, "altitude_count")
+    anomalies = _total(ps, "anomalies")
     return {
         "events": events,
-        "aircraft": sum(1 for p in ps if p.count),
-        "velocity_min": _min(p.velocity_min for p in ps),
-        "velocity_mean": sum(p.velocity_sum for p in ps) / events if events else None,
-        "velocity_max": _max(p.velocity_max for p in ps),
-        "altitude_min": _min(p.altitude_min for p in ps),
-        "altitude_mean": sum(p.altitude_sum for p in ps) / altitude_n if altitude_n else None,
-        "altitude_max": _max(p.altitude_max for p in ps),
+        "aircraft": sum(1 for p in ps if p.get("count")),
+        "velocity_min": _extreme(ps, "velocity_min", min),
+        "velocity_mean": _total(ps, "velocity_sum") / events if events else None,
+        "velocity_max": _extreme(ps, "velocity_max", max),
+        "altitude_min": _extreme(ps, "altitude_min", min),
+        "altitude_mean": _total(ps, "altitude_sum") / altitude_n if altitude_n else None,
+        "altitude_max": _extreme(ps, "altitude_max", max),
         "anomalies": anomalies,
         "anomaly_rate": anomalies / events if events else 0.0,
-        "on_ground": sum(p.on_ground for p in ps),
-        "emergencies": sum(p.emergencies for p in ps),
-        "late_events": sum(p.late for p in ps),
+        "on_ground": _total(ps, "on_ground"),
+        "emergencies": _total(ps, "emergencies"),
+        "late_events": _total(ps, "late"),
     }
 
 

@@ -9,6 +9,8 @@ import io
 from collections import defaultdict
 from types import SimpleNamespace
 
+import orjson
+import pytest
 from faust.tables.recovery import Recovery
 from intervaltree import IntervalTree
 
@@ -163,3 +165,43 @@ def test_the_worker_stops_on_an_untested_faust_version_with_one_line(tmp_path):
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("flights-app: faust-streaming 0.16.0 is installed"), done.stderr
+
+
+def _records():
+    from flights_app.records import Alert, InvalidState, ScoredState, StateVector
+    state = dict(icao24="abc123", callsign="AFR12", origin_country="France", time_position=1_790_000_000,
+                 last_contact=1_790_000_001, longitude=2.0, latitude=48.0, baro_altitude=1000.0, on_ground=False,
+                 velocity=200.0, true_track=90.0, vertical_rate=None, sensors=[1, 2], geo_altitude=1010.0,
+                 squawk="7700", spi=False, position_source=0, category=3, ingest_time=1.5, poll_id="p")
+    sv = StateVector(**state)
+    scored = dict(state=sv, features={"velocity": 200.0}, flight_phase="cruise", ml_anomaly_score=0.4,
+                  ml_is_anomaly=False, anomaly_reason=None, alerts=["squawk 7700"], data_faults=[],
+                  model_version="abc", processed_time=2.5)
+    return [(StateVector, state), (ScoredState, scored),
+            (InvalidState, dict(reason="r", detail="d", field_name=None, raw=[1], icao24=None, ingest_time=1.0,
+                                poll_id="p")),
+            (Alert, dict(icao24="abc123", callsign=None, event_time=1, last_contact=1, latitude=1.0, longitude=2.0,
+                         reasons=["x"], ml_anomaly_score=0.1, squawk=None))]
+
+
+def test_a_record_built_from_checked_fields_is_the_record_its_constructor_builds():
+    for record_type, fields in _records():
+        built = faust_internals.built(record_type, dict(fields))
+        made = record_type(**fields)
+        assert built == made and built.asdict() == made.asdict()
+        assert built.to_representation() == made.to_representation()
+        assert faust_internals.fields_of(built) == faust_internals.fields_of(made) == made.to_representation()
+
+
+def test_a_record_is_not_built_without_every_field():
+    record_type, fields = _records()[0]
+    with pytest.raises(TypeError, match="StateVector needs"):
+        faust_internals.built(record_type, {k: v for k, v in fields.items() if k != "poll_id"})
+
+
+def test_a_record_encodes_to_the_json_faust_s_own_representation_gives():
+    from flights_app.publish import encode
+    for record_type, fields in _records():
+        made = record_type(**fields)
+        faust_json = orjson.dumps(made.to_representation(), default=lambda r: r.to_representation())
+        assert orjson.loads(encode(made)) == orjson.loads(faust_json)

@@ -20,6 +20,7 @@ from agents.scoring import registry, stats
 from agents.source import OpenSkySourceService
 from flights_app.app import app, settings
 from flights_app.decode import rejections
+from flights_app.records import event_time_of
 from tables.aircraft import aircraft as aircraft_table
 from tables.keys import group_name
 from web import health, metrics, params  # noqa: F401 - /health and /metrics
@@ -151,7 +152,8 @@ async def aircraft(self: web.View, request: web.Request, icao24: str) -> web.Res
     value = aircraft_table.get(icao24)
     if not value or not value.get("last"):
         return self.json({"error": f"aircraft {icao24} not seen"}, status=404)
-    return self.json({"icao24": icao24, **value["last"]})
+    last = value["last"]
+    return self.json({"icao24": icao24, **last, "state": {**last["state"], "event_time": event_time_of(last["state"])}})
 
 
 @app.page("/stats/windows/")
