@@ -9,7 +9,7 @@ KAFKA_LIB := .kafka/lib
 POM    := flights_app/embedded/pom.xml
 PYTEST_ARGS ?=
 
-.PHONY: install chromium-check compose-check run test bench lint soak model evaluate clean distclean
+.PHONY: install chromium-check compose-check run test bench lint soak model evaluate secrets clean distclean
 
 MAPS   := .maps/land-110m.json
 PROMTOOL := $(BIN)/promtool
@@ -68,6 +68,10 @@ compose-check:
 
 run: install
 	$(BIN)/flights-app up
+
+# A development set of the deployment's secrets in ./secrets (docker-compose.yml mounts them; never committed).
+secrets: install
+	$(BIN)/flights-app dev-secrets --out secrets
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import faust
 
 from flights_app import faust_internals
+from flights_app.access import middleware
 from flights_app.settings import SettingsError, load_settings
 
 try:
@@ -55,5 +56,7 @@ app = faust.App(
     # them as the worker starts (App.main, `faust -A`): this module imports none of them, so the
     # core (settings, records, validation, topics) never depends on the agents or the web layer.
     autodiscover=STAGES,
+    # Every request passes the bearer-token check first (web/auth.py).
+    web_application_options={"middlewares": [middleware(settings)]},
     origin="flights_app",
 )

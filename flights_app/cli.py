@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -506,6 +507,20 @@ def cmd_probe(args: argparse.Namespace) -> None:
         raise fail(f"{args.url}: HTTP {status}")
 
 
+def cmd_dev_secrets(args: argparse.Namespace) -> None:
+    """Write the missing files of a development set of secrets; say which, never what they hold."""
+    from flights_app import dev_secrets
+
+    try:
+        written = dev_secrets.write(Path(args.out))
+    except OSError as error:
+        raise fail(f"cannot write secrets into {args.out}: {error.strerror or error}") from None
+    for path, now in written:
+        print(f"flights-app: {path} {'written (owner-only)' if now else 'kept (remove it to make a new one)'}")
+    print(f"flights-app: the dashboard's user is {dev_secrets.DASHBOARD_USER!r}; its password is in "
+          f"{Path(args.out) / 'dashboard-users.json'}")
+
+
 # -- main ---------------------------------------------------------------------------------
 
 
@@ -570,6 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="queue a fault for the next request (repeatable): 429:S 500 502 503 slow:S "
                            "malformed truncated big empty duplicate future past disconnect")
     fake.add_argument("--corrupt-rate", type=float, default=0.0, help="share of rows with a corrupted field")
+    dev = sub.add_parser("dev-secrets", help="write a development set of the deployment's secrets (make secrets)")
+    dev.add_argument("--out", default="secrets", help="directory (default %(default)s)")
     probe = sub.add_parser("probe", help="exit 0 if the URL answers 2xx (container health checks)")
     probe.add_argument("url")
     probe.add_argument("--timeout", type=float, default=5.0, help="seconds (default %(default)s)")
@@ -578,6 +595,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_dashboard() -> None:
     settings = _settings()
+    if settings.dashboard_problem() is not None:
+        raise fail(f"configuration error: {settings.dashboard_problem()}")
     import panel as pn
 
     from web.dashboard.app import create
@@ -585,10 +604,14 @@ def cmd_dashboard() -> None:
     address, port = settings.web_bind, settings.dashboard_port
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the feed says Offline and why, once per attempt
-    print(f"flights-app: dashboard on http://{address}:{port}/ (Ctrl-C stops it)", flush=True)
+    login = {}
+    if settings.dashboard_auth_file is not None:  # Panel's login page; the session cookie signed anew each start
+        login = {"basic_auth": str(settings.dashboard_auth_file), "cookie_secret": secrets.token_urlsafe(32)}
+    print(f"flights-app: dashboard on http://{address}:{port}/"
+          f"{' (login: the users of FLIGHTS_DASHBOARD_AUTH_FILE)' if login else ''} (Ctrl-C stops it)", flush=True)
     pn.serve({"/": create}, address=address, port=port, show=False, title="flights-app",
              websocket_origin=[f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}",
-                               *settings.dashboard_origins])
+                               *settings.dashboard_origins], **login)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -616,6 +639,8 @@ def main(argv: list[str] | None = None) -> None:
         cmd_evaluate(args)
     elif args.command == "probe":
         cmd_probe(args)
+    elif args.command == "dev-secrets":
+        cmd_dev_secrets(args)
 
 
 if __name__ == "__main__":

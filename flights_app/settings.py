@@ -9,6 +9,7 @@ traceback.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -169,6 +170,8 @@ class Settings:
     window_expiry_s: int
     watermark_idle_s: float
     aggregate_flush_s: float
+    web_token: Secret | None = field(default=None, repr=False)
+    dashboard_auth_file: Path | None = None
 
     @property
     def authenticated(self) -> bool:
@@ -182,6 +185,13 @@ class Settings:
     @property
     def uses_embedded_broker(self) -> bool:
         return self.broker is None
+
+    def dashboard_problem(self) -> str | None:
+        """Why the dashboard must not start (None: it may): bound beyond loopback without a login."""
+        if self.dashboard_auth_file is None and not is_loopback(self.web_bind):
+            return (f"FLIGHTS_WEB_BIND={self.web_bind} is beyond loopback: set FLIGHTS_DASHBOARD_AUTH_FILE (a JSON "
+                    "file of users and passwords) so the dashboard asks for a login")
+        return None
 
     def topic_name(self, base: str) -> str:
         return f"{self.topic_prefix}{base}"
@@ -198,6 +208,11 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "FLIGHTS_WEB_HOST": ("the bind address", "host name other workers use to reach this worker's web server (its "
                          "container's host name when bound to 0.0.0.0)"),
     "FLIGHTS_WEB_PORT": ("6066", "Faust web server port (table inspection, stats)"),
+    "FLIGHTS_WEB_TOKEN_FILE": ("unset", "file holding the bearer token of the worker's web server (16+ characters): "
+                               "required when it binds beyond loopback (then every path but `/health` and "
+                               "`/metrics` needs it) and for `POST /model/reload`"),
+    "FLIGHTS_DASHBOARD_AUTH_FILE": ("unset", "JSON file `{\"user\": \"password\", ...}`: the dashboard asks for a login "
+                                    "(Panel's basic authentication); required when it binds beyond loopback"),
     "FLIGHTS_DASHBOARD_PORT": ("5006", "Panel dashboard port"),
     "FLIGHTS_DASHBOARD_ORIGINS": ("unset", "more `host[:port]` (comma-separated) a browser may open the dashboard as, "
                                   "e.g. behind a proxy"),
@@ -361,6 +376,55 @@ def _local_url(bind: str, port: int) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
+#: The shortest bearer token the worker accepts.
+MIN_TOKEN_LENGTH = 16
+
+
+def is_loopback(bind: str) -> bool:
+    """Whether a server bound to ``bind`` is reachable from this machine only."""
+    return bind == "localhost" or bind == "::1" or bind.startswith("127.")
+
+
+def _readable(env: _Reader, name: str) -> Path | None:
+    value = env.raw(name)
+    if value is None:
+        return None
+    path = Path(value).expanduser().absolute()
+    if not path.is_file():
+        raise SettingsError(f"{name}={value}: no such file")
+    return path
+
+
+def _token_file(env: _Reader, name: str) -> Secret | None:
+    """The token a file holds (surrounding white space dropped); never shown in an error."""
+    path = _readable(env, name)
+    if path is None:
+        return None
+    try:
+        token = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise SettingsError(f"{name}={path}: cannot read it ({type(error).__name__})") from None
+    if len(token) < MIN_TOKEN_LENGTH or any(c.isspace() for c in token):
+        raise SettingsError(f"{name}={path}: the token must be one word of at least {MIN_TOKEN_LENGTH} characters")
+    return Secret(token)
+
+
+def _dashboard_users(env: _Reader) -> Path | None:
+    """The dashboard's users file, checked: a JSON object of user names and non-empty passwords."""
+    path = _readable(env, "FLIGHTS_DASHBOARD_AUTH_FILE")
+    if path is None:
+        return None
+    try:
+        users = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise SettingsError(f"FLIGHTS_DASHBOARD_AUTH_FILE={path}: not a JSON file ({type(error).__name__})") from None
+    if not (isinstance(users, dict) and users and all(isinstance(u, str) and u and isinstance(p, str) and p
+                                                      for u, p in users.items())):
+        raise SettingsError(f"FLIGHTS_DASHBOARD_AUTH_FILE={path}: expected a JSON object of user names and "
+                            'passwords, e.g. {"ops": "a long password"}')
+    return path
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise SettingsError on the first bad one."""
     env = _Reader(os.environ if environ is None else environ)
@@ -414,6 +478,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if not _ORIGIN_RE.match(origin):
             raise SettingsError(f"FLIGHTS_DASHBOARD_ORIGINS: {origin!r} is not host or host:port")
 
+    web_token = _token_file(env, "FLIGHTS_WEB_TOKEN_FILE")
+    loopback = is_loopback(web_bind)
+    if web_token is None and not loopback:
+        raise SettingsError(f"FLIGHTS_WEB_BIND={web_bind} is beyond loopback: set FLIGHTS_WEB_TOKEN_FILE to a file "
+                            "holding the bearer token the worker's web server will require")
+    model_reload_endpoint = env.flag("FLIGHTS_MODEL_RELOAD_ENDPOINT")
+    if model_reload_endpoint and web_token is None:
+        raise SettingsError("FLIGHTS_MODEL_RELOAD_ENDPOINT=1 needs FLIGHTS_WEB_TOKEN_FILE: "
+                            "POST /model/reload always asks for the bearer token")
+    dashboard_auth_file = _dashboard_users(env)  # required beyond loopback: by the dashboard (dashboard_problem)
+
     return Settings(
         app_id=app_id,
         broker=broker,
@@ -455,7 +530,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         score_batch_within_s=env.seconds("FLIGHTS_SCORE_WITHIN", 0.05, 0.001, 60),
         alert_score=env.fraction("FLIGHTS_ALERT_SCORE", 0.0),
         model_watch_s=env.seconds("FLIGHTS_MODEL_WATCH", 5.0, 0, SECONDS_PER_DAY),
-        model_reload_endpoint=env.flag("FLIGHTS_MODEL_RELOAD_ENDPOINT"),
+        model_reload_endpoint=model_reload_endpoint,
+        web_token=web_token,
+        dashboard_auth_file=dashboard_auth_file,
         faust_untested=env.flag("FLIGHTS_FAUST_UNTESTED"),
         window_s=env.integer("FLIGHTS_WINDOW", 600, 1, 86400),
         window_grace_s=env.seconds("FLIGHTS_WINDOW_GRACE", 60.0, 0, 86400),

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -92,8 +93,10 @@ def test_the_cluster_is_replicated_and_every_service_is_supervised():
     assert worker["OPENSKY_CLIENT_SECRET"] == "", "no secret in the file: it comes from .env"
 
 
-def test_every_variable_of_the_compose_file_is_a_setting():
+def test_every_variable_of_the_compose_file_is_a_setting(tmp_path):
     text = COMPOSE.read_text()
+    for name in ("web-token", "dashboard-users.json"):  # what compose mounts at /run/secrets/, as make secrets writes it
+        (tmp_path / name).write_text("t" * 20 if name == "web-token" else '{"ops": "pw"}')
     interpolated = set(re.findall(r"\$\{([A-Z0-9_]+)", text))
     unknown = interpolated - set(SETTINGS_DOC) - set(COMPOSE_ONLY)
     assert not unknown, f"compose variables no setting knows: {sorted(unknown)}"
@@ -102,7 +105,8 @@ def test_every_variable_of_the_compose_file_is_a_setting():
         env = services[name].get("environment", {})
         unknown = set(env) - set(SETTINGS_DOC)
         assert not unknown, f"{name} sets variables the settings module does not know: {sorted(unknown)}"
-        load_settings({k: str(v) for k, v in env.items()})  # and their values are valid settings
+        # and their values are valid settings
+        load_settings({k: str(v).replace("/run/secrets/", f"{tmp_path}/") for k, v in env.items()})
     example = (ROOT / ".env.example").read_text()
     names = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", example, flags=re.M))
     assert names and not names - set(SETTINGS_DOC) - set(COMPOSE_ONLY), sorted(names - set(SETTINGS_DOC))
@@ -125,6 +129,15 @@ def test_every_service_command_starts_here_and_passes_its_health_check(kafka, tm
     check; the worker makes its topics with the production partition count and compacted changelogs."""
     services = resolved("offline")["services"]
     ports = {"6066": free_port(), "5006": free_port(), "8081": free_port()}
+    # The compose secrets, as `make secrets` writes them, where compose mounts them (/run/secrets/).
+    made = subprocess.run([str(BIN / "flights-app"), "dev-secrets", "--out", str(tmp_path / "secrets")],
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    declared = resolved("offline")["secrets"]
+    assert {m["source"] for s in APP_SERVICES for m in services[s].get("secrets", [])} == set(declared)
+    for name in declared:
+        secret = (tmp_path / "secrets" / name).read_text().strip()
+        assert secret not in made.stdout and secret not in COMPOSE.read_text()
     tag = tmp_path.name[-8:].replace("_", "")
     hosts = {"http://worker:": "http://127.0.0.1:", "http://opensky-fake:": "http://127.0.0.1:"}
     started = {}
@@ -135,6 +148,7 @@ def test_every_service_command_starts_here_and_passes_its_health_check(kafka, tm
             value = str(value)
             for host, here in hosts.items():
                 value = value.replace(host, here)
+            value = value.replace("/run/secrets/", f"{tmp_path / 'secrets'}/")
             env[key] = local(value, ports)
         env.update(FLIGHTS_BROKER=kafka.url, FLIGHTS_TOPIC_REPLICATION="1", FLIGHTS_APP_ID=f"deploy-{tag}",
                    FLIGHTS_TOPIC_PREFIX=f"d{tag}-", FLIGHTS_WEB_PORT=str(ports["6066"]),
@@ -153,6 +167,9 @@ def test_every_service_command_starts_here_and_passes_its_health_check(kafka, tm
             return subprocess.run([str(BIN / check[0]), *check[1:]], capture_output=True, timeout=30).returncode == 0
 
         wait_until(healthy, 240, f"{name}'s health check {check}", interval_s=1)
+    # The dashboard asks for its login first (the compose file gives it the users file).
+    with urllib.request.urlopen(f"http://127.0.0.1:{ports['5006']}/", timeout=30) as response:
+        assert "/login" in response.url and 'name="password"' in response.read().decode()
 
     settings = load_settings({"FLIGHTS_BROKER": kafka.url, "FLIGHTS_TOPIC_PREFIX": f"d{tag}-"})
     assert settings.topic_partitions == 8  # a cluster's default

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
+import secrets
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -104,7 +106,7 @@ def test_every_simulated_state_is_scored_once_with_every_field(kafka, tmp_path, 
     assert squawks <= alerted
     assert worker.alive()
     status, body = post(f"http://127.0.0.1:{worker.web_port}/model/reload")
-    assert status == 403 and "disabled" in body["error"]  # off unless enabled
+    assert status == 403 and "FLIGHTS_WEB_TOKEN_FILE" in body["error"]  # no token, no reload
 
 
 def test_per_aircraft_deltas_survive_a_worker_restart(kafka, tmp_path, cleanup):
@@ -169,13 +171,15 @@ def small_model(path, seed: int) -> str:
                          training_rows=len(X), source=f"test seed {seed}", params={})["version"]
 
 
-def post(url: str):
+def post(url: str, token: str | None = None):
     import json
     import urllib.error
     import urllib.request
 
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=30) as r:
+        with urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST", headers=headers),
+                                    timeout=30) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
@@ -186,8 +190,11 @@ def test_a_new_model_is_picked_up_without_restart_and_a_tampered_one_refused(kaf
     first = small_model(model_path, seed=1)
     fake = FakeOpenSky(tmp_path, "--simulate", "30")
     cleanup.append(fake)
+    token = secrets.token_urlsafe(24)
+    (tmp_path / "web-token").write_text(token + "\n")
     app = TestApp(tmp_path, kafka.url, OPENSKY_URL=fake.api_url, FLIGHTS_POLL_INTERVAL="0.3",
-                  FLIGHTS_MODEL=str(model_path), FLIGHTS_MODEL_WATCH="0.5", FLIGHTS_MODEL_RELOAD_ENDPOINT="1")
+                  FLIGHTS_MODEL=str(model_path), FLIGHTS_MODEL_WATCH="0.5", FLIGHTS_MODEL_RELOAD_ENDPOINT="1",
+                  FLIGHTS_WEB_TOKEN_FILE=str(tmp_path / "web-token"))
     cleanup.append(app)
     worker = app.start_worker()
     versions = lambda: {v["model_version"] for _, v in read_topic(app.bootstrap, app.topic(PROCESSED))}  # noqa: E731
@@ -199,7 +206,11 @@ def test_a_new_model_is_picked_up_without_restart_and_a_tampered_one_refused(kaf
     data = bytearray(model_path.read_bytes())
     data[100] ^= 0xFF
     model_path.write_bytes(bytes(data))
-    status, body = post(f"http://127.0.0.1:{worker.web_port}/model/reload")
+    reload = f"http://127.0.0.1:{worker.web_port}/model/reload"
+    for wrong in (None, token[:-1] + ("x" if token[-1] != "x" else "y")):  # POST /model/reload asks for the token
+        status, body = post(reload, wrong)
+        assert status == 401 and "bearer token" in body["error"] and token not in json.dumps(body)
+    status, body = post(reload, token)
     assert status == 409 and "does not match its manifest" in body["message"]
     assert body["model"]["version"] == second  # kept the model it had
     metrics = exposed_samples(http_get(f"http://127.0.0.1:{worker.web_port}/metrics")[2])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import urllib.parse
@@ -79,9 +80,13 @@ def test_every_server_listens_on_loopback_and_no_secret_gets_out(kafka, tmp_path
     fake = FakeOpenSky(tmp_path, "--simulate", "20", "--client-id", "me", "--client-secret", secret,
                        "--require-auth", "--token-ttl", "3")
     cleanup.append(fake)
+    web_token, password = "w3b-" + "q" * 24, "p4ss-" + "r" * 16
+    (tmp_path / "web-token").write_text(web_token)
+    (tmp_path / "users.json").write_text(json.dumps({"ops": password}))
     app = TestApp(tmp_path, kafka.url, OPENSKY_URL=fake.api_url, OPENSKY_TOKEN_URL=fake.token_url,
                   OPENSKY_CLIENT_ID="me", OPENSKY_CLIENT_SECRET=secret, FLIGHTS_POLL_INTERVAL="0.5",
-                  FLIGHTS_LOG_LEVEL="debug")
+                  FLIGHTS_LOG_LEVEL="debug", FLIGHTS_WEB_TOKEN_FILE=str(tmp_path / "web-token"),
+                  FLIGHTS_DASHBOARD_AUTH_FILE=str(tmp_path / "users.json"))
     cleanup.append(app)
     worker = app.start_worker()
     dashboard = Dashboard(app, tmp_path, worker.web_port)
@@ -111,5 +116,5 @@ def test_every_server_listens_on_loopback_and_no_secret_gets_out(kafka, tmp_path
         proc.stop()
         seen.append(proc.log_text())
     everything = "\n".join(seen)
-    for needle in (secret, urllib.parse.quote(secret), *tokens):
+    for needle in (secret, urllib.parse.quote(secret), *tokens, web_token, password):
         assert needle not in everything, "a secret or a token got out"

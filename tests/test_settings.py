@@ -49,16 +49,19 @@ def test_a_wrong_value_names_the_variable_and_what_it_accepts(env, words):
     assert words in str(error.value)
 
 
-def test_a_cluster_gets_production_defaults_and_a_container_advertises_its_host_name():
+def test_a_cluster_gets_production_defaults_and_a_container_advertises_its_host_name(tmp_path):
     import socket
 
+    (tmp_path / "token").write_text("t" * 20)
+    (tmp_path / "users.json").write_text('{"ops": "pw"}')
+    secured = {"FLIGHTS_WEB_TOKEN_FILE": str(tmp_path / "token"), "FLIGHTS_DASHBOARD_AUTH_FILE": str(tmp_path / "users.json")}
     cluster = load_settings({"FLIGHTS_BROKER": "kafka-1:9092;kafka-2:9092", "FLIGHTS_WEB_BIND": "0.0.0.0",
-                             "FLIGHTS_DASHBOARD_ORIGINS": "flights.example.org, 10.0.0.5:5006"})
+                             "FLIGHTS_DASHBOARD_ORIGINS": "flights.example.org, 10.0.0.5:5006", **secured})
     assert cluster.topic_partitions == 8 and load_settings({}).topic_partitions == 4
     assert cluster.web_host == socket.gethostname()  # what other workers can reach, not 0.0.0.0
     assert cluster.worker_url == "http://127.0.0.1:6066"
     assert cluster.dashboard_origins == ("flights.example.org", "10.0.0.5:5006")
-    assert load_settings({"FLIGHTS_WEB_BIND": "10.1.2.3"}).web_host == "10.1.2.3"
+    assert load_settings({"FLIGHTS_WEB_BIND": "10.1.2.3", **secured}).web_host == "10.1.2.3"
     assert (cluster.standby_replicas, cluster.session_timeout_s) == (1, 60.0)
 
 

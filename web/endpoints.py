@@ -18,6 +18,7 @@ from faust.app.router import SameNode
 from agents import windows
 from agents.scoring import registry, stats
 from agents.source import OpenSkySourceService
+from flights_app.access import authorization
 from flights_app.app import app, settings
 from flights_app.decode import rejections
 from flights_app.records import event_time_of
@@ -85,7 +86,8 @@ def _peers() -> list[str]:
 
 async def _peer_rows(peer: str, path: str) -> list[dict]:
     timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT_S)
-    async with app.http_client.get(f"{peer}{path}", params={"scope": "local"}, timeout=timeout) as response:
+    async with app.http_client.get(f"{peer}{path}", params={"scope": "local"}, timeout=timeout,
+                                   headers=authorization(settings.web_token)) as response:
         response.raise_for_status()
         return (await response.json())["rows"]
 

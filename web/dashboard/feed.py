@@ -15,6 +15,7 @@ import json
 import logging
 import time
 
+from flights_app.access import authorization
 from web.dashboard.model import Traffic, valid_bootstrap
 
 log = logging.getLogger("flights_app.dashboard.feed")
@@ -26,9 +27,10 @@ BACKOFF_S = (0.5, 1, 2, 5)
 
 class Feed:
     def __init__(self, bootstrap: str, topics: dict[str, str], traffic: Traffic, *, backfill: int = 2000,
-                 worker_url: str | None = None):
+                 worker_url: str | None = None, worker_token: str | None = None):
         """``topics``: kind ("processed", "aggregated", "invalid") -> topic name; ``worker_url``: a Faust
-        worker's web server, asked for the pipeline's lag and duplicates (figures no topic carries)."""
+        worker's web server, asked for the pipeline's lag and duplicates (figures no topic carries), with
+        ``worker_token`` as its bearer token when it has one."""
         if not valid_bootstrap(bootstrap):
             raise ValueError(f"not a host:port list: {bootstrap!r}")
         self.bootstrap = bootstrap
@@ -43,6 +45,7 @@ class Feed:
         self.last_message_at: float | None = None
         self.lag: int | None = None  # records on the topics this feed has not read yet
         self.worker_url = worker_url
+        self._worker_headers = authorization(worker_token)
         self.worker: dict | None = None  # {"lag": n, "duplicates_dropped": n} from the worker, when it answers
         self._reconnect = asyncio.Event()
         self._positions: dict[tuple[str, str, int], int] = {}  # (bootstrap, topic, partition) -> next offset
@@ -93,7 +96,7 @@ class Feed:
         import aiohttp
 
         timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with aiohttp.ClientSession(timeout=timeout, headers=self._worker_headers) as session:
             while not self._stopping:
                 try:
                     async with session.get(f"{self.worker_url}/health") as response:
