@@ -44,6 +44,8 @@ app = faust.App(
     # Broker not reachable yet: keep retrying with a clear log line instead of dying.
     broker_request_timeout=90.0,
     producer_acks=-1,
+    # TLS and the SASL login (FLIGHTS_KAFKA_SECURITY_PROTOCOL, ...): Faust hands them to every client it makes.
+    broker_credentials=settings.kafka_security.faust_credentials(),
     # Table keys "<stream key>@<rest>" route to the partition of their stream key (flights_app.partitioner).
     producer_partitioner="flights_app.partitioner:partitioner",
     # Throughput: batches of up to 1 MiB per partition, gathered for FLIGHTS_KAFKA_LINGER_MS and

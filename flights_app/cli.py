@@ -27,12 +27,14 @@ import urllib.request
 from pathlib import Path
 
 from flights_app.embedded.broker import (
+    PRINCIPALS,
     BrokerError,
     EmbeddedBroker,
     _die_with_parent,
     accepts_connections,
 )
 from flights_app.settings import SettingsError, load_settings
+from flights_app.topic_names import AGGREGATED, INVALID, PROCESSED
 
 EXIT_USAGE = 2
 #: Seconds to wait for a child to stop after SIGTERM before killing it.
@@ -96,7 +98,14 @@ def _embedded_broker(settings, port: int | None = None, data_dir: Path | None = 
         heap_mb=settings.kafka_heap_mb,
         lib_dir=settings.kafka_lib,
         partitions=settings.topic_partitions,
+        sasl=settings.embedded_broker_sasl,
     )
+
+
+def _principal_env(broker: EmbeddedBroker, principal: str) -> dict[str, str]:
+    """The settings that log a service in to a SASL embedded broker as ``principal``."""
+    return {"FLIGHTS_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "FLIGHTS_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "FLIGHTS_KAFKA_USER": principal, "FLIGHTS_KAFKA_PASSWORD_FILE": str(broker.password_file(principal))}
 
 
 def cmd_broker(args: argparse.Namespace) -> None:
@@ -109,6 +118,10 @@ def cmd_broker(args: argparse.Namespace) -> None:
     except BrokerError as error:
         raise fail(str(error)) from None
     print(f"Kafka is ready: FLIGHTS_BROKER={broker.url}   (Ctrl-C stops it)", flush=True)
+    if broker.sasl:
+        print(f"It asks for SCRAM-SHA-512 logins; the principals' passwords are in {broker.users_dir} "
+              f"({', '.join(PRINCIPALS)}). The worker logs in with: "
+              + " ".join(f"{k}={v}" for k, v in _principal_env(broker, "worker").items()), flush=True)
     try:
         _wait_for_signal()
     finally:
@@ -349,6 +362,13 @@ def cmd_up(args: argparse.Namespace) -> None:
                       f"(log: {broker.log_file})...", flush=True)
                 broker.start()
             env["FLIGHTS_BROKER"] = settings.broker_url
+            if settings.embedded_broker_sasl:  # each service logs in as its own principal, with its ACLs
+                secured = broker or _embedded_broker(settings)
+                print(f"flights-app: the embedded Kafka asks for logins (passwords in {secured.users_dir}); "
+                      "granting the worker and the dashboard their ACLs...", flush=True)
+                secured.grant(settings.app_id, settings.topic_prefix,
+                              [settings.topic_name(t) for t in (PROCESSED, AGGREGATED, INVALID)])
+                principals = {name: _principal_env(secured, name) for name in ("worker", "dashboard")}
 
         source = args.source
         if source == "auto":
@@ -380,8 +400,9 @@ def cmd_up(args: argparse.Namespace) -> None:
                 time.sleep(0.1)
         print(f"flights-app: source = {source} ({env.get('OPENSKY_URL', settings.opensky_url)})", flush=True)
 
-        children.append(Child("worker", [*me, "worker"], env))
-        children.append(Child("dashboard", [*me, "dashboard"], env))
+        logins = principals if settings.uses_embedded_broker and settings.embedded_broker_sasl else {}
+        children.append(Child("worker", [*me, "worker"], {**env, **logins.get("worker", {})}))
+        children.append(Child("dashboard", [*me, "dashboard"], {**env, **logins.get("dashboard", {})}))
         stop = _stop_on_signal()  # from here on Ctrl-C is a normal stop, before the line that says so
         print(f"flights-app: worker started; web endpoints on http://{settings.web_bind}:{settings.web_port}/; "
               f"dashboard on http://{settings.web_bind}:{settings.dashboard_port}/ (Ctrl-C stops everything)",
@@ -599,6 +620,7 @@ def cmd_dashboard() -> None:
         raise fail(f"configuration error: {settings.dashboard_problem()}")
     import panel as pn
 
+    from web.dashboard import app as dashboard_app
     from web.dashboard.app import create
 
     address, port = settings.web_bind, settings.dashboard_port
@@ -606,7 +628,8 @@ def cmd_dashboard() -> None:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the feed says Offline and why, once per attempt
     login = {}
     if settings.dashboard_auth_file is not None:  # Panel's login page; the session cookie signed anew each start
-        login = {"basic_auth": str(settings.dashboard_auth_file), "cookie_secret": secrets.token_urlsafe(32)}
+        login = {"basic_auth": str(settings.dashboard_auth_file), "cookie_secret": secrets.token_urlsafe(32),
+                 "basic_login_template": str(Path(dashboard_app.__file__).with_name("templates") / "login.html")}
     print(f"flights-app: dashboard on http://{address}:{port}/"
           f"{' (login: the users of FLIGHTS_DASHBOARD_AUTH_FILE)' if login else ''} (Ctrl-C stops it)", flush=True)
     pn.serve({"/": create}, address=address, port=port, show=False, title="flights-app",

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from flights_app.kafka_security import MECHANISMS, PROTOCOLS, KafkaSecurity
+
 #: OpenSky's public API, the default source.
 OPENSKY_API_URL = "https://opensky-network.org/api"
 #: OpenSky's OAuth2 token endpoint (client credentials grant).
@@ -172,6 +174,8 @@ class Settings:
     aggregate_flush_s: float
     web_token: Secret | None = field(default=None, repr=False)
     dashboard_auth_file: Path | None = None
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    embedded_broker_sasl: bool = False
 
     @property
     def authenticated(self) -> bool:
@@ -241,6 +245,14 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "FLIGHTS_KAFKA_HEAP_MB": ("512", "embedded broker's JVM heap"),
     "FLIGHTS_KAFKA_COMPRESSION": ("zstd", "compression of what the worker produces: none, gzip, lz4 or zstd"),
     "FLIGHTS_KAFKA_LINGER_MS": ("5", "how long the worker's producer gathers records into a batch, ms"),
+    "FLIGHTS_KAFKA_SECURITY_PROTOCOL": ("PLAINTEXT", "how the worker and the dashboard reach Kafka: PLAINTEXT, "
+                                        "SASL_PLAINTEXT, SASL_SSL or SSL"),
+    "FLIGHTS_KAFKA_SASL_MECHANISM": ("SCRAM-SHA-512", "the SASL login: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN"),
+    "FLIGHTS_KAFKA_USER": ("unset", "the SASL user (principal) of this service; required with SASL_*"),
+    "FLIGHTS_KAFKA_PASSWORD_FILE": ("unset", "file holding that user's password (never logged); required with SASL_*"),
+    "FLIGHTS_KAFKA_CA_FILE": ("the system's CAs", "PEM file of the CA that signed the brokers' certificates (SSL, SASL_SSL)"),
+    "FLIGHTS_EMBEDDED_BROKER_SASL": ("0", "1: the embedded broker requires SCRAM-SHA-512 logins with ACLs; `up` logs "
+                                     "the worker and the dashboard in as their own principals"),
     "FLIGHTS_LOG_LEVEL": ("info", "log level of the worker"),
     "FLIGHTS_FAUST_UNTESTED": ("0", "1 runs the worker on a faust-streaming version it was not tested with"),
     "FLIGHTS_MODEL": ("ml/models/default.joblib", "anomaly model (its manifest `.json` beside it is required)"),
@@ -409,6 +421,35 @@ def _token_file(env: _Reader, name: str) -> Secret | None:
     return Secret(token)
 
 
+def _kafka_security(env: _Reader) -> KafkaSecurity:
+    """The Kafka login settings, checked; the password read from its file."""
+    protocol = (env.raw("FLIGHTS_KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").upper()
+    if protocol not in PROTOCOLS:
+        raise SettingsError(f"FLIGHTS_KAFKA_SECURITY_PROTOCOL={protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+    mechanism = (env.raw("FLIGHTS_KAFKA_SASL_MECHANISM") or "SCRAM-SHA-512").upper()
+    if mechanism not in MECHANISMS:
+        raise SettingsError(f"FLIGHTS_KAFKA_SASL_MECHANISM={mechanism!r}: expected one of {', '.join(MECHANISMS)}")
+    user = env.raw("FLIGHTS_KAFKA_USER")
+    password_file = _readable(env, "FLIGHTS_KAFKA_PASSWORD_FILE")
+    ca_file = _readable(env, "FLIGHTS_KAFKA_CA_FILE")
+    password = None
+    if protocol.startswith("SASL_"):
+        if user is None or password_file is None:
+            raise SettingsError(f"FLIGHTS_KAFKA_SECURITY_PROTOCOL={protocol} needs FLIGHTS_KAFKA_USER and "
+                                "FLIGHTS_KAFKA_PASSWORD_FILE")
+        try:
+            password = Secret(password_file.read_text().strip())
+        except (OSError, UnicodeDecodeError) as error:
+            raise SettingsError(f"FLIGHTS_KAFKA_PASSWORD_FILE={password_file}: cannot read it "
+                                f"({type(error).__name__})") from None
+        if not password:
+            raise SettingsError(f"FLIGHTS_KAFKA_PASSWORD_FILE={password_file} is empty")
+    elif user is not None or password_file is not None:
+        raise SettingsError(f"FLIGHTS_KAFKA_USER and FLIGHTS_KAFKA_PASSWORD_FILE need a SASL_ protocol "
+                            f"(FLIGHTS_KAFKA_SECURITY_PROTOCOL is {protocol})")
+    return KafkaSecurity(protocol, mechanism, user, password, ca_file)
+
+
 def _dashboard_users(env: _Reader) -> Path | None:
     """The dashboard's users file, checked: a JSON object of user names and non-empty passwords."""
     path = _readable(env, "FLIGHTS_DASHBOARD_AUTH_FILE")
@@ -489,6 +530,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                             "POST /model/reload always asks for the bearer token")
     dashboard_auth_file = _dashboard_users(env)  # required beyond loopback: by the dashboard (dashboard_problem)
 
+    kafka_security = _kafka_security(env)
+
     return Settings(
         app_id=app_id,
         broker=broker,
@@ -533,6 +576,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         model_reload_endpoint=model_reload_endpoint,
         web_token=web_token,
         dashboard_auth_file=dashboard_auth_file,
+        kafka_security=kafka_security,
+        embedded_broker_sasl=env.flag("FLIGHTS_EMBEDDED_BROKER_SASL"),
         faust_untested=env.flag("FLIGHTS_FAUST_UNTESTED"),
         window_s=env.integer("FLIGHTS_WINDOW", 600, 1, 86400),
         window_grace_s=env.seconds("FLIGHTS_WINDOW_GRACE", 60.0, 0, 86400),

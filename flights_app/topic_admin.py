@@ -53,14 +53,16 @@ def _check_partitions(described: list[dict], partitions: int) -> None:
 
 
 async def ensure_topics(bootstrap: str, names: Iterable[str], *, partitions: int, replication: int,
-                        retention_s: int, timeout_s: float | None = None) -> None:
+                        retention_s: int, timeout_s: float | None = None,
+                        client_options: dict | None = None) -> None:
     """Create the topics that are missing; while the broker is not reachable, retry (backing off up
-    to 10 s) until it is, or until ``timeout_s`` if one is given, saying so every 30 s."""
+    to 10 s) until it is, or until ``timeout_s`` if one is given, saying so every 30 s. ``client_options``:
+    the login (``KafkaSecurity.client_options``)."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     delay, next_notice = 0.5, started
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000, **(client_options or {}))
         try:
             await admin.start()
             names = list(names)

@@ -43,6 +43,7 @@ class Worker(faust.Worker):
                 heap_mb=settings.kafka_heap_mb,
                 lib_dir=settings.kafka_lib,
                 partitions=settings.topic_partitions,
+                sasl=settings.embedded_broker_sasl,
             )
             self.log.info("FLIGHTS_BROKER is unset: starting the embedded Kafka on %s", broker.bootstrap)
             try:
@@ -50,15 +51,21 @@ class Worker(faust.Worker):
             except BrokerError as error:
                 raise SystemExit(f"flights-app: {error}") from None
             self.embedded_broker = broker
+        from flights_app.kafka_security import login_problem
         from flights_app.topic_admin import TopicError, ensure_topics
         from flights_app.topics import ALL_TOPICS, RETENTION_S
 
+        bootstrap = settings.broker_url.removeprefix("kafka://").replace(";", ",")
+        security = settings.kafka_security
+        self.log.info("Kafka at %s: %s", bootstrap, security.describe())
+        problem = await login_problem(bootstrap, security)
+        if problem is not None:  # refused: one line, no retrying forever
+            raise SystemExit(f"flights-app: {problem}")
         try:
             await ensure_topics(
-                settings.broker_url.removeprefix("kafka://").replace(";", ","),
-                [t.get_topic_name() for t in ALL_TOPICS],
+                bootstrap, [t.get_topic_name() for t in ALL_TOPICS],
                 partitions=settings.topic_partitions, replication=settings.topic_replication,
-                retention_s=RETENTION_S,
+                retention_s=RETENTION_S, client_options=security.client_options(),
             )
         except TopicError as error:  # a configuration the cluster cannot take: one line, no traceback
             raise SystemExit(f"flights-app: {error}") from None

@@ -230,6 +230,10 @@ class TestApp:
         return self.broker_url.removeprefix("kafka://")
 
 
+#: bootstrap -> the aiokafka login options a test's reads of that broker use (a broker with SASL).
+LOGINS: dict[str, dict] = {}
+
+
 def read_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[tuple[str | None, dict]]:
     """Every record now on ``topic`` (all partitions), as (key, decoded JSON value)."""
     return asyncio.run(read_topic_async(bootstrap, topic, timeout_s))
@@ -240,7 +244,7 @@ async def read_topic_async(bootstrap: str, topic: str, timeout_s: float = 30.0):
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest", group_id=None)
+                                auto_offset_reset="earliest", group_id=None, **LOGINS.get(bootstrap, {}))
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic)

@@ -76,6 +76,23 @@ def kpi(page, name: str) -> float:
     return float(re.findall(r"-?[\d,]+(?:\.\d+)?", text)[-1].replace(",", ""))
 
 
+def log_in(page, url: str, password: str) -> None:
+    """Panel's login form, as a person meets it (FLIGHTS_DASHBOARD_AUTH_FILE, required beyond loopback):
+    a wrong password, then a wrong user, keep them there, saying so; the right login opens the dashboard."""
+    page.goto(url)
+    assert "/login" in page.url and page.locator("input[name=password]").count() == 1
+    for user, given in (("ops", password + "x"), ("someone", password), ("ops", password)):
+        page.fill("input[name=username]", user)
+        page.fill("input[name=password]", given)
+        page.click("button[type=submit]")
+        if given == password and user == "ops":
+            break
+        page.get_by_text("Invalid username or password").first.wait_for(timeout=15000)
+        assert "/login" in page.url and not page.evaluate("() => !!window.Bokeh")
+    page.wait_for_load_state("networkidle")
+    assert "/login" not in page.url
+
+
 def test_the_dashboard_shows_live_traffic_in_a_real_browser(kafka, tmp_path, cleanup):
     if not Path(CHROMIUM).exists():
         pytest.fail(f"no Chromium at {CHROMIUM}: `make install` installs Debian's chromium when run as root "
@@ -89,6 +106,9 @@ def test_the_dashboard_shows_live_traffic_in_a_real_browser(kafka, tmp_path, cle
     worker = app.start_worker()
     wait_until(lambda: app.check_workers() or fake.stats()["requests"] >= 8, 120, "eight polls")
     fake.control(paused=True)
+    password = secrets.token_urlsafe(12)
+    (tmp_path / "users.json").write_text(json.dumps({"ops": password}))
+    app.env["FLIGHTS_DASHBOARD_AUTH_FILE"] = str(tmp_path / "users.json")
     dashboard = Dashboard(app, tmp_path, worker.web_port)
     cleanup.append(dashboard)
     wait_until(lambda: dashboard.alive() and "Launching server" in dashboard.log_text() or (
@@ -102,7 +122,7 @@ def test_the_dashboard_shows_live_traffic_in_a_real_browser(kafka, tmp_path, cle
             page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
-            page.goto(dashboard.url, wait_until="networkidle")
+            log_in(page, dashboard.url, password)
             page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=30000)
             page.get_by_text("Online").first.wait_for(timeout=30000)
             assert page.get_by_text("Map: outline").count() == 1  # offline: the land outline, no tiles
@@ -185,41 +205,3 @@ def test_the_dashboard_shows_live_traffic_in_a_real_browser(kafka, tmp_path, cle
     print(f"screenshots: {tmp_path / 'dashboard.png'}, {tmp_path / 'dashboard-offline.png'}")
     assert not problems, problems
 
-
-def test_the_dashboard_asks_for_a_login_and_refuses_a_wrong_password(kafka, tmp_path, cleanup):
-    """With FLIGHTS_DASHBOARD_AUTH_FILE (required beyond loopback) a person first sees Panel's login
-    form: a wrong password keeps them there, saying so; the right one shows the dashboard."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM} (see the test above)")
-    from playwright.sync_api import sync_playwright
-
-    password = secrets.token_urlsafe(12)
-    (tmp_path / "users.json").write_text(json.dumps({"ops": password}))
-    app = TestApp(tmp_path, kafka.url, FLIGHTS_DASHBOARD_AUTH_FILE=str(tmp_path / "users.json"))
-    dashboard = Dashboard(app, tmp_path, free_port())
-    cleanup.append(dashboard)
-    wait_until(lambda: dashboard.alive() and "Launching server" in dashboard.log_text() or (
-        not dashboard.alive() and pytest.fail(dashboard.tail())), 60, "the dashboard to listen")
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            page.goto(dashboard.url)
-            assert "/login" in page.url and page.locator("input[name=password]").count() == 1
-            for user, given in (("ops", password + "x"), ("someone", password)):
-                page.fill("input[name=username]", user)
-                page.fill("input[name=password]", given)
-                page.click("button[type=submit]")
-                page.get_by_text("Invalid username or password").first.wait_for(timeout=15000)
-                assert "/login" in page.url and not page.evaluate("() => !!window.Bokeh")
-            page.fill("input[name=username]", "ops")
-            page.fill("input[name=password]", password)
-            page.click("button[type=submit]")
-            page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=30000)
-            assert "/login" not in page.url
-            page.locator(".kpi-events").first.wait_for(timeout=30000)  # the dashboard's cards
-            assert kpi(page, "events") == 0  # nothing published yet: no worker runs
-        finally:
-            browser.close()
-    assert password not in dashboard.log_text()

@@ -250,7 +250,8 @@ def test_the_image_is_built_from_a_wheel_that_carries_the_default_model(tmp_path
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"ml/models/default.joblib", "ml/models/default.json", "flights_app/embedded/pom.xml",
             "flights_app/embedded/broker.py", "flights_app/fake_opensky/server.py", "agents/scoring.py",
-            "web/dashboard/app.py"} <= names, sorted(n for n in names if not n.endswith(".py"))
+            "web/dashboard/app.py", "web/dashboard/templates/login.html"} <= names, \
+        sorted(n for n in names if not n.endswith(".py"))
     target = tmp_path / "site"
     install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
                               str(wheel)], capture_output=True, text=True, timeout=300)

@@ -124,3 +124,29 @@ def test_the_settings_page_documents_every_setting_and_the_readme_quotes_it():
         "Ctrl-C stops all",
         "make test   # installs what it needs, then runs every test (a real Kafka broker is started for them)",
     ]
+
+
+def test_kafka_logins_are_checked_and_their_password_stays_hidden(tmp_path):
+    import faust
+
+    password = tmp_path / "kafka-password"
+    password.write_text("k4fka-" + "x" * 20 + "\n")
+    with pytest.raises(SettingsError, match="needs FLIGHTS_KAFKA_USER and FLIGHTS_KAFKA_PASSWORD_FILE"):
+        load_settings({"FLIGHTS_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
+    with pytest.raises(SettingsError, match="need a SASL_ protocol"):
+        load_settings({"FLIGHTS_KAFKA_USER": "worker", "FLIGHTS_KAFKA_PASSWORD_FILE": str(password)})
+    with pytest.raises(SettingsError, match="expected one of PLAINTEXT"):
+        load_settings({"FLIGHTS_KAFKA_SECURITY_PROTOCOL": "TLS"})
+    with pytest.raises(SettingsError, match="FLIGHTS_KAFKA_SASL_MECHANISM='GSSAPI'"):
+        load_settings({"FLIGHTS_KAFKA_SASL_MECHANISM": "gssapi"})
+    with pytest.raises(SettingsError, match="no such file"):
+        load_settings({"FLIGHTS_KAFKA_CA_FILE": str(tmp_path / "missing.pem")})
+    s = load_settings({"FLIGHTS_KAFKA_SECURITY_PROTOCOL": "sasl_plaintext", "FLIGHTS_KAFKA_USER": "worker",
+                       "FLIGHTS_KAFKA_PASSWORD_FILE": str(password)})
+    security = s.kafka_security
+    assert security.password == "k4fka-" + "x" * 20 and "k4fka" not in repr(s) + repr(security) + security.describe()
+    assert security.client_options() == {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
+                                         "sasl_plain_username": "worker", "sasl_plain_password": security.password}
+    credentials = security.faust_credentials()
+    assert isinstance(credentials, faust.SASLCredentials) and "k4fka" not in repr(credentials)
+    assert load_settings({}).kafka_security.faust_credentials() is None  # plaintext: Faust's default

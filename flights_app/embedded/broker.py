@@ -13,6 +13,7 @@ import ctypes
 import errno
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -26,6 +27,11 @@ log = logging.getLogger(__name__)
 POM = Path(__file__).with_name("pom.xml")
 KAFKA_MAIN = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
+ACL_TOOL = "kafka.admin.AclCommand"
+#: The principals of a SASL broker: the administrator (a super user: ACLs, the broker's own
+#: connections), the worker (the source and every stage) and the dashboard (reads the outputs).
+PRINCIPALS = ("admin", "worker", "dashboard")
+MECHANISM = "SCRAM-SHA-512"
 READY_LINE = "Kafka Server started"
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
@@ -111,6 +117,24 @@ def _die_with_parent() -> None:
         pass
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by its owner only."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
+
+
+def _without_secrets(text: str) -> str:
+    """A tool's output with anything that looks like a password blanked."""
+    import re
+    return re.sub(r"(password\s*=\s*)(\"[^\"]*\"|\S+)", r"\1***", text)
+
+
+def _each(flag: str, *values: str) -> list[str]:
+    return [a for v in values for a in (flag, v)]
+
+
 class EmbeddedBroker:
     """One Kafka process in combined broker+controller mode on ``host:port``.
 
@@ -127,6 +151,7 @@ class EmbeddedBroker:
         heap_mb: int = 512,
         lib_dir: Path,
         partitions: int = 4,
+        sasl: bool = False,
     ):
         self.data_dir = Path(data_dir).absolute()
         self.port = port
@@ -135,6 +160,7 @@ class EmbeddedBroker:
         self.heap_mb = heap_mb
         self.lib_dir = Path(lib_dir).absolute()
         self.partitions = partitions
+        self.sasl = sasl
         self.process: subprocess.Popen | None = None
 
     @property
@@ -153,17 +179,43 @@ class EmbeddedBroker:
     def log_file(self) -> Path:
         return self.data_dir / "server.log"
 
-    def _properties(self) -> str:
+    @property
+    def users_dir(self) -> Path:
+        """With SASL: one file per principal holding its password (owner-only)."""
+        return self.data_dir / "users"
+
+    def password_file(self, principal: str) -> Path:
+        return self.users_dir / principal
+
+    def _listener_lines(self) -> list[str]:
         h, p, c = self.host, self.port, self.controller_port
+        if not self.sasl:
+            return [f"listeners=PLAINTEXT://{h}:{p},CONTROLLER://{h}:{c}",
+                    f"advertised.listeners=PLAINTEXT://{h}:{p}",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    "inter.broker.listener.name=PLAINTEXT"]
+        admin = self.password_file("admin").read_text().strip()
+        return [f"listeners=SASL_PLAINTEXT://{h}:{p},CONTROLLER://{h}:{c}",
+                f"advertised.listeners=SASL_PLAINTEXT://{h}:{p}",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+                "inter.broker.listener.name=SASL_PLAINTEXT",
+                f"sasl.enabled.mechanisms={MECHANISM}",
+                f"sasl.mechanism.inter.broker.protocol={MECHANISM}",
+                "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
+                f'org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="{admin}";',
+                "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                # The broker's own connection to its controller (loopback, the controller listener) is anonymous.
+                "super.users=User:admin;User:ANONYMOUS",
+                "allow.everyone.if.no.acl.found=false"]
+
+    def _properties(self) -> str:
+        h, c = self.host, self.controller_port
         return "\n".join([
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@{h}:{c}",
-            f"listeners=PLAINTEXT://{h}:{p},CONTROLLER://{h}:{c}",
-            f"advertised.listeners=PLAINTEXT://{h}:{p}",
+            *self._listener_lines(),
             "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            "inter.broker.listener.name=PLAINTEXT",
             f"log.dirs={self.log_dir}",
             f"num.partitions={self.partitions}",
             "offsets.topic.replication.factor=1",
@@ -211,10 +263,13 @@ class EmbeddedBroker:
                     "(flights-app broker --port N, or FLIGHTS_EMBEDDED_BROKER_PORT)"
                 )
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        formatted = (self.log_dir / "meta.properties").exists()
+        if self.sasl:
+            self._ensure_passwords(formatted)
         config = self.data_dir / "server.properties"
-        config.write_text(self._properties())
+        _write_private(config, self._properties())  # holds the admin's password with SASL
         (self.data_dir / "log4j.properties").write_text(self._log4j())
-        if not (self.log_dir / "meta.properties").exists():
+        if not formatted:
             self._format(java, config)
         start_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         stdout = open(self.data_dir / "stdout.log", "ab")
@@ -230,11 +285,56 @@ class EmbeddedBroker:
         self._wait_ready(start_offset, timeout_s)
         log.info("Embedded Kafka ready on %s (data in %s)", self.bootstrap, self.data_dir)
 
+    def _ensure_passwords(self, formatted: bool) -> None:
+        """The principals' passwords, made with the storage (SCRAM users are created when it is formatted)."""
+        if self.users_dir.exists():
+            return
+        if formatted:
+            raise BrokerError(f"the embedded Kafka's data in {self.data_dir} was made without SASL users: "
+                              "start it with SASL in a new FLIGHTS_DATADIR (or without FLIGHTS_EMBEDDED_BROKER_SASL)")
+        self.users_dir.mkdir(mode=0o700, parents=True)
+        for principal in PRINCIPALS:
+            _write_private(self.password_file(principal), secrets.token_urlsafe(24) + "\n")
+
     def _format(self, java: str, config: Path) -> None:
-        cmd = self._java(java, STORAGE_TOOL, "format", "-t", new_cluster_id(), "-c", str(config))
+        scram = [a for principal in (PRINCIPALS if self.sasl else ()) for a in (
+            "--add-scram", f"{MECHANISM}=[name={principal},password={self.password_file(principal).read_text().strip()}]")]
+        cmd = self._java(java, STORAGE_TOOL, "format", "-t", new_cluster_id(), "-c", str(config), *scram)
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
-            raise BrokerError(f"formatting Kafka storage failed: {result.stdout}{result.stderr}")
+            raise BrokerError(f"formatting Kafka storage failed: {_without_secrets(result.stdout + result.stderr)}")
+
+    def client_properties(self, principal: str) -> Path:
+        """A Kafka client config file logging ``principal`` in (for Kafka's own command-line tools)."""
+        path = self.data_dir / f"{principal}.properties"
+        password = self.password_file(principal).read_text().strip()
+        _write_private(path, "\n".join([
+            "security.protocol=SASL_PLAINTEXT", f"sasl.mechanism={MECHANISM}",
+            f'sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required '
+            f'username="{principal}" password="{password}";', ""]))
+        return path
+
+    def grant(self, app_id: str, topic_prefix: str, outputs: list[str]) -> None:
+        """ACLs for one app on a SASL broker: the worker owns the app's topics (its prefix), its changelogs
+        (the app id) and its consumer group, and may create topics; the dashboard reads ``outputs``
+        and nothing else. Everyone else (and no login) gets nothing: no ACL, no access."""
+        owned = ["--resource-pattern-type", "prefixed", *_each("--topic", *([topic_prefix] if topic_prefix else []),
+                                                                  f"{app_id}-"), "--group", app_id]
+        runs = [
+            ["--allow-principal", "User:worker", "--operation", "All", *owned],
+            *([] if topic_prefix else [["--allow-principal", "User:worker", "--operation", "All", "--topic", "*"]]),
+            ["--allow-principal", "User:worker", *_each("--operation", "Create", "Describe", "DescribeConfigs",
+                                                       "IdempotentWrite"), "--cluster"],
+            ["--allow-principal", "User:dashboard", *_each("--operation", "Read", "Describe"),
+             *_each("--topic", *outputs)],
+        ]
+        java = check_java()
+        for args in runs:
+            cmd = self._java(java, ACL_TOOL, "--bootstrap-server", self.bootstrap, "--command-config",
+                             str(self.client_properties("admin")), "--add", "--force", *args)
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            if result.returncode != 0:
+                raise BrokerError(f"adding Kafka ACLs failed: {_without_secrets(result.stdout + result.stderr)[-2000:]}")
 
     def _wait_ready(self, log_offset: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

@@ -27,7 +27,8 @@ BACKOFF_S = (0.5, 1, 2, 5)
 
 class Feed:
     def __init__(self, bootstrap: str, topics: dict[str, str], traffic: Traffic, *, backfill: int = 2000,
-                 worker_url: str | None = None, worker_token: str | None = None):
+                 worker_url: str | None = None, worker_token: str | None = None,
+                 client_options: dict | None = None):
         """``topics``: kind ("processed", "aggregated", "invalid") -> topic name; ``worker_url``: a Faust
         worker's web server, asked for the pipeline's lag and duplicates (figures no topic carries), with
         ``worker_token`` as its bearer token when it has one."""
@@ -46,6 +47,7 @@ class Feed:
         self.lag: int | None = None  # records on the topics this feed has not read yet
         self.worker_url = worker_url
         self._worker_headers = authorization(worker_token)
+        self._client_options = client_options or {}
         self.worker: dict | None = None  # {"lag": n, "duplicates_dropped": n} from the worker, when it answers
         self._reconnect = asyncio.Event()
         self._positions: dict[tuple[str, str, int], int] = {}  # (bootstrap, topic, partition) -> next offset
@@ -147,7 +149,7 @@ class Feed:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-                                    request_timeout_ms=5000, connections_max_idle_ms=60000)
+                                    request_timeout_ms=5000, connections_max_idle_ms=60000, **self._client_options)
         try:
             await asyncio.wait_for(consumer.start(), 10)
             await asyncio.wait_for(consumer._client.force_metadata_update(), 5)
