@@ -168,7 +168,8 @@ def count_in_windows(partition: int, items: Sequence[ScoredState], stored: dict[
     for (icao24, start), entry in touched.items():
         for dimension, name in (("country", entry["country"]), ("airline", entry["airline"])):
             if name:
-                updates[(dimension, name)].append({"window_start": start, "icao24": icao24, "partial": entry["partial"]})
+                updates[(dimension, name)].append({"window_start": start, "icao24": icao24,
+                                                   "partial": entry["partial"]})
     by_target: dict[int, list[dict]] = defaultdict(list)  # partials partition -> its groups' updates
     for (dimension, name), partials in updates.items():
         by_target[key_partition(group_name(dimension, name))].append(

@@ -40,7 +40,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 #: What each run measures: (full, quick). The throughput workload is 2,000 aircraft x 91 polls
 #: with every 10th poll sent twice: 200,000 states, 18,000 of them duplicates.
 PLAN = {
-    "throughput": ({"aircraft": 2000, "polls": 91, "repeat_every": 10}, {"aircraft": 200, "polls": 10, "repeat_every": 5}),
+    "throughput": ({"aircraft": 2000, "polls": 91, "repeat_every": 10},
+                   {"aircraft": 200, "polls": 10, "repeat_every": 5}),
     "memory": ({"aircraft": 40_000, "polls": 2}, {"aircraft": 2000, "polls": 2}),
     # The highest rate kept up for 60 s, searched from 5,000/s: up by the first step if kept up, else
     # down by the second, then by half of it (three runs); one run at 300/s in the quick run.
@@ -149,16 +150,22 @@ def evaluate(report: dict) -> list[dict]:
         ("window record counting a state, p99 at 1,000/s", f"< {(flush + 1) * 1000:,.0f} ms (flush + 1 s)",
          f"{window_p99:,} ms" if window_p99 is not None else "not measured (quick)",
          window_p99 < (flush + 1) * 1000 if window_p99 is not None else None),
-        ("make bench wall time", "< 900 s", f"{report['wall_s']:.0f} s", report["wall_s"] < 900 if not report["quick"] else None),
-        ("end to end, one worker", f">= {TARGETS['events_per_s']:,} events/s", f"{one:,} events/s", one >= TARGETS["events_per_s"]),
-        ("share of the raw aiokafka relay", f">= {TARGETS['share_of_ceiling']:.0%}", f"{share:.1%}", share >= TARGETS["share_of_ceiling"]),
+        ("make bench wall time", "< 900 s", f"{report['wall_s']:.0f} s",
+         report["wall_s"] < 900 if not report["quick"] else None),
+        ("end to end, one worker", f">= {TARGETS['events_per_s']:,} events/s", f"{one:,} events/s",
+         one >= TARGETS["events_per_s"]),
+        ("share of the raw aiokafka relay", f">= {TARGETS['share_of_ceiling']:.0%}", f"{share:.1%}",
+         share >= TARGETS["share_of_ceiling"]),
         ("p99 to flight-processed-data at 1,000/s", f"< {TARGETS['p99_ms_at_1000']} ms", p99(1000), None),
         ("p99 to flight-processed-data at 5,000/s", f"< {TARGETS['p99_ms_at_5000']} ms", p99(5000), None),
-        ("compiled scorer, batched", f">= {TARGETS['compiled_rows_per_s']:,} rows/s", f"{batched:,.0f} rows/s", batched >= TARGETS["compiled_rows_per_s"]),
-        ("compiled vs scikit-learn, single rows", f">= {TARGETS['single_row_speedup']}x", f"{single:,.0f}x", single >= TARGETS["single_row_speedup"]),
+        ("compiled scorer, batched", f">= {TARGETS['compiled_rows_per_s']:,} rows/s", f"{batched:,.0f} rows/s",
+         batched >= TARGETS["compiled_rows_per_s"]),
+        ("compiled vs scikit-learn, single rows", f">= {TARGETS['single_row_speedup']}x", f"{single:,.0f}x",
+         single >= TARGETS["single_row_speedup"]),
         (f"worker peak RSS, {k['memory']['aircraft']:,} aircraft", f"< {TARGETS['rss_mb_40k']} MB (40,000 aircraft)",
          f"{k['memory']['peak_rss_mb']} MB", k["memory"]["peak_rss_mb"] < TARGETS["rss_mb_40k"]),
-        ("RSS growth over the run", f"< {TARGETS['growth_pct']}%", f"{k['growth']['growth_pct']}%", k["growth"]["growth_pct"] < TARGETS["growth_pct"]),
+        ("RSS growth over the run", f"< {TARGETS['growth_pct']}%", f"{k['growth']['growth_pct']}%",
+         k["growth"]["growth_pct"] < TARGETS["growth_pct"]),
     ]
     result = []
     for name, target, measured, met in out:
@@ -168,7 +175,8 @@ def evaluate(report: dict) -> list[dict]:
             if rate not in by_rate:
                 measured, met = "not measured (quick)", None
             elif measured is None:
-                measured, met = f"did not keep up ({by_rate[rate]['scored']:,} of {by_rate[rate]['sent']:,} scored)", False
+                run = by_rate[rate]
+                measured, met = f"did not keep up ({run['scored']:,} of {run['sent']:,} scored)", False
             else:
                 measured, met = f"{measured:,} ms", measured < limit
         result.append({"target": name, "wanted": target, "measured": measured,
@@ -186,9 +194,11 @@ def markdown(report: dict) -> str:
              f"(FLIGHTS_SCORE_BATCH, FLIGHTS_SCORE_WITHIN); outputs compressed with {c.get('compression', 'none')}.",
              "", "| measurement | figure | conditions |", "|---|---:|---|"]
     row = lines.append
-    row(f"| ceiling: aiokafka produce | {ceil['produce_per_s']:,} msg/s | {ceil['records']:,} records of {ceil['record_bytes']} B, acks=all |")
+    row(f"| ceiling: aiokafka produce | {ceil['produce_per_s']:,} msg/s | {ceil['records']:,} records of "
+        f"{ceil['record_bytes']} B, acks=all |")
     row(f"| ceiling: aiokafka consume | {ceil['consume_per_s']:,} msg/s | same records, no decoding |")
-    row(f"| ceiling: aiokafka relay (consume + produce) | {ceil['relay_per_s']:,} msg/s | what a pipeline doing nothing else reaches |")
+    row(f"| ceiling: aiokafka relay (consume + produce) | {ceil['relay_per_s']:,} msg/s | what a pipeline doing "
+        "nothing else reaches |")
     runs = [(t1, "one worker"), (t2, "two workers")]
     if "throughput_1_uncompressed" in k:
         runs.insert(1, (k["throughput_1_uncompressed"], "one worker, outputs not compressed"))
@@ -196,10 +206,11 @@ def markdown(report: dict) -> str:
         runs.insert(1, (k["throughput_1_single"], "one worker, single-state input"))
     for t, label in runs:
         given = "one record per state" if not t.get("batched_input", False) else "one batch per partition and poll"
-        row(f"| pipeline, {label}: scored | {t['scored_per_s']:,} events/s | {t['states']:,} states ({t['duplicates']:,} duplicates, "
-            f"{t['aircraft']:,} aircraft) preloaded, {given}; first to last record on flight-processed-data |")
-        row(f"| pipeline, {label}: windowed, totals exact | {t['windowed_per_s']:,} events/s | until every window's newest "
-            f"record on flight-aggregated-data equals the distinct count; worker CPU {t['worker_cpu_per_wall']} "
+        row(f"| pipeline, {label}: scored | {t['scored_per_s']:,} events/s | {t['states']:,} states "
+            f"({t['duplicates']:,} duplicates, {t['aircraft']:,} aircraft) preloaded, {given}; first to last record "
+            "on flight-processed-data |")
+        row(f"| pipeline, {label}: windowed, totals exact | {t['windowed_per_s']:,} events/s | until every window's "
+            f"newest record on flight-aggregated-data equals the distinct count; worker CPU {t['worker_cpu_per_wall']} "
             f"cores; peak RSS {t['peak_rss_mb']} MB |")
     if "producer" in k:
         p = k["producer"]
@@ -207,27 +218,32 @@ def markdown(report: dict) -> str:
             row(f"| producer: {r['setting']} ({r['compression']}, linger {r['linger_ms']} ms) | {r['records_per_s']:,} "
                 f"records/s, {r['stored_bytes_per_record']:,} B stored per record | {p['records']:,} scored records "
                 f"of {p['record_bytes']:,} B from the one-worker run, acks=all |")
-    row(f"| scale-out: two workers / one | {t2['windowed_per_s'] / t1['windowed_per_s']:.2f}x | {t2['partitions']} partitions, same machine |")
+    row(f"| scale-out: two workers / one | {t2['windowed_per_s'] / t1['windowed_per_s']:.2f}x | {t2['partitions']} "
+        "partitions, same machine |")
     row(f"| one worker / raw relay | {t1['windowed_per_s'] / ceil['relay_per_s']:.1%} | |")
     flush = f"; window records at most every {c.get('aggregate_flush_s', 5):g} s (FLIGHTS_AGGREGATE_FLUSH)"
     for r in k["latency"]:
-        kept = "" if r["kept_up"] else f"; did NOT keep up: {r['scored']:,} of {r['sent']:,} scored by the end of the drain"
+        kept = "" if r["kept_up"] else (f"; did NOT keep up: {r['scored']:,} of {r['sent']:,} scored by the end "
+                                        "of the drain")
         for name, pct in (("flight-processed-data", r["to_processed"]), ("window record", r["to_window"])):
             if pct["n"]:
                 row(f"| latency at {r['rate_per_s']:,}/s to {name} | p50 {pct['p50_ms']:,} / p95 {pct['p95_ms']:,} / "
-                    f"p99 {pct['p99_ms']:,} / max {pct['max_ms']:,} ms | {r['seconds']} s at {r['achieved_input_per_s']:,}/s "
-                    f"sent{kept}{flush if name == 'window record' else ''} |")
+                    f"p99 {pct['p99_ms']:,} / max {pct['max_ms']:,} ms | {r['seconds']} s at "
+                    f"{r['achieved_input_per_s']:,}/s sent{kept}{flush if name == 'window record' else ''} |")
     mem = k["memory"]
     row(f"| worker peak RSS, {mem['aircraft']:,} aircraft tracked | {mem['peak_rss_mb']} MB | {mem['states']:,} states "
         f"preloaded, one worker ({mem['windowed_per_s']:,} events/s) |")
     row(f"| worker RSS growth | {g['growth_pct']}% | {g['rss_after_warmup_mb']} MB after {g['warmup_s']} s -> "
-        f"{g['rss_end_mb']} MB at the end of the {k['latency'][0]['seconds']} s run at {k['latency'][0]['rate_per_s']:,}/s |")
+        f"{g['rss_end_mb']} MB at the end of the {k['latency'][0]['seconds']} s run at "
+        f"{k['latency'][0]['rate_per_s']:,}/s |")
     for r in report["scorer"]["rows"]:
         row(f"| scorer, {r['batch']:,} rows | {r['compiled_rows_per_s']:,.0f} vs {r['sklearn_rows_per_s']:,.0f} rows/s "
-            f"({r['speedup']:,.1f}x) | compiled vs scikit-learn score_samples, {report['scorer']['conditions']['timing']} |")
+            f"({r['speedup']:,.1f}x) | compiled vs scikit-learn score_samples, "
+            f"{report['scorer']['conditions']['timing']} |")
     rep = REPLACED
     row(f"| replaced system (Spark + Streamlit, published) | {rep['rows_per_s_low']}-{rep['rows_per_s_high']} rows/s, "
-        f"< {rep['latency_s']:g} s | ours: {t1['windowed_per_s'] / rep['rows_per_s_high']:.0f}x its upper figure, one worker |")
+        f"< {rep['latency_s']:g} s | ours: {t1['windowed_per_s'] / rep['rows_per_s_high']:.0f}x its upper figure, one "
+        "worker |")
     lines += ["", "| target | wanted | measured | reached |", "|---|---|---|---|"]
     lines += [f"| {t['target']} | {t['wanted']} | {t['measured']} | {t['reached']} |" for t in report["targets"]]
     lines.append(f"\nWall time of the whole run: {report['wall_s']:.0f} s.")
@@ -250,8 +266,10 @@ def render(path: Path) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="every measurement small (under 2 minutes); figures mean nothing")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where bench.json and bench.md go (default bench/results)")
+    parser.add_argument("--quick", action="store_true",
+                        help="every measurement small (under 2 minutes); figures mean nothing")
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help="where bench.json and bench.md go (default bench/results)")
     parser.add_argument("--render", type=Path, metavar="JSON", help="only print the table of a saved report")
     args = parser.parse_args(argv)
     if args.render:

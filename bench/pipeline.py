@@ -107,7 +107,8 @@ class Bench:
     def start_worker(self, app: dict, name: str) -> Proc:
         env = {**os.environ, **app, "FLIGHTS_DATADIR": str(self.tmp / app["FLIGHTS_APP_ID"] / name),
                "FLIGHTS_WEB_PORT": str(free_port())}
-        worker = Proc(name, [PYTHON, "-m", "flights_app.cli", "worker"], env, self.tmp / f"{app['FLIGHTS_APP_ID']}-{name}.log")
+        worker = Proc(name, [PYTHON, "-m", "flights_app.cli", "worker"], env,
+                      self.tmp / f"{app['FLIGHTS_APP_ID']}-{name}.log")
         worker.web_port = int(env["FLIGHTS_WEB_PORT"])
         self.workers.append(worker)
         return worker
@@ -293,7 +294,8 @@ async def preload(bench: Bench, topic: str, workload: Workload, partitions: int,
         started, futures = time.perf_counter(), []
         now = time.time()
         for i in range(0, len(workload), workload.aircraft):
-            for partition, key, value in raw_records(workload.states[i:i + workload.aircraft], now, partitions, batched):
+            for partition, key, value in raw_records(workload.states[i:i + workload.aircraft], now, partitions,
+                                                     batched):
                 futures.append(await producer.send(topic, key=key, value=value, partition=partition))
         await asyncio.gather(*futures)
         return time.perf_counter() - started
@@ -370,7 +372,8 @@ async def throughput(bench: Bench, workload: Workload, *, workers: int = 1, part
         expected_duplicates = workload.duplicates
         if duplicates != expected_duplicates:
             raise BenchError(f"{duplicates} duplicates dropped, the workload has {expected_duplicates}")
-        return {"processed_topic": processed, "states": n, "duplicates": expected_duplicates, "repeated_polls_states": workload.repeated_polls,
+        return {"processed_topic": processed, "states": n, "duplicates": expected_duplicates,
+                "repeated_polls_states": workload.repeated_polls,
                 "aircraft": workload.aircraft, "batched_input": batched, "settings": settings or {},
                 "workers": workers, "partitions": partitions, "preload_s": round(preload_s, 1),
                 "scored_per_s": round(n / max(done - first, PROBE_S)),  # timed at the probe's resolution

@@ -69,7 +69,8 @@ def run(quick: bool = False) -> dict:
 
 def table(report: dict) -> str:
     lines = ["| batch rows | scikit-learn rows/s | compiled rows/s | speed-up |", "|---:|---:|---:|---:|"]
-    lines += [f"| {r['batch']:,} | {r['sklearn_rows_per_s']:,.0f} | {r['compiled_rows_per_s']:,.0f} | {r['speedup']:,.1f}x |"
+    lines += [f"| {r['batch']:,} | {r['sklearn_rows_per_s']:,.0f} | {r['compiled_rows_per_s']:,.0f} | "
+              f"{r['speedup']:,.1f}x |"
               for r in report["rows"]]
     return "\n".join(lines)
 
@@ -83,7 +84,8 @@ def main(argv=None) -> dict:
     (RESULTS / "scorer.json").write_text(json.dumps(report, indent=2) + "\n")
     conditions = report["conditions"]
     (RESULTS / "scorer.md").write_text(f"Scorer ({conditions['timing']}; model {conditions['model']}, "
-                                       f"{conditions['n_estimators']} trees, {os.cpu_count()} cores)\n\n{table(report)}\n")
+                                       f"{conditions['n_estimators']} trees, {os.cpu_count()} "
+                                       f"cores)\n\n{table(report)}\n")
     print(table(report))
     return report
 

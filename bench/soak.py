@@ -196,7 +196,8 @@ async def soak(bench: Bench, *, minutes: float, rate: float, restart_every_s: fl
                 "windows_with_late_states_after_their_final": late_after_final,
                 "commit_stalls_unstuck": stalls,
                 "where_wrong_windows_went_short": short,
-                "rss_growth": _rss_growth(samples, restarts), "broker_disk_mb": {"first": disks[0], "half_time": half, "max": max(disks),
+                "rss_growth": _rss_growth(samples, restarts), "broker_disk_mb": {"first": disks[0], "half_time": half,
+                                                                                 "max": max(disks),
                                                                                   "last": disks[-1]},
                 "disk_growth_second_half_pct": round((disks[-1] - half) / half * 100, 1) if half else None,
                 "samples": samples}

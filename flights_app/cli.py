@@ -590,7 +590,8 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=8081)
     fake.add_argument("--seed", type=int, default=1)
-    fake.add_argument("--anomaly-rate", type=float, default=0.01, help="share of airborne states with an injected anomaly")
+    fake.add_argument("--anomaly-rate", type=float, default=0.01,
+                      help="share of airborne states with an injected anomaly")
     fake.add_argument("--labels-out", metavar="FILE", help="append anomaly labels here as JSON lines")
     fake.add_argument("--pace", choices=("clock", "request"), default="clock",
                       help="replay: move on with the clock at the recorded cadence, or one poll per request")

@@ -36,7 +36,8 @@ from flights_app.faust_internals import (
 log = logging.getLogger("flights_app.commits")
 
 TIMEOUT_S = 2.0  # for each question to the consumer's thread
-STALL_CHECKS = 3  # with checks every 10 s: 30 s; a batch is acknowledged as a whole, so a gap at the head never lasts that long
+# With checks every 10 s: 30 s. A batch is acknowledged as a whole, so a gap at the head never lasts that long.
+STALL_CHECKS = 3
 
 
 def stuck_at(committed: int | None, position: int | None, pending: Collection[int],

@@ -220,7 +220,8 @@ def _partial_message(data: Any) -> dict | str:
         problem = _group_problem(data)
         if problem is None and not _is_int(data.get("close")):
             problem = f"close={data.get('close')!r} is not a window start"
-        return problem or {"kind": "close", "dimension": data["dimension"], "name": data["name"], "close": data["close"]}
+        return problem or {"kind": "close", "dimension": data["dimension"], "name": data["name"],
+                           "close": data["close"]}
     if kind != "partials":
         return f"kind={kind!r} is not partials or close"
     source, watermark = data.get("source"), data.get("watermark")

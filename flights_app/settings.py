@@ -204,7 +204,8 @@ class Settings:
 #: name -> (default shown to users, what it means). The README's table comes from here.
 SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "FLIGHTS_APP_ID": ("flights-app", "Faust application id (consumer group, changelog topic prefix)"),
-    "FLIGHTS_BROKER": ("unset", "Kafka bootstrap servers, `kafka://host:port[;host:port]`; unset starts the embedded broker"),
+    "FLIGHTS_BROKER": ("unset", "Kafka bootstrap servers, `kafka://host:port[;host:port]`; unset starts the embedded "
+                                "broker"),
     "FLIGHTS_EMBEDDED_BROKER_PORT": ("9092", "port of the embedded broker (its controller uses the next port)"),
     "FLIGHTS_STORE": ("rocksdb://", "Faust table store (`rocksdb://` with the rocksdict driver, or `memory://`)"),
     "FLIGHTS_DATADIR": ("./var", "where tables, the embedded broker's logs and data live"),
@@ -215,14 +216,16 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "FLIGHTS_WEB_TOKEN_FILE": ("unset", "file holding the bearer token of the worker's web server (16+ characters): "
                                "required when it binds beyond loopback (then every path but `/health` and "
                                "`/metrics` needs it) and for `POST /model/reload`"),
-    "FLIGHTS_DASHBOARD_AUTH_FILE": ("unset", "JSON file `{\"user\": \"password\", ...}`: the dashboard asks for a login "
+    "FLIGHTS_DASHBOARD_AUTH_FILE": ("unset", "JSON file `{\"user\": \"password\", ...}`: the dashboard asks for a "
+                                             "login "
                                     "(Panel's basic authentication); required when it binds beyond loopback"),
     "FLIGHTS_DASHBOARD_PORT": ("5006", "Panel dashboard port"),
     "FLIGHTS_DASHBOARD_ORIGINS": ("unset", "more `host[:port]` (comma-separated) a browser may open the dashboard as, "
                                   "e.g. behind a proxy"),
     "FLIGHTS_WORKER_URL": ("this machine's worker", "the worker web server the dashboard asks for health and window "
                            "stats (any worker answers for all)"),
-    "FLIGHTS_MAP_TILES": ("", "map tile URL template ({z}/{x}/{y}), used when it answers; empty: the offline land outline"),
+    "FLIGHTS_MAP_TILES": ("", "map tile URL template ({z}/{x}/{y}), used when it answers; empty: the offline land "
+                              "outline"),
     "FLIGHTS_MAP_OUTLINE": ("./.maps/land-110m.json", "the offline land outline (`make install` fetches it)"),
     "FLIGHTS_TOPIC_PARTITIONS": ("4 / 8", "partitions of the app's topics (embedded broker / a cluster); "
                                  "bounds the number of useful workers"),
@@ -250,7 +253,8 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "FLIGHTS_KAFKA_SASL_MECHANISM": ("SCRAM-SHA-512", "the SASL login: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN"),
     "FLIGHTS_KAFKA_USER": ("unset", "the SASL user (principal) of this service; required with SASL_*"),
     "FLIGHTS_KAFKA_PASSWORD_FILE": ("unset", "file holding that user's password (never logged); required with SASL_*"),
-    "FLIGHTS_KAFKA_CA_FILE": ("the system's CAs", "PEM file of the CA that signed the brokers' certificates (SSL, SASL_SSL)"),
+    "FLIGHTS_KAFKA_CA_FILE": ("the system's CAs",
+                              "PEM file of the CA that signed the brokers' certificates (SSL, SASL_SSL)"),
     "FLIGHTS_EMBEDDED_BROKER_SASL": ("0", "1: the embedded broker requires SCRAM-SHA-512 logins with ACLs; `up` logs "
                                      "the worker and the dashboard in as their own principals"),
     "FLIGHTS_LOG_LEVEL": ("info", "log level of the worker"),
@@ -268,7 +272,8 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "FLIGHTS_WATERMARK_IDLE": ("10", "a partition that sent nothing for this long (wall clock, s) stops holding "
                                "the event-time watermark back"),
     "FLIGHTS_AGGREGATE_FLUSH": ("5", "at most one flight-aggregated-data record per key per this many seconds"),
-    "FLIGHTS_ALERT_WEBHOOK": ("unset", "URL that gets each alert as a JSON POST (retried, at most one per aircraft a minute)"),
+    "FLIGHTS_ALERT_WEBHOOK": ("unset", "URL that gets each alert as a JSON POST (retried, at most one per aircraft a "
+                                       "minute)"),
 }
 
 _APP_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")

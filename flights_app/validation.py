@@ -122,9 +122,11 @@ def _validate(row: Any, response_time: int | None) -> dict:
         if stamp is None or response_time is None:
             continue
         if stamp > response_time + FUTURE_TOLERANCE_S:
-            raise _Reject("timestamp_in_future", f"{name}={stamp} is {stamp - response_time} s after the response time", name)
+            raise _Reject("timestamp_in_future",
+                          f"{name}={stamp} is {stamp - response_time} s after the response time", name)
         if stamp < response_time - MAX_CONTACT_AGE_S:
-            raise _Reject("timestamp_too_old", f"{name}={stamp} is {response_time - stamp} s before the response time", name)
+            raise _Reject("timestamp_too_old",
+                          f"{name}={stamp} is {response_time - stamp} s before the response time", name)
 
     latitude = _number(named, "latitude", required=True)
     longitude = _number(named, "longitude", required=True)
@@ -170,7 +172,8 @@ def _validate(row: Any, response_time: int | None) -> dict:
     if not (isinstance(position_source, int) and not isinstance(position_source, bool) and 0 <= position_source <= 3):
         raise _Reject("invalid_position_source", f"position_source={position_source!r} is not 0..3", "position_source")
     category = named["category"]
-    if category is not None and not (isinstance(category, int) and not isinstance(category, bool) and 0 <= category <= 20):
+    if category is not None and not (isinstance(category, int) and not isinstance(category, bool)
+                                     and 0 <= category <= 20):
         raise _Reject("invalid_category", f"category={category!r} is not 0..20", "category")
 
     return dict(

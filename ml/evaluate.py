@@ -93,7 +93,8 @@ class Injected:
     real_faults_left_out: int = 0
 
     def as_dict(self) -> dict:
-        return {"rows": self.rows, "real_faults_left_out": self.real_faults_left_out, "overall": {m: c.as_dict() for m, c in self.overall.items()},
+        return {"rows": self.rows, "real_faults_left_out": self.real_faults_left_out,
+                "overall": {m: c.as_dict() for m, c in self.overall.items()},
                 "model_kinematic": self.kinematic_model.as_dict(),
                 "by_kind": {k: {m: c.as_dict() for m, c in v.items()} for k, v in sorted(self.by_kind.items())}}
 
@@ -171,7 +172,8 @@ def aircraft_hours(rows: list[Row]) -> float:
 
 
 def episodes(flagged: list[tuple[str, int, str]]) -> Counter:
-    """(icao24, time, reason) flags -> episodes by reason: one aircraft's flags of one reason with no gap over a minute."""
+    """(icao24, time, reason) flags -> episodes by reason: one aircraft's flags of one reason with no gap
+    over a minute."""
     by: dict[tuple[str, str], list[int]] = defaultdict(list)
     for icao24, t, reason in flagged:
         by[(icao24, reason)].append(t)
@@ -359,7 +361,8 @@ def markdown(report: dict) -> str:
                 "| kind | count | model | rules | both |", "|---|---:|---:|---:|---:|"]
         for kind, methods in d["by_kind"].items():
             count = methods["model"]["tp"] + methods["model"]["fn"]
-            out.append(f"| {kind.replace('_', ' ')} | {count:,} | " + " | ".join(prf(c) for c in methods.values()) + " |")
+            out.append(f"| {kind.replace('_', ' ')} | {count:,} | "
+                       "" + " | ".join(prf(c) for c in methods.values()) + " |")
         total = d["overall"]["model"]["tp"] + d["overall"]["model"]["fn"]
         out.append(f"| all kinds | {total:,} | " + " | ".join(prf(c) for c in d["overall"].values()) + " |")
         k, lat = d["model_kinematic"], d["latency_polls"]
@@ -373,11 +376,13 @@ def markdown(report: dict) -> str:
     if report.get("real_traffic"):
         out += ["", "**Real traffic, nothing injected** (held-out aircraft; episodes: one aircraft's flags with no "
                     "gap over a minute):", "",
-                "| recording | states | aircraft-hours | alert episodes / h | data-fault episodes / h | fault episodes by reason |",
+                "| recording | states | aircraft-hours | alert episodes / h | data-fault episodes / h | fault "
+                "episodes by reason |",
                 "|---|---:|---:|---:|---:|---|"]
         for name, d in report["real_traffic"].items():
             reasons = ", ".join(f"{r} {n}" for r, n in d["fault_episodes_by_reason"].items()) or "none"
-            out.append(f"| `{name}` | {d['states']:,} | {d['aircraft_hours']} | {d['alert_episodes_per_aircraft_hour']} "
+            out.append(f"| `{name}` | {d['states']:,} | {d['aircraft_hours']} | "
+                       f"{d['alert_episodes_per_aircraft_hour']} "
                        f"({d['alert_episodes']}) | {d['fault_episodes_per_aircraft_hour']} ({d['fault_episodes']}) | "
                        f"{reasons} |")
     if "glitches" in report:
@@ -391,9 +396,11 @@ def markdown(report: dict) -> str:
     if "unusual" in report:
         u = report["unusual"]
         reasons = ", ".join(f"{r} {n}" for r, n in u["fault_episodes_by_reason"].items()) or "none"
-        out += ["", f"**Legitimate but unusual flights**: {u['states']:,} states, {u['aircraft_hours']} aircraft-hours; "
+        out += ["", f"**Legitimate but unusual flights**: {u['states']:,} states, {u['aircraft_hours']} "
+                    "aircraft-hours; "
                     f"{u['alert_episodes']} alert episodes ({u['alert_episodes_per_aircraft_hour']}/aircraft-hour); "
-                    f"data-fault episodes {u['fault_episodes']} ({u['fault_episodes_per_aircraft_hour']}/aircraft-hour: "
+                    f"data-fault episodes {u['fault_episodes']} "
+                    f"({u['fault_episodes_per_aircraft_hour']}/aircraft-hour: "
                     f"{reasons})."]
         out += [f"- alert: {a['callsign']} ({a['icao24']}) at {a['event_time']}: {a['reason']}" for a in u["alerts"]]
     return "\n".join(out)

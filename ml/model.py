@@ -217,7 +217,8 @@ def describe(name: str, f: np.ndarray) -> str:
     """One residual of feature row ``f`` as a sentence with the numbers behind it."""
     gap = f[I["position_gap_s"]]
     if name == "speed_log_ratio":
-        return f"reported {f[I['velocity_mps']]:.0f} m/s but moved at {f[I['implied_speed_mps']]:.0f} m/s over {gap:.0f} s"
+        return (f"reported {f[I['velocity_mps']]:.0f} m/s but moved at {f[I['implied_speed_mps']]:.0f} m/s "
+                f"over {gap:.0f} s")
     if name == "altitude_residual_mps":
         return (f"altitude changed {f[I['climb_rate_mps']]:+.1f} m/s over {gap:.0f} s against a reported vertical "
                 f"rate of {f[I['vertical_rate_mps']]:+.1f} m/s")

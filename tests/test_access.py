@@ -106,7 +106,8 @@ def test_beyond_loopback_every_path_but_health_and_metrics_needs_the_right_token
     token = secrets.token_urlsafe(24)
     (tmp_path / "token").write_text(token)
     (tmp_path / "users.json").write_text('{"ops": "pw"}')
-    settings = load_settings(_environ(tmp_path, FLIGHTS_WEB_BIND="0.0.0.0", FLIGHTS_WEB_TOKEN_FILE=str(tmp_path / "token"),
+    settings = load_settings(_environ(tmp_path, FLIGHTS_WEB_BIND="0.0.0.0",
+                                      FLIGHTS_WEB_TOKEN_FILE=str(tmp_path / "token"),
                                       FLIGHTS_DASHBOARD_AUTH_FILE=str(tmp_path / "users.json")))
     wrong = secrets.token_urlsafe(24)
     requests = [(m, p, t) for p in [*PATHS, "/model/reload"] for t in (None, wrong, token)

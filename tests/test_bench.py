@@ -62,7 +62,8 @@ def test_quick_bench_writes_a_well_formed_report_and_stops_what_it_started(tmp_p
     for row in producer["rows"]:
         assert row["records_per_s"] > 0 and row["stored_bytes_per_record"] > 0, row
     by_setting = {r["setting"]: r for r in producer["rows"]}  # compression stores fewer bytes
-    assert by_setting["lz4, linger 5"]["stored_bytes_per_record"] < by_setting["none, linger 5"]["stored_bytes_per_record"]
+    assert by_setting["lz4, linger "
+                      "5"]["stored_bytes_per_record"] < by_setting["none, linger 5"]["stored_bytes_per_record"]
 
     table = (out / "bench.md").read_text()
     assert "| measurement | figure | conditions |" in table

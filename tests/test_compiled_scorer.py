@@ -56,8 +56,10 @@ def test_same_scores_at_ties_with_the_split_thresholds(name):
     X = z * compiled.scale + compiled.mean
     assert_same(name, X)
     # And the neighbouring float32 values either side of each threshold.
-    assert_same(name, np.nextafter(z.astype(np.float32), np.float32(np.inf)).astype(np.float64) * compiled.scale + compiled.mean)
-    assert_same(name, np.nextafter(z.astype(np.float32), np.float32(-np.inf)).astype(np.float64) * compiled.scale + compiled.mean)
+    assert_same(name, np.nextafter(z.astype(np.float32),
+                                   np.float32(np.inf)).astype(np.float64) * compiled.scale + compiled.mean)
+    assert_same(name, np.nextafter(z.astype(np.float32),
+                                   np.float32(-np.inf)).astype(np.float64) * compiled.scale + compiled.mean)
 
 
 @pytest.mark.parametrize("name", PIPELINES)

@@ -58,7 +58,8 @@ def test_feed_fills_the_buffers_survives_bad_records_and_recovers_from_a_lost_br
         feed = Feed(bootstrap, topics, traffic)
         task = asyncio.create_task(feed.run())
         try:
-            await async_wait_until(lambda: feed.messages == 7 and feed.malformed == 2, 30, "the records already on the topics")
+            await async_wait_until(lambda: feed.messages == 7 and feed.malformed == 2, 30,
+                                   "the records already on the topics")
             assert feed.online and feed.status()["error"] is None
             assert len(traffic.aircraft) == 5 and traffic.invalid_by_reason == {"null_position": 1}
             assert list(traffic.windows) == [("country", "Germany", 600)]

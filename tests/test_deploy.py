@@ -34,7 +34,8 @@ BROKERS = ("kafka-1", "kafka-2", "kafka-3")
 
 def docker_compose(*args: str, file: Path = COMPOSE) -> subprocess.CompletedProcess:
     exe = shutil.which("docker-compose")
-    assert exe, "docker-compose is not installed: `make install` installs Debian's package (apt-get install docker-compose)"
+    assert exe, ("docker-compose is not installed: `make install` installs Debian's package "
+                 "(apt-get install docker-compose)")
     return subprocess.run([exe, "-f", str(file), "--project-directory", str(file.parent), *args],
                           capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"})
 
@@ -95,7 +96,8 @@ def test_the_cluster_is_replicated_and_every_service_is_supervised():
 
 def test_every_variable_of_the_compose_file_is_a_setting(tmp_path):
     text = COMPOSE.read_text()
-    for name in ("web-token", "dashboard-users.json"):  # what compose mounts at /run/secrets/, as make secrets writes it
+    for name in ("web-token",
+                 "dashboard-users.json"):  # what compose mounts at /run/secrets/, as make secrets writes it
         (tmp_path / name).write_text("t" * 20 if name == "web-token" else '{"ops": "pw"}')
     interpolated = set(re.findall(r"\$\{([A-Z0-9_]+)", text))
     unknown = interpolated - set(SETTINGS_DOC) - set(COMPOSE_ONLY)

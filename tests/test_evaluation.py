@@ -45,7 +45,8 @@ def test_injection_into_a_recording_is_labelled_deterministic_and_leaves_the_res
 
 
 def scored(rows_flags_model):
-    rows = [dataset.Row(state, np.zeros(N_FEATURES), flags, kind, poll) for state, flags, kind, poll, _ in rows_flags_model]
+    rows = [dataset.Row(state, np.zeros(N_FEATURES), flags, kind, poll) for state, flags, kind, poll,
+            _ in rows_flags_model]
     verdicts = [None] * len(rows)
     model = np.array([m for *_, m in rows_flags_model], dtype=bool)
     return evaluate.Scored(rows, model, verdicts, np.zeros(len(rows), bool))
@@ -119,4 +120,5 @@ def test_the_shipped_models_figures_are_the_ones_the_docs_and_readme_print(tmp_p
                            r"[\d.]+ / [\d.]+ / (\d\.\d+)", measured)
     readme = (ROOT / "README.md").read_text()
     assert [f"{float(f):.2f}" for f in kinematic] == list(re.findall(r"alone reaches F1 ([\d.]+) on injected kinematic "
-                                                                r"anomalies in simulated traffic and ([\d.]+)", readme)[0])
+                                                                r"anomalies in simulated traffic and ([\d.]+)",
+                                                                readme)[0])

@@ -119,7 +119,8 @@ def test_the_shared_recordings_load_as_documented(shared_data):
 def test_replay_by_request_serves_each_poll_once_then_null(tmp_path):
     from flights_app.fake_opensky.recordings import RecordedPoll
 
-    polls = [RecordedPoll(str(i), 100 + i, [["abcdef"] + [None] * 2 + [100 + i, 100 + i] + [None] * 12]) for i in range(3)]
+    polls = [RecordedPoll(str(i), 100 + i,
+                          [["abcdef"] + [None] * 2 + [100 + i, 100 + i] + [None] * 12]) for i in range(3)]
     replay = ReplaySource(polls, pace="request")
     assert [replay.response(None)[0] for _ in range(3)] == [100, 101, 102]
     assert replay.response(None)[1] is None and replay.exhausted

@@ -175,7 +175,8 @@ def test_a_closed_window_changed_by_late_states_is_republished_after_a_crash(kaf
     states += produce_recording(app.bootstrap, app.topic(RAW), recording, polls=slice(held_back.stop, None))
 
     def finals() -> set:
-        return {(r["dimension"], r["name"], r["window_start"]) for _, r in read_topic(app.bootstrap, app.topic(AGGREGATED))
+        return {(r["dimension"], r["name"], r["window_start"]) for _, r in read_topic(app.bootstrap,
+                                                                                      app.topic(AGGREGATED))
                 if r.get("final")}
 
     wait_until(lambda: app.check_workers() or late_windows <= finals(), 180,

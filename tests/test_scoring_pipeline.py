@@ -332,4 +332,5 @@ def test_every_window_s_newest_record_counts_every_state_while_flushes_interleav
         wait_until(lambda: newest_counts() == expected, 180, "every country's newest record to count 800 states")
     except AssertionError:
         wrong = {k: v for k, v in newest_counts().items() if v != 800}
-        raise AssertionError(f"{len(wrong)} countries' newest records wrong: {dict(list(wrong.items())[:10])}") from None
+        raise AssertionError(f"{len(wrong)} countries' newest records wrong: "
+                             f"{dict(list(wrong.items())[:10])}") from None

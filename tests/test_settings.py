@@ -54,7 +54,8 @@ def test_a_cluster_gets_production_defaults_and_a_container_advertises_its_host_
 
     (tmp_path / "token").write_text("t" * 20)
     (tmp_path / "users.json").write_text('{"ops": "pw"}')
-    secured = {"FLIGHTS_WEB_TOKEN_FILE": str(tmp_path / "token"), "FLIGHTS_DASHBOARD_AUTH_FILE": str(tmp_path / "users.json")}
+    secured = {"FLIGHTS_WEB_TOKEN_FILE": str(tmp_path / "token"),
+               "FLIGHTS_DASHBOARD_AUTH_FILE": str(tmp_path / "users.json")}
     cluster = load_settings({"FLIGHTS_BROKER": "kafka-1:9092;kafka-2:9092", "FLIGHTS_WEB_BIND": "0.0.0.0",
                              "FLIGHTS_DASHBOARD_ORIGINS": "flights.example.org, 10.0.0.5:5006", **secured})
     assert cluster.topic_partitions == 8 and load_settings({}).topic_partitions == 4

@@ -93,7 +93,8 @@ def test_a_real_recording_replays_every_state_exactly_once(kafka, tmp_path, clea
     cleanup.append(app)
     worker = app.start_worker()
 
-    wait_until(lambda: app.check_workers() or fake.stats()["exhausted"], 120, "the whole recording to be served", interval_s=0.5)
+    wait_until(lambda: app.check_workers() or fake.stats()["exhausted"], 120, "the whole recording to be served",
+               interval_s=0.5)
     assert fake.stats()["states_served"] == 4237  # as ../shared/data/README.md documents
     wait_for_all_published(app, worker, 4237)
     raw = read_states(app.bootstrap, app.topic(RAW))
@@ -113,7 +114,8 @@ def test_the_global_snapshot_rejects_null_positions_with_their_reason(kafka, tmp
     app = TestApp(tmp_path, kafka.url, OPENSKY_URL=fake.api_url, FLIGHTS_POLL_INTERVAL="0.2")
     cleanup.append(app)
     worker = app.start_worker()
-    wait_until(lambda: app.check_workers() or fake.stats()["exhausted"], 60, "the snapshot to be served", interval_s=0.5)
+    wait_until(lambda: app.check_workers() or fake.stats()["exhausted"], 60, "the snapshot to be served",
+               interval_s=0.5)
     wait_for_all_published(app, worker, 5485)
 
     from flights_app.fake_opensky.recordings import load_recording
@@ -138,7 +140,8 @@ def test_credentials_work_and_the_secret_never_reaches_the_log(kafka, tmp_path, 
     cleanup.append(app)
     worker = app.start_worker()
     # Tokens live 2 s: by the time 50 states arrived the source has refreshed several times.
-    wait_until(lambda: app.check_workers() or len(read_states(app.bootstrap, app.topic(RAW))) >= 50, 90, "authenticated states", 0.5)
+    wait_until(lambda: app.check_workers() or len(read_states(app.bootstrap, app.topic(RAW))) >= 50, 90,
+               "authenticated states", 0.5)
     wait_until(lambda: fake.stats()["token_requests"] >= 2, 30, "a token refresh")
     assert all(r["status"] == 200 for r in fake.stats()["log"])  # refreshed before expiry: never a 401
     worker.stop()

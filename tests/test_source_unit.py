@@ -127,7 +127,8 @@ def fake_state(**kw):
 
 def test_client_reports_each_fault_as_a_reason_never_an_exception():
     state = fake_state(faults=FaultPlan())
-    state.faults.enqueue(["429:7", "500", "502", "503", "malformed", "truncated", "big", "empty", "slow:2", "duplicate"])
+    state.faults.enqueue(["429:7", "500", "502", "503", "malformed", "truncated", "big", "empty", "slow:2",
+                          "duplicate"])
 
     async def body(session, base):
         client = OpenSkyClient(session, base + "/api", timeout_s=1.0)

@@ -50,7 +50,8 @@ def _model_summary() -> dict | None:
 async def model_info(self: web.View, request: web.Request) -> web.Response:
     """The model this worker scores with, and the scorer's batch figures."""
     return self.json({"model": _model_summary(), "scorer": {
-        "batches": stats.batches, "events": stats.events, "anomalies": stats.anomalies, "alerts": stats.alerts, "data_faults": stats.data_faults,
+        "batches": stats.batches, "events": stats.events, "anomalies": stats.anomalies, "alerts": stats.alerts,
+        "data_faults": stats.data_faults,
         "last_batch_size": stats.last_batch_size, "last_batch_ms": round(stats.last_batch_ms, 3)}})
 
 

@@ -202,7 +202,8 @@ class EmbeddedBroker:
                 f"sasl.enabled.mechanisms={MECHANISM}",
                 f"sasl.mechanism.inter.broker.protocol={MECHANISM}",
                 "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
-                f'org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="{admin}";',
+                'org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" '
+                f'password="{admin}";',
                 "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
                 # The broker's own connection to its controller (loopback, the controller listener) is anonymous.
                 "super.users=User:admin;User:ANONYMOUS",
@@ -298,7 +299,8 @@ class EmbeddedBroker:
 
     def _format(self, java: str, config: Path) -> None:
         scram = [a for principal in (PRINCIPALS if self.sasl else ()) for a in (
-            "--add-scram", f"{MECHANISM}=[name={principal},password={self.password_file(principal).read_text().strip()}]")]
+            "--add-scram",
+            f"{MECHANISM}=[name={principal},password={self.password_file(principal).read_text().strip()}]")]
         cmd = self._java(java, STORAGE_TOOL, "format", "-t", new_cluster_id(), "-c", str(config), *scram)
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
@@ -334,7 +336,8 @@ class EmbeddedBroker:
                              str(self.client_properties("admin")), "--add", "--force", *args)
             result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
             if result.returncode != 0:
-                raise BrokerError(f"adding Kafka ACLs failed: {_without_secrets(result.stdout + result.stderr)[-2000:]}")
+                raise BrokerError("adding Kafka ACLs failed: "
+                                  f"{_without_secrets(result.stdout + result.stderr)[-2000:]}")
 
     def _wait_ready(self, log_offset: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

@@ -114,7 +114,8 @@ def _plan_leg(origin: Airport, dest: Airport, start: float, rng: random.Random) 
         t += duration
     # Scale along-track distance so the airborne part ends exactly at the destination.
     scale = distance / s if s > 0 else 1.0
-    segments = [Segment(g.start_s, g.duration_s, g.v0, g.v1, g.alt0, g.alt1, g.airborne, g.s0 * scale) for g in segments]
+    segments = [Segment(g.start_s, g.duration_s, g.v0, g.v1, g.alt0, g.alt1, g.airborne,
+                        g.s0 * scale) for g in segments]
     parked = rng.uniform(MIN_TURNAROUND_S, MAX_TURNAROUND_S) - TAXI_OUT_S
     return Leg(origin, dest, start, parked, distance, tuple(segments), rng.uniform(0, 360))
 
@@ -180,7 +181,10 @@ class SimulatedAircraft:
         fraction = min(1.0, max(0.0, flown / leg.distance_m))
         o, d = leg.origin, leg.dest
         lat, lon = intermediate_point(o.latitude, o.longitude, d.latitude, d.longitude, fraction)
-        track = bearing_deg(lat, lon, d.latitude, d.longitude) if fraction < 0.999 else bearing_deg(o.latitude, o.longitude, d.latitude, d.longitude)
+        track = bearing_deg(lat, lon, d.latitude, d.longitude) if fraction < 0.999 else bearing_deg(o.latitude,
+                                                                                                    o.longitude,
+                                                                                                    d.latitude,
+                                                                                                    d.longitude)
         altitude = seg.alt0 + (seg.alt1 - seg.alt0) * local / seg.duration_s
         vertical_rate = (seg.alt1 - seg.alt0) / seg.duration_s
         return dict(common, lat=lat, lon=lon, alt=max(0.0, altitude), on_ground=False,
@@ -245,7 +249,8 @@ class Simulator:
             "track": state["track"], "vertical_rate": vertical_rate, "squawk": aircraft.squawk,
         }
         label = None
-        if not state["on_ground"] and self.anomaly_rate and _unit(self.seed, aircraft.icao24, t, "anomaly") < self.anomaly_rate:
+        if not state["on_ground"] and self.anomaly_rate and _unit(self.seed, aircraft.icao24, t,
+                                                                  "anomaly") < self.anomaly_rate:
             kind = self.anomaly_kinds[int(_unit(self.seed, aircraft.icao24, t, "kind") * len(self.anomaly_kinds))]
             self._inject(kind, aircraft, row, t)
             label = AnomalyLabel(aircraft.icao24, last_contact, kind)

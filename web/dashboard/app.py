@@ -390,7 +390,8 @@ class Dashboard:
 
         if self.selected:
             track = [r for r in t.events if r["icao24"] == self.selected]
-            s["detail"].data = dict(t=[_ts(r["event_time"]) for r in track], altitude=[r["altitude"] or 0 for r in track],
+            s["detail"].data = dict(t=[_ts(r["event_time"]) for r in track],
+                                    altitude=[r["altitude"] or 0 for r in track],
                                     velocity=[r["velocity"] for r in track])
             latest = t.aircraft.get(self.selected)
             alerts = "; ".join(latest["alerts"]) if latest and latest["alerts"] else "none"
@@ -414,7 +415,8 @@ class Dashboard:
             "Data quality": pn.Column(pn.Row(self.completeness, self.invalid_reasons, sizing_mode="stretch_width"),
                                       self.duplicates, sizing_mode="stretch_width"),
             "Raw data": pn.Column(pn.pane.Markdown("### Last processed events"), self.events_table,
-                                  pn.pane.Markdown("### Last windows"), self.windows_table, sizing_mode="stretch_width"),
+                                  pn.pane.Markdown("### Last windows"), self.windows_table,
+                                  sizing_mode="stretch_width"),
         }
         sidebar = [self.refresh, self.auto, self.broker, self.broker_msg, self.max_events,
                    self.max_windows, pn.pane.Markdown("**Filters**"), self.country, self.callsign,

@@ -161,7 +161,8 @@ class Feed:
             per_partition = max(1, self.backfill // max(1, len(tps)))
             for tp in tps:  # where this feed left off on this broker, else a little before the end
                 saved = self._positions.get((self.bootstrap, tp.topic, tp.partition))
-                consumer.seek(tp, saved if saved is not None and saved <= ends[tp] else max(0, ends[tp] - per_partition))
+                start = saved if saved is not None and saved <= ends[tp] else max(0, ends[tp] - per_partition)
+                consumer.seek(tp, start)
             self.online, self.error = True, None
             next_probe = time.monotonic() + PROBE_EVERY_S
             while not self._reconnect.is_set():

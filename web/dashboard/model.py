@@ -198,7 +198,8 @@ def alerts(rows: list[dict], filters: Filters, n: int = 50) -> list[dict]:
     seen: set[tuple[str, float]] = set()
     flagged = []
     for r in rows:  # a state OpenSky repeated (or a replay delivered twice) is one alert
-        if (r["alerts"] or r["faults"] or r["score"] >= filters.threshold) and (r["icao24"], r["event_time"]) not in seen:
+        if (r["alerts"] or r["faults"] or r["score"] >= filters.threshold) and (r["icao24"],
+                                                                                r["event_time"]) not in seen:
             seen.add((r["icao24"], r["event_time"]))
             flagged.append(r)
 
