@@ -67,13 +67,14 @@ def test_a_worker_logged_in_processes_a_replay_exactly_and_strangers_are_refused
     app = TestApp(tmp_path, broker.url, OPENSKY_URL=fake.api_url, FLIGHTS_POLL_INTERVAL="0.05",
                   FLIGHTS_AGGREGATE_FLUSH="0.5", FLIGHTS_LOG_LEVEL="debug")
     cleanup.append(app)
-    broker.grant(app.env["FLIGHTS_APP_ID"], app.prefix, [app.topic(t) for t in (PROCESSED, AGGREGATED, INVALID)])
 
     # A wrong password and no login at all: one line each, the worker stops (both at once).
     (tmp_path / "pw").write_text("not-the-password\n")
     strangers = {"wrong": app.start_worker("wrong", **{**as_principal(broker, "worker"),
                                                       "FLIGHTS_KAFKA_PASSWORD_FILE": str(tmp_path / "pw")}),
                  "none": app.start_worker("none")}
+    # The app's ACLs, granted while the strangers are turned away (their logins fail before any ACL counts).
+    broker.grant(app.env["FLIGHTS_APP_ID"], app.prefix, [app.topic(t) for t in (PROCESSED, AGGREGATED, INVALID)])
     wait_until(lambda: not any(w.alive() for w in strangers.values()), 60, "the strangers' workers to stop")
     for name, stranger in strangers.items():
         line = stranger.log_text().strip().splitlines()[-1]
