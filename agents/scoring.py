@@ -94,8 +94,8 @@ def alert_for(scored: ScoredState, alert_threshold: float) -> Alert | None:
         reasons.append(f"model anomaly (score {scored.ml_anomaly_score:.2f}): {scored.anomaly_reason}")
     s = scored.state
     return Alert(icao24=s.icao24, callsign=s.callsign, event_time=s.event_time, last_contact=s.last_contact,
-                 latitude=s.latitude,
-                 longitude=s.longitude, reasons=reasons, ml_anomaly_score=scored.ml_anomaly_score, squawk=s.squawk)
+                 latitude=s.latitude, longitude=s.longitude, reasons=reasons,
+                 ml_anomaly_score=scored.ml_anomaly_score, squawk=s.squawk)
 
 
 def newest_scored(scored: list[ScoredState], encoded: list[bytes],

@@ -18,9 +18,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.workload import Workload, encode, event_time, shifted
+from bench.workload import Workload, encode, shifted
 from flights_app.batches import pack
 from flights_app.embedded.broker import EmbeddedBroker
+from flights_app.records import event_time_of
 from flights_app.topic_names import AGGREGATED, PROCESSED, RAW
 from tests.harness import PYTHON, Proc, free_port, free_port_pair, http_json
 
@@ -409,11 +410,11 @@ class Observer:
         """A state sent at ``ingest_time``. A repeat (same aircraft and event time: the workload repeats
         polls) is not counted by the windows, so it is left out: counted in, it would take the place
         of a later state in the attribution by count, and every later state would seem to wait."""
-        identity = (state["icao24"], event_time(state))
+        identity = (state["icao24"], event_time_of(state))
         if identity in self.identities:
             return
         self.identities.add(identity)
-        key = (state["origin_country"], int(event_time(state) // WINDOW_S) * WINDOW_S)
+        key = (state["origin_country"], int(event_time_of(state) // WINDOW_S) * WINDOW_S)
         self.pending.setdefault(key, []).append(ingest_time)
 
     def window_record(self, value: dict, now: float) -> None:

@@ -25,7 +25,8 @@ import orjson
 from aiokafka import TopicPartition
 
 from bench.pipeline import SEND_EVERY_S, Bench, BenchError, end_offsets, raw_records, rss_mb
-from bench.workload import event_time, shifted, simulate
+from bench.workload import shifted, simulate
+from flights_app.records import event_time_of
 from flights_app.topic_names import AGGREGATED, PROCESSED, RAW
 from tests.diagnosis import where_counts_went_missing
 from tests.harness import http_json
@@ -91,7 +92,7 @@ async def soak(bench: Bench, *, minutes: float, rate: float, restart_every_s: fl
     workload = simulate(1000, 60, repeat_every=10)  # every 10th poll sent twice: known duplicates
     # Each pass continues where the last ended (event time): an hour's jump between passes expired
     # whole windows at once while a partition still held states for them (counted as too late).
-    times = [event_time(s) for s in workload.states]
+    times = [event_time_of(s) for s in workload.states]
     period = (max(times) - min(times)) // 60 * 60 + 60
     worker = bench.start_worker(app, "worker")
     bench.wait_ready(worker)
@@ -102,7 +103,7 @@ async def soak(bench: Bench, *, minutes: float, rate: float, restart_every_s: fl
     finals, latest = {}, {}
 
     def on_scored(value: dict) -> None:
-        scored.add((value["state"]["icao24"], event_time(value["state"])))
+        scored.add((value["state"]["icao24"], event_time_of(value["state"])))
 
     def on_window(value: dict) -> None:
         if value["dimension"] != "country":
@@ -145,10 +146,10 @@ async def soak(bench: Bench, *, minutes: float, rate: float, restart_every_s: fl
             states = []
             while sent < due:
                 state = shifted(workload.states[sent % len(workload)], sent // len(workload), period)
-                identity = (state["icao24"], event_time(state))
+                identity = (state["icao24"], event_time_of(state))
                 if identity not in sent_ids:
                     sent_ids.add(identity)
-                    window = (state["origin_country"], event_time(state) // WINDOW_S * WINDOW_S)
+                    window = (state["origin_country"], event_time_of(state) // WINDOW_S * WINDOW_S)
                     expected[window] += 1
                     per_aircraft[("country", *window, state["icao24"])] += 1
                 states.append(state)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import orjson
 
 from flights_app.decode import decode_state
-from flights_app.records import StateVector
+from flights_app.records import StateVector, event_time_of
 from ml.dataset import simulated_polls, valid_states
 
 EPOCH = 1_790_000_000
@@ -24,7 +24,7 @@ EPOCH = 1_790_000_000
 
 def _identity(state: dict) -> tuple[str, str, int]:
     """What makes a state a duplicate for the worker: the same aircraft at the same event time."""
-    return state["origin_country"], state["icao24"], event_time(state)
+    return state["origin_country"], state["icao24"], event_time_of(state)
 
 
 @dataclass
@@ -62,10 +62,6 @@ def simulate(n_aircraft: int, polls: int, *, seed: int = 11, poll_s: float = 5.0
             states += rows
             repeated += len(rows)
     return Workload(states, repeated, n_aircraft)
-
-
-def event_time(state: dict) -> int:
-    return state["time_position"] if state["time_position"] is not None else state["last_contact"]
 
 
 def shifted(state: dict, repeat: int, period_s: int = 3600) -> dict:

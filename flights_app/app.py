@@ -58,7 +58,7 @@ app = faust.App(
     # them as the worker starts (App.main, `faust -A`): this module imports none of them, so the
     # core (settings, records, validation, topics) never depends on the agents or the web layer.
     autodiscover=STAGES,
-    # Every request passes the bearer-token check first (web/auth.py).
+    # Every request passes the bearer-token check first (flights_app/access.py).
     web_application_options={"middlewares": [middleware(settings)]},
     origin="flights_app",
 )

@@ -102,12 +102,6 @@ def _embedded_broker(settings, port: int | None = None, data_dir: Path | None = 
     )
 
 
-def _principal_env(broker: EmbeddedBroker, principal: str) -> dict[str, str]:
-    """The settings that log a service in to a SASL embedded broker as ``principal``."""
-    return {"FLIGHTS_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "FLIGHTS_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-            "FLIGHTS_KAFKA_USER": principal, "FLIGHTS_KAFKA_PASSWORD_FILE": str(broker.password_file(principal))}
-
-
 def cmd_broker(args: argparse.Namespace) -> None:
     settings = _settings()
     broker = _embedded_broker(settings, args.port, Path(args.data_dir) if args.data_dir else None)
@@ -121,7 +115,7 @@ def cmd_broker(args: argparse.Namespace) -> None:
     if broker.sasl:
         print(f"It asks for SCRAM-SHA-512 logins; the principals' passwords are in {broker.users_dir} "
               f"({', '.join(PRINCIPALS)}). The worker logs in with: "
-              + " ".join(f"{k}={v}" for k, v in _principal_env(broker, "worker").items()), flush=True)
+              + " ".join(f"{k}={v}" for k, v in broker.login_settings("worker").items()), flush=True)
     try:
         _wait_for_signal()
     finally:
@@ -343,6 +337,7 @@ def cmd_up(args: argparse.Namespace) -> None:
     env = dict(os.environ)
     broker: EmbeddedBroker | None = None
     children: list[Child] = []
+    logins: dict[str, dict[str, str]] = {}  # service -> its Kafka login, with a SASL embedded broker
     me = [sys.executable, "-m", "flights_app.cli"]
 
     def stop_all() -> None:
@@ -368,7 +363,7 @@ def cmd_up(args: argparse.Namespace) -> None:
                       "granting the worker and the dashboard their ACLs...", flush=True)
                 secured.grant(settings.app_id, settings.topic_prefix,
                               [settings.topic_name(t) for t in (PROCESSED, AGGREGATED, INVALID)])
-                principals = {name: _principal_env(secured, name) for name in ("worker", "dashboard")}
+                logins = {name: secured.login_settings(name) for name in ("worker", "dashboard")}
 
         source = args.source
         if source == "auto":
@@ -400,7 +395,6 @@ def cmd_up(args: argparse.Namespace) -> None:
                 time.sleep(0.1)
         print(f"flights-app: source = {source} ({env.get('OPENSKY_URL', settings.opensky_url)})", flush=True)
 
-        logins = principals if settings.uses_embedded_broker and settings.embedded_broker_sasl else {}
         children.append(Child("worker", [*me, "worker"], {**env, **logins.get("worker", {})}))
         children.append(Child("dashboard", [*me, "dashboard"], {**env, **logins.get("dashboard", {})}))
         stop = _stop_on_signal()  # from here on Ctrl-C is a normal stop, before the line that says so

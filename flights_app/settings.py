@@ -187,6 +187,11 @@ class Settings:
         return self.broker or f"kafka://127.0.0.1:{self.embedded_broker_port}"
 
     @property
+    def bootstrap_servers(self) -> str:
+        """The broker as Kafka clients take it: ``host:port,host:port``."""
+        return self.broker_url.removeprefix("kafka://").replace(";", ",")
+
+    @property
     def uses_embedded_broker(self) -> bool:
         return self.broker is None
 
@@ -329,6 +334,14 @@ class _Reader:
     def hours(self, name: str, default: float, lo: float, hi: float) -> float:
         return self._measure(name, default, lo, hi, "hours")
 
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        """One of ``choices``, matched without regard to case (they are all lower or all upper case)."""
+        value = self.raw(name) or default
+        value = value.upper() if choices[0].isupper() else value.lower()
+        if value not in choices:
+            raise SettingsError(f"{name}={value!r}: expected one of {', '.join(choices)}")
+        return value
+
     def flag(self, name: str) -> bool:
         value = (self.raw(name) or "0").lower()
         if value not in ("0", "1", "true", "false", "yes", "no"):
@@ -428,12 +441,8 @@ def _token_file(env: _Reader, name: str) -> Secret | None:
 
 def _kafka_security(env: _Reader) -> KafkaSecurity:
     """The Kafka login settings, checked; the password read from its file."""
-    protocol = (env.raw("FLIGHTS_KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").upper()
-    if protocol not in PROTOCOLS:
-        raise SettingsError(f"FLIGHTS_KAFKA_SECURITY_PROTOCOL={protocol!r}: expected one of {', '.join(PROTOCOLS)}")
-    mechanism = (env.raw("FLIGHTS_KAFKA_SASL_MECHANISM") or "SCRAM-SHA-512").upper()
-    if mechanism not in MECHANISMS:
-        raise SettingsError(f"FLIGHTS_KAFKA_SASL_MECHANISM={mechanism!r}: expected one of {', '.join(MECHANISMS)}")
+    protocol = env.choice("FLIGHTS_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", PROTOCOLS)
+    mechanism = env.choice("FLIGHTS_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", MECHANISMS)
     user = env.raw("FLIGHTS_KAFKA_USER")
     password_file = _readable(env, "FLIGHTS_KAFKA_PASSWORD_FILE")
     ca_file = _readable(env, "FLIGHTS_KAFKA_CA_FILE")
@@ -504,13 +513,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     explicit_interval = env.seconds("FLIGHTS_POLL_INTERVAL", None, 0.01, SECONDS_PER_DAY)
     poll = plan_polling(explicit_interval, authenticated, bbox, daily_credits)
 
-    log_level = (env.raw("FLIGHTS_LOG_LEVEL") or "info").lower()
-    if log_level not in _LOG_LEVELS:
-        raise SettingsError(f"FLIGHTS_LOG_LEVEL={log_level!r}: expected one of {', '.join(_LOG_LEVELS)}")
-
-    compression = (env.raw("FLIGHTS_KAFKA_COMPRESSION") or "zstd").lower()
-    if compression not in _COMPRESSIONS:
-        raise SettingsError(f"FLIGHTS_KAFKA_COMPRESSION={compression!r}: expected one of {', '.join(_COMPRESSIONS)}")
+    log_level = env.choice("FLIGHTS_LOG_LEVEL", "info", _LOG_LEVELS)
+    compression = env.choice("FLIGHTS_KAFKA_COMPRESSION", "zstd", _COMPRESSIONS)
 
     web_bind = env.raw("FLIGHTS_WEB_BIND") or "127.0.0.1"
     if not re.match(r"^[A-Za-z0-9.:\-]+$", web_bind):

@@ -55,7 +55,7 @@ class Worker(faust.Worker):
         from flights_app.topic_admin import TopicError, ensure_topics
         from flights_app.topics import ALL_TOPICS, RETENTION_S
 
-        bootstrap = settings.broker_url.removeprefix("kafka://").replace(";", ",")
+        bootstrap = settings.bootstrap_servers
         security = settings.kafka_security
         self.log.info("Kafka at %s: %s", bootstrap, security.describe())
         problem = await login_problem(bootstrap, security)

@@ -35,12 +35,6 @@ def login(broker: EmbeddedBroker, principal: str, password: str | None = None) -
                          password or broker.password_file(principal).read_text().strip())
 
 
-def as_principal(broker: EmbeddedBroker, principal: str) -> dict[str, str]:
-    """The settings of a service logging in as ``principal``."""
-    return {"FLIGHTS_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "FLIGHTS_KAFKA_USER": principal,
-            "FLIGHTS_KAFKA_PASSWORD_FILE": str(broker.password_file(principal))}
-
-
 async def write(broker: EmbeddedBroker, security: KafkaSecurity, topic: str) -> str:
     """Try one record on ``topic``: "written", or the error's name."""
     from aiokafka import AIOKafkaProducer
@@ -70,7 +64,7 @@ def test_a_worker_logged_in_processes_a_replay_exactly_and_strangers_are_refused
 
     # A wrong password and no login at all: one line each, the worker stops (both at once).
     (tmp_path / "pw").write_text("not-the-password\n")
-    strangers = {"wrong": app.start_worker("wrong", **{**as_principal(broker, "worker"),
+    strangers = {"wrong": app.start_worker("wrong", **{**broker.login_settings("worker"),
                                                       "FLIGHTS_KAFKA_PASSWORD_FILE": str(tmp_path / "pw")}),
                  "none": app.start_worker("none")}
     # The app's ACLs, granted while the strangers are turned away (their logins fail before any ACL counts).
@@ -82,7 +76,7 @@ def test_a_worker_logged_in_processes_a_replay_exactly_and_strangers_are_refused
                                                             else "closed the connection") in line, stranger.tail()
         app.workers.remove(stranger)
 
-    worker = app.start_worker(**as_principal(broker, "worker"))
+    worker = app.start_worker(**broker.login_settings("worker"))
     wait_for_totals(app, expected, 240, "the aggregated counts to equal the recording's distinct counts")
 
     # The ACLs hold: the dashboard reads the outputs but cannot forge states; no login gets nothing.

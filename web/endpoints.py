@@ -51,8 +51,8 @@ async def model_info(self: web.View, request: web.Request) -> web.Response:
     """The model this worker scores with, and the scorer's batch figures."""
     return self.json({"model": _model_summary(), "scorer": {
         "batches": stats.batches, "events": stats.events, "anomalies": stats.anomalies, "alerts": stats.alerts,
-        "data_faults": stats.data_faults,
-        "last_batch_size": stats.last_batch_size, "last_batch_ms": round(stats.last_batch_ms, 3)}})
+        "data_faults": stats.data_faults, "last_batch_size": stats.last_batch_size,
+        "last_batch_ms": round(stats.last_batch_ms, 3)}})
 
 
 @app.page("/model/reload")

@@ -131,6 +131,11 @@ def _without_secrets(text: str) -> str:
     return re.sub(r"(password\s*=\s*)(\"[^\"]*\"|\S+)", r"\1***", text)
 
 
+def _scram_login(user: str, password: str) -> str:
+    """A JAAS line logging ``user`` in with SCRAM (Kafka's configs for the broker and its tools)."""
+    return f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{user}" password="{password}";'
+
+
 def _each(flag: str, *values: str) -> list[str]:
     return [a for v in values for a in (flag, v)]
 
@@ -201,9 +206,7 @@ class EmbeddedBroker:
                 "inter.broker.listener.name=SASL_PLAINTEXT",
                 f"sasl.enabled.mechanisms={MECHANISM}",
                 f"sasl.mechanism.inter.broker.protocol={MECHANISM}",
-                "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
-                'org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" '
-                f'password="{admin}";',
+                f"listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config={_scram_login('admin', admin)}",
                 "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
                 # The broker's own connection to its controller (loopback, the controller listener) is anonymous.
                 "super.users=User:admin;User:ANONYMOUS",
@@ -310,11 +313,14 @@ class EmbeddedBroker:
         """A Kafka client config file logging ``principal`` in (for Kafka's own command-line tools)."""
         path = self.data_dir / f"{principal}.properties"
         password = self.password_file(principal).read_text().strip()
-        _write_private(path, "\n".join([
-            "security.protocol=SASL_PLAINTEXT", f"sasl.mechanism={MECHANISM}",
-            f'sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required '
-            f'username="{principal}" password="{password}";', ""]))
+        _write_private(path, "\n".join(["security.protocol=SASL_PLAINTEXT", f"sasl.mechanism={MECHANISM}",
+                                         f"sasl.jaas.config={_scram_login(principal, password)}", ""]))
         return path
+
+    def login_settings(self, principal: str) -> dict[str, str]:
+        """The app's settings that log a service in to this (SASL) broker as ``principal``."""
+        return {"FLIGHTS_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "FLIGHTS_KAFKA_SASL_MECHANISM": MECHANISM,
+                "FLIGHTS_KAFKA_USER": principal, "FLIGHTS_KAFKA_PASSWORD_FILE": str(self.password_file(principal))}
 
     def grant(self, app_id: str, topic_prefix: str, outputs: list[str]) -> None:
         """ACLs for one app on a SASL broker: the worker owns the app's topics (its prefix), its changelogs

@@ -52,7 +52,7 @@ def shared_feed() -> Feed:
         settings = load_settings()
         topics = {"processed": settings.topic_name(PROCESSED), "aggregated": settings.topic_name(AGGREGATED),
                   "invalid": settings.topic_name(INVALID)}
-        feed = Feed(settings.broker_url.removeprefix("kafka://").replace(";", ","), topics, Traffic(),
+        feed = Feed(settings.bootstrap_servers, topics, Traffic(),
                     worker_url=settings.worker_url, worker_token=settings.web_token,
                     client_options=settings.kafka_security.client_options())
         _process.update(feed=feed, settings=settings, task=asyncio.get_event_loop().create_task(feed.run()))

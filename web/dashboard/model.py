@@ -198,9 +198,9 @@ def alerts(rows: list[dict], filters: Filters, n: int = 50) -> list[dict]:
     seen: set[tuple[str, float]] = set()
     flagged = []
     for r in rows:  # a state OpenSky repeated (or a replay delivered twice) is one alert
-        if (r["alerts"] or r["faults"] or r["score"] >= filters.threshold) and (r["icao24"],
-                                                                                r["event_time"]) not in seen:
-            seen.add((r["icao24"], r["event_time"]))
+        identity = (r["icao24"], r["event_time"])
+        if (r["alerts"] or r["faults"] or r["score"] >= filters.threshold) and identity not in seen:
+            seen.add(identity)
             flagged.append(r)
 
     def order(r: dict) -> tuple:
