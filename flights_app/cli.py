@@ -34,7 +34,6 @@ from flights_app.embedded.broker import (
     accepts_connections,
 )
 from flights_app.settings import SettingsError, load_settings
-from flights_app.topic_names import AGGREGATED, INVALID, PROCESSED
 
 EXIT_USAGE = 2
 #: Seconds to wait for a child to stop after SIGTERM before killing it.
@@ -361,8 +360,7 @@ def cmd_up(args: argparse.Namespace) -> None:
                 secured = broker or _embedded_broker(settings)
                 print(f"flights-app: the embedded Kafka asks for logins (passwords in {secured.users_dir}); "
                       "granting the worker and the dashboard their ACLs...", flush=True)
-                secured.grant(settings.app_id, settings.topic_prefix,
-                              [settings.topic_name(t) for t in (PROCESSED, AGGREGATED, INVALID)])
+                secured.grant(settings.app_id, settings.topic_prefix)
                 logins = {name: secured.login_settings(name) for name in ("worker", "dashboard")}
 
         source = args.source
@@ -530,8 +528,11 @@ def cmd_dev_secrets(args: argparse.Namespace) -> None:
         written = dev_secrets.write(Path(args.out))
     except OSError as error:
         raise fail(f"cannot write secrets into {args.out}: {error.strerror or error}") from None
+    except dev_secrets.SecretsError as error:
+        raise fail(str(error)) from None
     for path, now in written:
-        print(f"flights-app: {path} {'written (owner-only)' if now else 'kept (remove it to make a new one)'}")
+        who = "public" if path.name == dev_secrets.CA_FILE else "owner-only"
+        print(f"flights-app: {path} {f'written ({who})' if now else 'kept (remove it to make a new one)'}")
     print(f"flights-app: the dashboard's user is {dev_secrets.DASHBOARD_USER!r}; its password is in "
           f"{Path(args.out) / 'dashboard-users.json'}")
 

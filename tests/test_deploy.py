@@ -30,6 +30,11 @@ COMPOSE_ONLY = {"FLIGHTS_IMAGE": "the image name", "KAFKA_CLUSTER_ID": "the KRaf
                 "PROMETHEUS_RETENTION": "how long Prometheus keeps metrics"}
 APP_SERVICES = ("worker", "dashboard", "opensky-fake")
 BROKERS = ("kafka-1", "kafka-2", "kafka-3")
+#: One-shot services: they run once and exit (the others wait for them to finish).
+ONE_SHOT = ("kafka-setup",)
+#: The app's settings that log a service in to the compose cluster (its TLS and SCRAM login).
+KAFKA_LOGIN = ("FLIGHTS_KAFKA_SECURITY_PROTOCOL", "FLIGHTS_KAFKA_SASL_MECHANISM", "FLIGHTS_KAFKA_USER",
+               "FLIGHTS_KAFKA_PASSWORD_FILE", "FLIGHTS_KAFKA_CA_FILE")
 
 
 def docker_compose(*args: str, file: Path = COMPOSE) -> subprocess.CompletedProcess:
@@ -56,7 +61,8 @@ def test_the_compose_file_validates_in_each_profile(tmp_path):
     # Which services each profile adds (docker-compose 1.29's `config` lists them all, with their profiles).
     services = resolved()["services"]
     by_profile = {name: tuple(service.get("profiles", ())) for name, service in services.items()}
-    assert by_profile == {**{b: () for b in BROKERS}, "worker": (), "dashboard": (), "kafka": ("single",),
+    assert by_profile == {**{b: () for b in BROKERS}, "kafka-setup": (), "worker": (), "dashboard": (),
+                          "kafka": ("single",),
                           "opensky-fake": ("offline",), "prometheus": (), "grafana": ()}
     # The check can fail: a copy with a misspelt key is refused.
     broken = tmp_path / "docker-compose.yml"
@@ -72,7 +78,7 @@ def test_the_cluster_is_replicated_and_every_service_is_supervised():
     for n, name in enumerate(BROKERS, start=1):
         env = services[name]["environment"]
         assert env["KAFKA_NODE_ID"] == str(n) and env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == voters
-        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:9092"
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"CLIENT://{name}:9092,INTERNAL://{name}:9094"
         assert (env["KAFKA_DEFAULT_REPLICATION_FACTOR"], env["KAFKA_MIN_INSYNC_REPLICAS"]) == ("3", "2")
         assert (env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"], env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"]) == ("3", "2")
         assert re.fullmatch(r"[A-Za-z0-9_-]{22}", env["CLUSTER_ID"]), "a KRaft cluster id is 16 bytes, base64"
@@ -87,6 +93,11 @@ def test_the_cluster_is_replicated_and_every_service_is_supervised():
     assert "container_name" not in services["worker"] and "ports" not in services["worker"]
     assert services["worker"]["volumes"] == ["/data"]
     for name, service in services.items():
+        if name in ONE_SHOT:  # restarted only if it fails; the app's services wait for it to finish
+            assert service["restart"] == "on-failure" and all(
+                services[s]["depends_on"][name] == {"condition": "service_completed_successfully"}
+                for s in ("worker", "dashboard"))
+            continue
         assert service.get("restart") == "unless-stopped", name
         assert service.get("healthcheck", {}).get("test"), name
         for port in service.get("ports", ()):
@@ -94,11 +105,39 @@ def test_the_cluster_is_replicated_and_every_service_is_supervised():
     assert worker["OPENSKY_CLIENT_SECRET"] == "", "no secret in the file: it comes from .env"
 
 
+def test_every_kafka_listener_asks_for_tls_and_each_service_logs_in_as_its_own_principal():
+    services = resolved("single")["services"]
+    for name in (*BROKERS, "kafka"):
+        env = services[name]["environment"]
+        protocols = dict(pair.split(":") for pair in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+        assert protocols == {"CLIENT": "SASL_SSL", "INTERNAL": "SSL", "CONTROLLER": "SSL"}, protocols
+        assert "PLAINTEXT" not in env["KAFKA_LISTENERS"] + env["KAFKA_ADVERTISED_LISTENERS"]
+        # The image's start script takes over TLS for a listener named like "SSL://" (and asks for JKS
+        # files with passwords); these names keep it out.
+        assert "SSL://" not in env["KAFKA_ADVERTISED_LISTENERS"] and "SASL_" not in env["KAFKA_ADVERTISED_LISTENERS"]
+        assert env["KAFKA_SSL_CLIENT_AUTH"] == "required" and env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+        assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+        assert {m["source"] for m in services[name]["secrets"]} == {"kafka-broker.pem", "kafka-ca.pem"}
+    users = {}
+    for name in ("worker", "dashboard"):
+        env = services[name]["environment"]
+        assert env["FLIGHTS_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL" and env["FLIGHTS_KAFKA_CA_FILE"]
+        users[name] = env["FLIGHTS_KAFKA_USER"]
+        assert env["FLIGHTS_KAFKA_PASSWORD_FILE"] == f"/run/secrets/kafka-{users[name]}-password"
+        mounted = {m["source"] for m in services[name]["secrets"]}
+        assert f"kafka-{users[name]}-password" in mounted and "kafka-broker.pem" not in mounted  # not the brokers' key
+    assert users == {"worker": "worker", "dashboard": "dashboard"}
+    setup = services["kafka-setup"]
+    assert setup["image"] == services["kafka-1"]["image"]  # Kafka's own tools, of the brokers' version
+    assert setup["volumes"] == ["./flights_app/embedded/kafka-setup.sh:/kafka-setup.sh:ro"] or \
+        setup["volumes"] == [f"{ROOT}/flights_app/embedded/kafka-setup.sh:/kafka-setup.sh:ro"], setup["volumes"]
+
+
 def test_every_variable_of_the_compose_file_is_a_setting(tmp_path):
+    from flights_app import dev_secrets
+
     text = COMPOSE.read_text()
-    for name in ("web-token",
-                 "dashboard-users.json"):  # what compose mounts at /run/secrets/, as make secrets writes it
-        (tmp_path / name).write_text("t" * 20 if name == "web-token" else '{"ops": "pw"}')
+    dev_secrets.write(tmp_path)  # what compose mounts at /run/secrets/, as make secrets writes it
     interpolated = set(re.findall(r"\$\{([A-Z0-9_]+)", text))
     unknown = interpolated - set(SETTINGS_DOC) - set(COMPOSE_ONLY)
     assert not unknown, f"compose variables no setting knows: {sorted(unknown)}"
@@ -136,7 +175,7 @@ def test_every_service_command_starts_here_and_passes_its_health_check(kafka, tm
                           capture_output=True, text=True, timeout=60)
     assert made.returncode == 0, made.stderr
     declared = resolved("offline")["secrets"]
-    assert {m["source"] for s in APP_SERVICES for m in services[s].get("secrets", [])} == set(declared)
+    assert {m["source"] for s in services.values() for m in s.get("secrets", [])} == set(declared)
     for name in declared:
         secret = (tmp_path / "secrets" / name).read_text().strip()
         assert secret not in made.stdout and secret not in COMPOSE.read_text()
@@ -152,6 +191,8 @@ def test_every_service_command_starts_here_and_passes_its_health_check(kafka, tm
                 value = value.replace(host, here)
             value = value.replace("/run/secrets/", f"{tmp_path / 'secrets'}/")
             env[key] = local(value, ports)
+        for key in KAFKA_LOGIN:  # the session's broker is plaintext (the secured cluster: the test below)
+            env.pop(key, None)
         env.update(FLIGHTS_BROKER=kafka.url, FLIGHTS_TOPIC_REPLICATION="1", FLIGHTS_APP_ID=f"deploy-{tag}",
                    FLIGHTS_TOPIC_PREFIX=f"d{tag}-", FLIGHTS_WEB_PORT=str(ports["6066"]),
                    FLIGHTS_DASHBOARD_PORT=str(ports["5006"]), FLIGHTS_DATADIR=str(tmp_path / name),
@@ -303,46 +344,74 @@ def image_properties(env: dict) -> dict[str, str]:
     return out
 
 
+def _local_secrets(value, secrets_dir: Path):
+    return str(value).replace("/run/secrets", str(secrets_dir))  # where compose mounts them
+
+
 @pytest.mark.kafka
-def test_the_compose_files_three_brokers_run_here_and_survive_one_loss(kafka, tmp_path, cleanup):
-    """The three brokers' configuration from the compose file (host names and ports made local), run
-    with the embedded broker's jars (the same Kafka version as the image): they form one KRaft cluster;
-    the app creates its topics with replication 3; with one broker killed an acks=all write still
-    succeeds (two in sync), with two killed it is refused (min.insync.replicas 2)."""
-    from flights_app.embedded.broker import check_java
+def test_the_compose_files_secured_brokers_run_here_admit_only_their_principals_and_survive_one_loss(
+        tmp_path, cleanup):
+    """The three brokers' configuration from the compose file (host names and ports made local, the
+    secrets of `make secrets`), run with the embedded broker's jars (the same Kafka version as the image):
+    they form one KRaft cluster over mutual TLS; the compose file's kafka-setup command makes the SCRAM
+    logins and the ACLs; the worker, logged in as the compose file logs it in (TLS, SCRAM), creates the
+    app's topics with replication 3 and writes; the dashboard cannot write flight-raw-data; no login
+    and a wrong password are refused. With one broker killed an acks=all write still succeeds (two in
+    sync), with two killed it is refused (min.insync.replicas 2)."""
+    import ssl
+
+    from aiokafka.errors import KafkaError
+
+    from flights_app import dev_secrets
+    from flights_app.embedded.broker import check_java, kafka_tools
+    from flights_app.kafka_security import KafkaSecurity, login_problem
     from flights_app.topic_admin import ensure_topics
     from tests.conftest import KAFKA_LIB
 
     services = resolved()["services"]
-    ports = {name: (free_port(), free_port()) for name in BROKERS}
+    secrets_dir = tmp_path / "secrets"
+    dev_secrets.write(secrets_dir)
+    names = ("client", "controller", "internal")
+    ports = {name: {n: free_port() for n in names} for name in BROKERS}
     java = check_java()
     brokers = {}
     for name in BROKERS:
-        props = image_properties(services[name]["environment"])
-        client, controller = ports[name]
-        props["listeners"] = f"PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}"
-        props["advertised.listeners"] = f"PLAINTEXT://127.0.0.1:{client}"
+        props = {k: _local_secrets(v, secrets_dir) for k, v in image_properties(services[name]["environment"]).items()}
+        assert props.pop("listeners") == "CLIENT://:9092,CONTROLLER://:9093,INTERNAL://:9094"
+        props["listeners"] = ",".join(f"{n.upper()}://127.0.0.1:{ports[name][n]}" for n in names)
+        assert props["advertised.listeners"] == f"CLIENT://{name}:9092,INTERNAL://{name}:9094"
+        props["advertised.listeners"] = ",".join(f"{n.upper()}://127.0.0.1:{ports[name][n]}"
+                                                 for n in ("client", "internal"))
         props["controller.quorum.voters"] = ",".join(
-            f"{n + 1}@127.0.0.1:{ports[b][1]}" for n, b in enumerate(BROKERS))
+            f"{n + 1}@127.0.0.1:{ports[b]['controller']}" for n, b in enumerate(BROKERS))
         props["log.dirs"] = str(tmp_path / name / "data")
         config = tmp_path / name / "server.properties"
         config.parent.mkdir()
         config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-        classpath = ["-cp", f"{KAFKA_LIB}/*"]
-        formatted = subprocess.run([java, *classpath, "kafka.tools.StorageTool", "format", "-t",
-                                    services[name]["environment"]["CLUSTER_ID"], "-c", str(config)],
-                                   capture_output=True, text=True, timeout=120)
-        assert formatted.returncode == 0, formatted.stdout + formatted.stderr
-        broker = Proc(name, [java, "-Xmx384m", "-Xms128m", *classpath, "kafka.Kafka", str(config)],
+    classpath = ["-cp", f"{KAFKA_LIB}/*"]
+    formatting = {name: subprocess.Popen([java, "-XX:TieredStopAtLevel=1", *classpath, "kafka.tools.StorageTool",
+                                          "format", "-t", services[name]["environment"]["CLUSTER_ID"], "-c",
+                                          str(tmp_path / name / "server.properties")],
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                  for name in BROKERS}  # the three at once
+    for name, formatter in formatting.items():
+        output, _ = formatter.communicate(timeout=120)
+        assert formatter.returncode == 0, output
+        broker = Proc(name, [java, "-Xmx384m", "-Xms128m", *classpath, "kafka.Kafka",
+                             str(tmp_path / name / "server.properties")],
                       {"PATH": "/usr/bin:/bin"}, tmp_path / f"{name}.log")
         cleanup.append(broker)
         brokers[name] = broker
-    bootstrap = ",".join(f"127.0.0.1:{ports[b][0]}" for b in BROKERS)
+    client = ",".join(f"127.0.0.1:{ports[b]['client']}" for b in BROKERS)
+    internal = ",".join(f"127.0.0.1:{ports[b]['internal']}" for b in BROKERS)
 
-    async def cluster_size() -> int:
+    async def cluster_size() -> int:  # as the brokers see each other: mutual TLS, their certificate
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        context = ssl.create_default_context(cafile=str(secrets_dir / dev_secrets.CA_FILE))
+        context.load_cert_chain(str(secrets_dir / dev_secrets.BROKER_FILE))
+        admin = AIOKafkaAdminClient(bootstrap_servers=internal, request_timeout_ms=5000, security_protocol="SSL",
+                                    ssl_context=context)
         await admin.start()
         try:
             return len((await admin.describe_cluster())["brokers"])
@@ -355,13 +424,34 @@ def test_the_compose_files_three_brokers_run_here_and_survive_one_loss(kafka, tm
         return asyncio.run(cluster_size()) == 3
 
     wait_until(all_up, 180, "the three brokers to form a cluster", interval_s=1)
-    topic = "deploy-replicated"
-    asyncio.run(ensure_topics(bootstrap, [topic], partitions=8, replication=3, retention_s=3600, timeout_s=60))
 
-    async def write() -> None:
+    # The compose file's kafka-setup service: its command and environment, Kafka's tools from the jars.
+    setup = services["kafka-setup"]
+    env = {k: _local_secrets(v, secrets_dir) for k, v in setup["environment"].items()}
+    env.update(PATH="/usr/bin:/bin", SETUP_BOOTSTRAP=internal,
+               KAFKA_TOOLS=str(kafka_tools(tmp_path / "tools", KAFKA_LIB, tmp_path / "tools-log4j.properties")))
+    script = ROOT / setup["volumes"][0].split(":")[0].removeprefix("./")
+    assert setup["command"] == ["sh", "/kafka-setup.sh"]
+    made = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stdout + made.stderr
+    passwords = {u: (secrets_dir / f"kafka-{u}-password").read_text().strip() for u in dev_secrets.KAFKA_USERS}
+    assert not any(p in made.stdout + made.stderr for p in passwords.values())
+
+    def logged_in(service: str, **changes: str) -> KafkaSecurity:
+        """The login of a compose service, from its own environment (secrets made local)."""
+        env = {k: _local_secrets(v, secrets_dir) for k, v in services[service]["environment"].items()
+               if k in KAFKA_LOGIN}
+        return load_settings({**env, **changes}).kafka_security
+
+    worker, dashboard = logged_in("worker"), logged_in("dashboard")
+    assert worker.protocol == "SASL_SSL" and worker.user == "worker" and dashboard.user == "dashboard"
+    (tmp_path / "wrong").write_text("not-the-password\n")
+
+    async def write(security: KafkaSecurity, topic: str = RAW, timeout_ms: int = 15000) -> None:
         from aiokafka import AIOKafkaProducer
 
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", request_timeout_ms=15000)
+        producer = AIOKafkaProducer(bootstrap_servers=client, acks="all", request_timeout_ms=timeout_ms,
+                                    **security.client_options())
         await producer.start()
         try:
             for partition in range(8):
@@ -369,14 +459,22 @@ def test_the_compose_files_three_brokers_run_here_and_survive_one_loss(kafka, tm
         finally:
             await producer.stop()
 
-    asyncio.run(write())
-    brokers["kafka-3"].kill()
-    wait_until(lambda: asyncio.run(write()) is None, 120, "writes with one broker lost", interval_s=2)
-    brokers["kafka-2"].kill()
-    from aiokafka.errors import KafkaError
+    asyncio.run(ensure_topics(client, [RAW, PROCESSED], partitions=8, replication=3, retention_s=3600,
+                              timeout_s=60, client_options=worker.client_options()))
+    asyncio.run(write(worker))
+    from aiokafka.errors import TopicAuthorizationFailedError
 
-    with pytest.raises(KafkaError):  # NotEnoughReplicas (or a timeout waiting for them)
-        asyncio.run(write())
+    with pytest.raises(TopicAuthorizationFailedError):  # the dashboard reads; it cannot forge states
+        asyncio.run(write(dashboard))
+    wrong = logged_in("worker", FLIGHTS_KAFKA_PASSWORD_FILE=str(tmp_path / "wrong"))
+    assert "refused the login of 'worker'" in asyncio.run(login_problem(client, wrong))
+    assert asyncio.run(login_problem(client, KafkaSecurity())) is not None  # plaintext, no login: refused
+
+    brokers["kafka-3"].kill()
+    wait_until(lambda: asyncio.run(write(worker)) is None, 120, "writes with one broker lost", interval_s=2)
+    brokers["kafka-2"].kill()
+    with pytest.raises(KafkaError):  # a timeout waiting for the replicas (no quorum left to shrink the ISR)
+        asyncio.run(write(worker, timeout_ms=5000))
     # Alone, kafka-1 has lost its controller quorum (two of three voters gone): a clean stop would
     # wait 30 s for one that never comes, so it is killed like the others.
     brokers["kafka-1"].kill()

@@ -11,7 +11,7 @@ import pytest
 
 from flights_app.embedded.broker import EmbeddedBroker
 from flights_app.kafka_security import KafkaSecurity, login_problem
-from flights_app.topic_names import AGGREGATED, INVALID, PROCESSED, RAW
+from flights_app.topic_names import PROCESSED, RAW
 from tests.conftest import KAFKA_LIB
 from tests.harness import LOGINS, FakeOpenSky, TestApp, free_port_pair, read_topic, wait_until
 from tests.replay import expected_counts
@@ -68,7 +68,7 @@ def test_a_worker_logged_in_processes_a_replay_exactly_and_strangers_are_refused
                                                       "FLIGHTS_KAFKA_PASSWORD_FILE": str(tmp_path / "pw")}),
                  "none": app.start_worker("none")}
     # The app's ACLs, granted while the strangers are turned away (their logins fail before any ACL counts).
-    broker.grant(app.env["FLIGHTS_APP_ID"], app.prefix, [app.topic(t) for t in (PROCESSED, AGGREGATED, INVALID)])
+    broker.grant(app.env["FLIGHTS_APP_ID"], app.prefix)
     wait_until(lambda: not any(w.alive() for w in strangers.values()), 60, "the strangers' workers to stop")
     for name, stranger in strangers.items():
         line = stranger.log_text().strip().splitlines()[-1]

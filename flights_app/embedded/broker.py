@@ -27,7 +27,10 @@ log = logging.getLogger(__name__)
 POM = Path(__file__).with_name("pom.xml")
 KAFKA_MAIN = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
-ACL_TOOL = "kafka.admin.AclCommand"
+#: Kafka's command-line tools that kafka-setup.sh calls, by their names in Kafka's bin/ directory.
+TOOLS = {"kafka-acls.sh": "kafka.admin.AclCommand", "kafka-configs.sh": "kafka.admin.ConfigCommand"}
+#: The principals and ACLs of a deployment (docker-compose.yml's kafka-setup service runs it too).
+SETUP_SCRIPT = Path(__file__).with_name("kafka-setup.sh")
 #: The principals of a SASL broker: the administrator (a super user: ACLs, the broker's own
 #: connections), the worker (the source and every stage) and the dashboard (reads the outputs).
 PRINCIPALS = ("admin", "worker", "dashboard")
@@ -136,8 +139,17 @@ def _scram_login(user: str, password: str) -> str:
     return f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{user}" password="{password}";'
 
 
-def _each(flag: str, *values: str) -> list[str]:
-    return [a for v in values for a in (flag, v)]
+def kafka_tools(directory: Path, lib_dir: Path, log4j: Path) -> Path:
+    """Kafka's command-line tools of ``TOOLS`` as small scripts in ``directory`` running the jars of
+    ``lib_dir`` (a short-lived JVM each: the client compiler only, the serial collector)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    java = check_java()
+    for name, main in TOOLS.items():
+        script = directory / name
+        script.write_text(f"#!/bin/sh\nexec '{java}' -XX:TieredStopAtLevel=1 -XX:+UseSerialGC "
+                          f"-Dlog4j.configuration=file:'{log4j}' -cp '{lib_dir}/*' {main} \"$@\"\n")
+        script.chmod(0o755)
+    return directory
 
 
 class EmbeddedBroker:
@@ -322,28 +334,18 @@ class EmbeddedBroker:
         return {"FLIGHTS_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "FLIGHTS_KAFKA_SASL_MECHANISM": MECHANISM,
                 "FLIGHTS_KAFKA_USER": principal, "FLIGHTS_KAFKA_PASSWORD_FILE": str(self.password_file(principal))}
 
-    def grant(self, app_id: str, topic_prefix: str, outputs: list[str]) -> None:
-        """ACLs for one app on a SASL broker: the worker owns the app's topics (its prefix), its changelogs
-        (the app id) and its consumer group, and may create topics; the dashboard reads ``outputs``
-        and nothing else. Everyone else (and no login) gets nothing: no ACL, no access."""
-        owned = ["--resource-pattern-type", "prefixed", *_each("--topic", *([topic_prefix] if topic_prefix else []),
-                                                                  f"{app_id}-"), "--group", app_id]
-        runs = [
-            ["--allow-principal", "User:worker", "--operation", "All", *owned],
-            *([] if topic_prefix else [["--allow-principal", "User:worker", "--operation", "All", "--topic", "*"]]),
-            ["--allow-principal", "User:worker", *_each("--operation", "Create", "Describe", "DescribeConfigs",
-                                                       "IdempotentWrite"), "--cluster"],
-            ["--allow-principal", "User:dashboard", *_each("--operation", "Read", "Describe"),
-             *_each("--topic", *outputs)],
-        ]
-        java = check_java()
-        for args in runs:
-            cmd = self._java(java, ACL_TOOL, "--bootstrap-server", self.bootstrap, "--command-config",
-                             str(self.client_properties("admin")), "--add", "--force", *args)
-            result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-            if result.returncode != 0:
-                raise BrokerError("adding Kafka ACLs failed: "
-                                  f"{_without_secrets(result.stdout + result.stderr)[-2000:]}")
+    def grant(self, app_id: str, topic_prefix: str) -> None:
+        """The ACLs of one app on a SASL broker, as ``kafka-setup.sh`` gives them in the compose cluster:
+        the worker owns the app's topics and its consumer group and may create topics; the dashboard
+        reads the output topics and nothing else; anyone else (and no login) gets nothing."""
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "KAFKA_TOOLS": str(self.data_dir / "bin"),
+               "SETUP_BOOTSTRAP": self.bootstrap, "SETUP_CONFIG": str(self.client_properties("admin")),
+               "FLIGHTS_APP_ID": app_id, "FLIGHTS_TOPIC_PREFIX": topic_prefix}
+        kafka_tools(self.data_dir / "bin", self.lib_dir, self.data_dir / "log4j.properties")
+        result = subprocess.run(["sh", str(SETUP_SCRIPT)], env=env, capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:
+            raise BrokerError("adding Kafka ACLs failed: "
+                              f"{_without_secrets(result.stdout + result.stderr)[-2000:]}")
 
     def _wait_ready(self, log_offset: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
