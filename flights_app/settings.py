@@ -264,7 +264,7 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
                                      "the worker and the dashboard in as their own principals"),
     "FLIGHTS_LOG_LEVEL": ("info", "log level of the worker"),
     "FLIGHTS_FAUST_UNTESTED": ("0", "1 runs the worker on a faust-streaming version it was not tested with"),
-    "FLIGHTS_MODEL": ("ml/models/default.joblib", "anomaly model (its manifest `.json` beside it is required)"),
+    "FLIGHTS_MODEL": ("ml/models/default.joblib", "anomaly model (its arrays `.npz` and manifest `.json` beside it)"),
     "FLIGHTS_SCORE_BATCH": ("1000", "most states the scorer takes at once"),
     "FLIGHTS_SCORE_WITHIN": ("0.05", "longest a message waits for its batch to fill, seconds"),
     "FLIGHTS_ALERT_SCORE": ("0", "model anomalies go to flight-alerts from the model's alert_threshold "

@@ -9,10 +9,13 @@ The property test in ``tests/test_compiled_scorer.py`` holds it to 1e-9.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numba
 import numpy as np
-from sklearn.ensemble._iforest import _average_path_length
-from sklearn.pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 LEAF = -1  # scikit-learn's TREE_LEAF
 
@@ -76,7 +79,13 @@ class CompiledForest:
     ``anomaly_score > threshold`` is exactly ``pipeline.predict(X) == -1``.
     """
 
+    #: What ``arrays`` holds: everything scoring needs, as plain arrays (no pickle, no scikit-learn).
+    ARRAYS = ("mean", "scale", "left", "right", "feature", "split_threshold", "split_threshold32", "nan_left",
+              "leaf_depth", "denominator", "threshold")
+
     def __init__(self, pipeline: Pipeline):
+        from sklearn.ensemble._iforest import _average_path_length
+
         scaler, forest = pipeline.steps[0][1], pipeline.steps[-1][1]
         self.mean = np.asarray(scaler.mean_, dtype=np.float64)
         self.scale = np.asarray(scaler.scale_, dtype=np.float64)
@@ -108,6 +117,38 @@ class CompiledForest:
         self.split_threshold32 = float32_at_or_below(self.split_threshold)
         self.denominator = float(len(trees) * _average_path_length([forest._max_samples])[0])
         self.threshold = float(-forest.offset_)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: np.asarray(getattr(self, name)) for name in self.ARRAYS}
+
+    @classmethod
+    def from_arrays(cls, arrays) -> CompiledForest:
+        """The scorer ``arrays`` describes (``np.load`` of a saved ``arrays()``); ValueError if they do
+        not describe one."""
+        missing = [name for name in cls.ARRAYS if name not in arrays]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
+        self = cls.__new__(cls)
+        kinds = {"left": np.int32, "right": np.int32, "feature": np.int32, "nan_left": np.bool_,
+                 "split_threshold32": np.float32}
+        for name in cls.ARRAYS:
+            value = np.asarray(arrays[name])
+            if name in ("denominator", "threshold"):
+                if value.shape != ():
+                    raise ValueError(f"{name} is not one number")
+                setattr(self, name, float(value))
+            else:
+                setattr(self, name, np.ascontiguousarray(value, dtype=kinds.get(name, np.float64)))
+        self.n_features = self.mean.shape[0]
+        trees = self.left.shape
+        same_shape = all(getattr(self, n).shape == trees for n in (
+            "right", "feature", "split_threshold", "split_threshold32", "nan_left", "leaf_depth"))
+        children = np.concatenate([self.left.ravel(), self.right.ravel()])
+        in_bounds = not children.size or (children.min() >= LEAF and children.max() < trees[1]
+                                          and self.feature.min() >= 0 and self.feature.max() < self.n_features)
+        if self.scale.shape != self.mean.shape or len(trees) != 2 or not same_shape or not in_bounds:
+            raise ValueError("the arrays do not describe one forest")
+        return self
 
     def prepare(self, X: np.ndarray) -> np.ndarray:
         """Scale as the StandardScaler does (float64), then cast as the forest does (float32)."""

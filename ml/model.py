@@ -1,11 +1,14 @@
 """Training, calibrating, saving and verified loading of the anomaly model.
 
-A model is two files side by side: ``NAME.joblib`` (the fitted pipeline) and
-``NAME.json`` (its manifest: sha256 of the joblib file, scikit-learn version,
-features, the residuals' typical sizes, the thresholds and the false-alarm budget
-they were set from, training rows, parameters, creation time, evaluation figures).
-``joblib.load`` can run code, so ``load`` checks the manifest and the file's
-sha256 before it loads anything.
+A model is three files side by side: ``NAME.joblib`` (the fitted scikit-learn pipeline),
+``NAME.npz`` (the same model as the compiled scorer's plain arrays) and ``NAME.json``
+(its manifest: sha256 of both files, scikit-learn version, features, the residuals'
+typical sizes, the thresholds and the false-alarm budget they were set from, training
+rows, parameters, creation time, evaluation figures). ``load`` checks the manifest and
+both files' sha256 before it reads anything, then reads only the arrays (``np.load``
+without pickle: no code runs, and the worker never imports scikit-learn). The pipeline
+is loaded (``joblib.load``, which can run code) only when asked for, by training and
+evaluation tools, and only from a verified file of the scikit-learn version it was made with.
 
 The forest is trained on clean traffic (no data fault, nothing injected) plus a small
 uniform reference sample over the residual space: an Isolation Forest cannot
@@ -21,18 +24,17 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import joblib
 import numpy as np
-import sklearn
-from sklearn.ensemble import IsolationForest
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
 from ml.compiled import CompiledForest
 from ml.features import MODEL_COLUMNS, MODEL_FEATURES, TOP_RESIDUALS, I, model_input, residual_sizes
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.joblib"
 DEFAULT_PARAMS = {"n_estimators": 200, "max_samples": 1024, "random_state": 42}
@@ -62,6 +64,10 @@ def train(clean_rows: np.ndarray, **params) -> tuple[Pipeline, np.ndarray]:
 
 def fit_forest(X: np.ndarray, **params) -> Pipeline:
     """The scaler and forest fitted on model inputs ``X`` plus the uniform reference sample."""
+    from sklearn.ensemble import IsolationForest
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
     settings = {**DEFAULT_PARAMS, **params}
     rng = np.random.default_rng(settings["random_state"])
     reference = rng.uniform(0.0, np.log1p(REFERENCE_MAX_SIZE), size=(max(1, int(len(X) * REFERENCE_SHARE)),
@@ -95,17 +101,29 @@ def manifest_path(model_path: Path) -> Path:
     return Path(model_path).with_suffix(".json")
 
 
+def arrays_path(model_path: Path) -> Path:
+    """The compiled scorer's arrays beside the model (``NAME.npz``)."""
+    return Path(model_path).with_suffix(".npz")
+
+
 def save(pipeline: Pipeline, path: Path, *, scale: np.ndarray, calibration: dict, training_rows: int, source: str,
          params: dict, evaluation: dict | None = None) -> dict:
+    import joblib
+    import sklearn
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".joblib.tmp")
     joblib.dump(pipeline, tmp, compress=3)
     digest = sha256_of(tmp)
+    arrays_tmp = arrays_path(path).with_suffix(".npz.tmp")
+    with open(arrays_tmp, "wb") as handle:  # a file object: np.savez would add ".npz" to a name
+        np.savez_compressed(handle, **CompiledForest(pipeline).arrays())
     manifest = {
         "version": digest[:12],
         "sha256": digest,
         "file": path.name,
+        "arrays": {"file": arrays_path(path).name, "sha256": sha256_of(arrays_tmp)},
         "sklearn_version": sklearn.__version__,
         "features": list(MODEL_FEATURES),
         "top_residuals": TOP_RESIDUALS,
@@ -121,6 +139,7 @@ def save(pipeline: Pipeline, path: Path, *, scale: np.ndarray, calibration: dict
     manifest_tmp = manifest_path(path).with_suffix(".json.tmp")
     manifest_tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     manifest_tmp.replace(manifest_path(path))
+    arrays_tmp.replace(arrays_path(path))
     tmp.replace(path)
     return manifest
 
@@ -129,12 +148,20 @@ def _minor(version: str) -> tuple[str, ...]:
     return tuple(version.split(".")[:2])
 
 
-@dataclass(frozen=True)
 class LoadedModel:
-    pipeline: Pipeline
-    manifest: dict
-    scorer: CompiledForest
-    path: Path
+    """A verified model: its manifest and its compiled scorer; the scikit-learn pipeline on demand."""
+
+    def __init__(self, manifest: dict, scorer: CompiledForest, path: Path, pipeline: Pipeline | None = None):
+        self.manifest, self.scorer, self.path = manifest, scorer, path
+        self._pipeline = pipeline
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The fitted scikit-learn pipeline (verified again, then ``joblib.load``): for tools that compare
+        with scikit-learn or retrain; scoring never needs it."""
+        if self._pipeline is None:
+            self._pipeline = _load_pipeline(self.path, self.manifest)
+        return self._pipeline
 
     @property
     def version(self) -> str:
@@ -170,18 +197,42 @@ def read_manifest(path: Path) -> dict:
     return manifest
 
 
+def _verify(path: Path, expected: str) -> None:
+    actual = sha256_of(path)
+    if actual != expected:
+        raise ModelError(
+            f"{path} does not match its manifest (sha256 {actual[:12]}..., manifest says "
+            f"{expected[:12]}...): refusing to load a file that may have been tampered with"
+        )
+
+
+def _load_pipeline(path: Path, manifest: dict) -> Pipeline:
+    import joblib
+    import sklearn
+    from sklearn.pipeline import Pipeline
+
+    trained_with = str(manifest.get("sklearn_version", "?"))
+    if _minor(trained_with) != _minor(sklearn.__version__):
+        raise ModelError(
+            f"{path} was trained with scikit-learn {trained_with}, this is {sklearn.__version__}: "
+            "retrain it with `make model` or install the matching scikit-learn"
+        )
+    _verify(path, manifest["sha256"])  # again: the file may have changed since the model was loaded
+    pipeline = joblib.load(path)
+    if not isinstance(pipeline, Pipeline):
+        raise ModelError(f"{path} holds a {type(pipeline).__name__}, not a Pipeline")
+    return pipeline
+
+
 def load(path: Path = DEFAULT_MODEL) -> LoadedModel:
-    """Verify, then load. Refuses a file whose sha256, features or scikit-learn version do not match."""
+    """Verify, then load. Refuses a model whose files' sha256 or features do not match its manifest.
+    Scoring reads only the arrays; a model saved before there were arrays is loaded through its
+    pipeline (scikit-learn, of the version it was trained with)."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"no model at {path}: train one with `flights-app train` (see the README)")
     manifest = read_manifest(path)
-    actual = sha256_of(path)
-    if actual != manifest["sha256"]:
-        raise ModelError(
-            f"{path} does not match its manifest (sha256 {actual[:12]}..., manifest says "
-            f"{manifest['sha256'][:12]}...): refusing to load a file that may have been tampered with"
-        )
+    _verify(path, manifest["sha256"])
     if manifest.get("features") != list(MODEL_FEATURES) or manifest.get("top_residuals") != TOP_RESIDUALS:
         raise ModelError(f"{path} was trained on other features ({manifest.get('features')}); retrain it "
                          "with `make model`")
@@ -190,16 +241,23 @@ def load(path: Path = DEFAULT_MODEL) -> LoadedModel:
             or not all(isinstance(x, int | float) and x > 0 for x in scale)
             or not all(isinstance(x, int | float) for x in thresholds)):
         raise ModelError(f"{manifest_path(path)} lacks valid residual_scale, threshold or alert_threshold; retrain it")
-    trained_with = str(manifest.get("sklearn_version", "?"))
-    if _minor(trained_with) != _minor(sklearn.__version__):
-        raise ModelError(
-            f"{path} was trained with scikit-learn {trained_with}, this is {sklearn.__version__}: "
-            "retrain it with `make model` or install the matching scikit-learn"
-        )
-    pipeline = joblib.load(path)
-    if not isinstance(pipeline, Pipeline):
-        raise ModelError(f"{path} holds a {type(pipeline).__name__}, not a Pipeline")
-    return LoadedModel(pipeline, manifest, CompiledForest(pipeline), path)
+    arrays = manifest.get("arrays")
+    if arrays is None:
+        pipeline = _load_pipeline(path, manifest)
+        return LoadedModel(manifest, CompiledForest(pipeline), path, pipeline)
+    if (not isinstance(arrays, dict) or not isinstance(arrays.get("sha256"), str)
+            or arrays.get("file") != arrays_path(path).name):
+        raise ModelError(f"{manifest_path(path)} names its arrays wrongly ({arrays!r}); retrain it")
+    apath = arrays_path(path)
+    if not apath.is_file():
+        raise ModelError(f"{apath} is missing: the model's arrays are saved beside it")
+    _verify(apath, arrays["sha256"])
+    try:
+        with np.load(apath, allow_pickle=False) as saved:
+            scorer = CompiledForest.from_arrays(saved)
+    except (ValueError, TypeError, OSError, zipfile.BadZipFile) as error:
+        raise ModelError(f"{apath} is not a model's arrays ({error}); retrain it") from None
+    return LoadedModel(manifest, scorer, path)
 
 
 def explain(model: LoadedModel, row: np.ndarray, among: tuple[str, ...] = MODEL_FEATURES,

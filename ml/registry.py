@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ml.features import N_FEATURES
-from ml.model import LoadedModel, ModelError, load, manifest_path
+from ml.model import LoadedModel, ModelError, arrays_path, load, manifest_path
 
 log = logging.getLogger("flights_app.model")
 
@@ -28,9 +28,9 @@ class ModelRegistry:
         return self.current
 
     def _signature(self) -> tuple:
-        """What identifies the files on disk now: the model's and the manifest's size and mtime."""
+        """What identifies the files on disk now: the model's, its arrays' and the manifest's size and mtime."""
         out = []
-        for path in (self.path, manifest_path(self.path)):
+        for path in (self.path, arrays_path(self.path), manifest_path(self.path)):
             try:
                 st = path.stat()
                 out.append((st.st_size, st.st_mtime_ns))

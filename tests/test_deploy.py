@@ -291,8 +291,9 @@ def test_the_image_is_built_from_a_wheel_that_carries_the_default_model(tmp_path
     assert build.returncode == 0, build.stderr
     wheel = next(wheels.glob("flights_app-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"ml/models/default.joblib", "ml/models/default.json", "flights_app/embedded/pom.xml",
-            "flights_app/embedded/broker.py", "flights_app/fake_opensky/server.py", "agents/scoring.py",
+    assert {"ml/models/default.joblib", "ml/models/default.npz", "ml/models/default.json",
+            "flights_app/embedded/pom.xml", "flights_app/embedded/kafka-setup.sh", "flights_app/embedded/broker.py",
+            "flights_app/fake_opensky/server.py", "agents/scoring.py",
             "web/dashboard/app.py", "web/dashboard/templates/login.html"} <= names, \
         sorted(n for n in names if not n.endswith(".py"))
     target = tmp_path / "site"
