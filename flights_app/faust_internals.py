@@ -8,7 +8,6 @@ Patches (``install()``, once, when the app is created):
 1. **Never commit past a message that was not acknowledged** (``Consumer._new_offset``).
 2. **Seek before resuming after a rebalance** (``Recovery.on_recovery_completed``).
 3. **No stall of the stream behind the producer buffer** (``ProducerBuffer.max_messages``).
-4. **No idle second before the tables start** (``TableManager.on_start``).
 
 Reads and writes of private state (the functions below): the current event's context variable
 (``partition_of``), a table's RocksDB database per partition and its raw ``_set``
@@ -31,7 +30,6 @@ from typing import Any, TypeVar
 
 import faust
 from faust.streams import _current_event
-from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 from faust.transport.producer import ProducerBuffer
@@ -137,19 +135,6 @@ async def on_recovery_completed(self, generation_id: int = 0) -> None:
     self.log.info("Worker ready")
 
 
-# 4. Faust's table manager sleeps one second before it registers the tables' changelogs and starts
-# recovery, every start (and so every worker start waits a second for nothing: the app declares its
-# tables when its modules are imported, before the worker starts). The rest is Faust's, unchanged.
-
-_original_table_manager_on_start = TableManager.on_start
-
-
-async def table_manager_on_start(self) -> None:
-    if not self.should_stop:
-        await self._update_channels()
-        await self.recovery.start()
-
-
 def install() -> None:
     """Apply the patches (idempotent).
 
@@ -160,7 +145,6 @@ def install() -> None:
     Consumer._new_offset = _new_offset
     Recovery.on_recovery_completed = on_recovery_completed
     ProducerBuffer.max_messages = PRODUCER_BUFFER_MESSAGES
-    TableManager.on_start = table_manager_on_start
 
 
 # ---------------------------------------------------------------------------------------------

@@ -147,40 +147,6 @@ def test_the_producer_buffer_no_longer_stalls_the_stream_at_faust_s_100_messages
     assert ProducerBuffer.max_messages == faust_internals.PRODUCER_BUFFER_MESSAGES
 
 
-def table_manager_and_calls():
-    calls = []
-
-    async def sleep(seconds):
-        calls.append(("sleep", seconds))
-
-    async def step(name):
-        calls.append(name)
-
-    manager = SimpleNamespace(should_stop=False, sleep=sleep, _update_channels=lambda: step("channels"),
-                              recovery=SimpleNamespace(start=lambda: step("recovery")))
-    return manager, calls
-
-
-def test_faust_alone_waits_a_second_before_the_tables_start():
-    manager, calls = table_manager_and_calls()
-    asyncio.run(faust_internals._original_table_manager_on_start(manager))
-    assert calls == [("sleep", 1.0), "channels", "recovery"]
-
-
-def test_the_tables_start_at_once_and_install_patches_the_table_manager():
-    from faust.tables.manager import TableManager
-
-    manager, calls = table_manager_and_calls()
-    asyncio.run(faust_internals.table_manager_on_start(manager))
-    assert calls == ["channels", "recovery"]
-    manager.should_stop = True  # a worker told to stop meanwhile starts nothing, as in Faust
-    calls.clear()
-    asyncio.run(faust_internals.table_manager_on_start(manager))
-    assert calls == []
-    faust_internals.install()
-    assert TableManager.on_start is faust_internals.table_manager_on_start
-
-
 def test_an_untested_faust_version_is_refused_in_one_line_naming_it_unless_allowed():
     assert faust_internals.version_problem(faust_internals.TESTED[0], allow_untested=False) is None
     problem = faust_internals.version_problem("0.16.0", allow_untested=False)
