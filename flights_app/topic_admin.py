@@ -52,12 +52,23 @@ def _check_partitions(described: list[dict], partitions: int) -> None:
                 "(FLIGHTS_APP_ID and FLIGHTS_TOPIC_PREFIX) with the new count (docs/deploy.md)")
 
 
+def changelog_config(topic) -> dict[str, str]:
+    """The configuration Faust gives a table's changelog topic when it creates it (its aiokafka
+    transport's rule: compaction, deletion, retention)."""
+    policy = sorted({"compact"} if topic.compacting else set()) + (["delete"] if topic.deleting else [])
+    config = {"cleanup.policy": ",".join(sorted(policy))} if policy else {}
+    if topic.retention:
+        config["retention.ms"] = str(int(topic.retention * 1000))
+    return config
+
+
 async def ensure_topics(bootstrap: str, names: Iterable[str], *, partitions: int, replication: int,
-                        retention_s: int, timeout_s: float | None = None,
-                        client_options: dict | None = None) -> None:
-    """Create the topics that are missing; while the broker is not reachable, retry (backing off up
-    to 10 s) until it is, or until ``timeout_s`` if one is given, saying so every 30 s. ``client_options``:
-    the login (``KafkaSecurity.client_options``)."""
+                        retention_s: int | None = None, config: dict[str, str] | None = None,
+                        timeout_s: float | None = None, client_options: dict | None = None) -> None:
+    """Create the topics that are missing, with ``config`` (default: ``topic_config(retention_s)``);
+    while the broker is not reachable, retry (backing off up to 10 s) until it is, or until
+    ``timeout_s`` if one is given, saying so every 30 s. ``client_options``: the login
+    (``KafkaSecurity.client_options``)."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     delay, next_notice = 0.5, started
@@ -70,9 +81,9 @@ async def ensure_topics(bootstrap: str, names: Iterable[str], *, partitions: int
             missing = [n for n in names if n not in existing]
             _check_partitions(await admin.describe_topics([n for n in names if n in existing]), partitions)
             if missing:
-                config = topic_config(retention_s)
+                configs = config if config is not None else topic_config(retention_s)
                 try:
-                    _created(await admin.create_topics([NewTopic(n, partitions, replication, topic_configs=config)
+                    _created(await admin.create_topics([NewTopic(n, partitions, replication, topic_configs=configs)
                                                         for n in missing]), replication)
                 except TopicAlreadyExistsError:  # another worker was first
                     pass

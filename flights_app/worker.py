@@ -52,7 +52,7 @@ class Worker(faust.Worker):
                 raise SystemExit(f"flights-app: {error}") from None
             self.embedded_broker = broker
         from flights_app.kafka_security import login_problem
-        from flights_app.topic_admin import TopicError, ensure_topics
+        from flights_app.topic_admin import TopicError, changelog_config, ensure_topics
         from flights_app.topics import ALL_TOPICS, RETENTION_S
 
         bootstrap = settings.bootstrap_servers
@@ -61,12 +61,23 @@ class Worker(faust.Worker):
         problem = await login_problem(bootstrap, security)
         if problem is not None:  # refused: one line, no retrying forever
             raise SystemExit(f"flights-app: {problem}")
+        # The tables' changelogs too, as Faust would make them: made here, seconds before the consumer
+        # subscribes, they are in its first metadata (made by Faust, they could miss it by milliseconds
+        # and be left out of the assignment until the next rebalance).
+        changelogs: dict[tuple, list[str]] = {}
+        for table in self.app.tables.values():
+            config = changelog_config(table.changelog_topic)
+            changelogs.setdefault(tuple(sorted(config.items())), []).append(table.changelog_topic.get_topic_name())
         try:
             await ensure_topics(
                 bootstrap, [t.get_topic_name() for t in ALL_TOPICS],
                 partitions=settings.topic_partitions, replication=settings.topic_replication,
                 retention_s=RETENTION_S, client_options=security.client_options(),
             )
+            for config, names in changelogs.items():
+                await ensure_topics(bootstrap, names, partitions=settings.topic_partitions,
+                                    replication=settings.topic_replication, config=dict(config),
+                                    client_options=security.client_options())
         except TopicError as error:  # a configuration the cluster cannot take: one line, no traceback
             raise SystemExit(f"flights-app: {error}") from None
 

@@ -320,9 +320,16 @@ def test_a_cluster_that_cannot_hold_the_topics_as_configured_stops_the_worker_wi
     first = TestApp(tmp_path, kafka.url)
     worker = first.start_worker()
     try:
-        wait_until(lambda: worker.alive() and "Created topics" in worker.log_text(), 120, "the topics (4 partitions)")
+        wait_until(lambda: worker.alive() and "Subscribed to topic(s)" in worker.log_text(), 120,
+                   "the topics (4 partitions) and the consumer's subscription")
     finally:
         worker.stop()
+    # The tables' changelogs are made with the other topics, before the consumer subscribes: made by
+    # Faust just before, they can miss the consumer's metadata and the first assignment.
+    log = worker.log_text()
+    app_id = first.env["FLIGHTS_APP_ID"]
+    made = log.index(f"Created topics {app_id}-aircraft-changelog, {app_id}-group-windows-changelog")
+    assert made < log.index("Subscribed to topic(s)")
     for env, words in (
         ({"FLIGHTS_TOPIC_PARTITIONS": "8"}, "has 4 partitions but FLIGHTS_TOPIC_PARTITIONS=8"),
         ({"FLIGHTS_TOPIC_REPLICATION": "3", "FLIGHTS_TOPIC_PREFIX": first.prefix + "r3-"},
