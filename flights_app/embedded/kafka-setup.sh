@@ -28,9 +28,12 @@ BOOTSTRAP=${SETUP_BOOTSTRAP:-$(printf '%s' "${FLIGHTS_BROKER:-kafka://kafka-1:90
   | sed -E -e 's|kafka://||' -e 's|;|,|g' -e 's/:[0-9]+(,|$)/:9094\1/g')}
 MECHANISM=SCRAM-SHA-512
 
+umask 077  # the files below hold secrets
+credential=$(mktemp)
+trap 'rm -f "$credential"' EXIT
 if [ -z "${SETUP_CONFIG:-}" ]; then
   SETUP_CONFIG=$(mktemp)
-  trap 'rm -f "$SETUP_CONFIG"' EXIT
+  trap 'rm -f "$credential" "$SETUP_CONFIG"' EXIT
   printf '%s\n' security.protocol=SSL ssl.keystore.type=PEM "ssl.keystore.location=${SETUP_KEYSTORE:?}" \
     ssl.truststore.type=PEM "ssl.truststore.location=${SETUP_TRUSTSTORE:?}" > "$SETUP_CONFIG"
 fi
@@ -65,8 +68,13 @@ if [ -n "${SETUP_PASSWORDS:-}" ]; then
     file="$SETUP_PASSWORDS/kafka-$user-password"
     [ -r "$file" ] || { echo "kafka-setup: cannot read $file (make secrets writes it)" >&2; exit 1; }
     password=$(cat "$file")
-    tool kafka-configs.sh --alter --entity-type users --entity-name "$user" \
-      --add-config "$MECHANISM=[iterations=8192,password=$password]" > /dev/null
+    case "$password" in
+      "" | *,* | *=*) echo "kafka-setup: $file: a password must not be empty nor hold ',' or '='" >&2; exit 1 ;;
+    esac
+    # Through a file (printf is the shell's own): a password never shows in a process's arguments.
+    printf '%s=iterations=8192,password=%s\n' "$MECHANISM" "$password" > "$credential"
+    tool kafka-configs.sh --alter --entity-type users --entity-name "$user" --add-config-file "$credential" \
+      > /dev/null
     echo "kafka-setup: $MECHANISM login of $user set"
   done
 fi
