@@ -25,6 +25,20 @@ def latest_country_totals(app: TestApp) -> dict[tuple[str, int], int]:
     return {k: r["events"] for k, r in latest_records(app)[0].items()}
 
 
+def wait_for_country_totals(app: TestApp, expected: dict, timeout_s: float, what: str) -> None:
+    """Wait until every country window's newest record equals ``expected``; on timeout, say which differ
+    (and each worker's window counters), so an intermittent failure leaves its evidence."""
+    try:
+        wait_until(lambda: app.check_workers() or latest_country_totals(app) == expected, timeout_s, what, 1)
+    except AssertionError as error:
+        got = latest_country_totals(app)
+        diff = {k: (got.get(k), expected.get(k)) for k in set(got) | set(expected) if got.get(k) != expected.get(k)}
+        counters = [http_get(f"http://127.0.0.1:{w.web_port}/stats/windows/")[2] for w in app.workers
+                    if not w.stopped and w.alive()]
+        raise AssertionError(f"{error}: {len(diff)} (country, window) differ as (got, expected), e.g. "
+                             f"{sorted(diff.items())[:8]}; the live workers' window counters: {counters}") from None
+
+
 def changelog(app: TestApp, table: str) -> dict[str, dict | None]:
     """The table as its changelog says: each key's last value (None: deleted)."""
     last = {}
@@ -150,13 +164,12 @@ def test_two_workers_answer_for_every_key_and_a_worker_rebuilds_its_tables_from_
     wait_until(both_assigned, 180, "two healthy workers")
     produce_recording(app.bootstrap, app.topic("flight-raw-data"), recording, polls=slice(0, 225))
     half, _ = expected_counts(recording, polls=slice(0, 225))
-    wait_until(lambda: app.check_workers() or latest_country_totals(app) == half, 240, "exact totals of a half", 1)
+    wait_for_country_totals(app, half, 240, "exact totals of a half")
 
     # Worker two dies: worker one takes over its partitions (and their tables) and does the rest alone.
     two.kill()
     produce_recording(app.bootstrap, app.topic("flight-raw-data"), recording, polls=slice(225, None))
-    wait_until(lambda: app.check_workers() or latest_country_totals(app) == expected, 240,
-               "exact totals from the one worker left", 1)
+    wait_for_country_totals(app, expected, 240, "exact totals from the one worker left")
     assert {r["name"] for r in http_get(f"{bases[0]}/stats/countries/?scope=local")[2]["rows"]} == {
         c for c, _ in expected}  # it holds every country now
     two = app.start_worker("two", FLIGHTS_WEB_PORT=str(two.web_port))
