@@ -23,11 +23,10 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
+from flights_app.embedded.broker import PRINCIPALS  # the Kafka principals: admin, worker, dashboard
+
 #: The dashboard's user in the development set.
 DASHBOARD_USER = "ops"
-#: The Kafka principals of the compose cluster: an administrator (a super user, for people and tools),
-#: the worker (the source and every stage) and the dashboard (reads the output topics).
-KAFKA_USERS = ("admin", "worker", "dashboard")
 #: The brokers' certificate: its subject (the principal of the brokers' own TLS connections, a super
 #: user) and the names it is valid for (the compose services, and loopback for a broker run here).
 BROKER_SUBJECT = "kafka-broker"
@@ -37,7 +36,7 @@ CERT_DAYS = 365
 FILES: dict[str, Callable[[], str]] = {
     "web-token": lambda: secrets.token_urlsafe(32) + "\n",
     "dashboard-users.json": lambda: json.dumps({DASHBOARD_USER: secrets.token_urlsafe(18)}) + "\n",
-    **{f"kafka-{user}-password": (lambda: secrets.token_urlsafe(24) + "\n") for user in KAFKA_USERS},
+    **{f"kafka-{user}-password": (lambda: secrets.token_urlsafe(24) + "\n") for user in PRINCIPALS},
 }
 CA_FILE, BROKER_FILE = "kafka-ca.pem", "kafka-broker.pem"
 

@@ -55,8 +55,8 @@ def _check_partitions(described: list[dict], partitions: int) -> None:
 def changelog_config(topic) -> dict[str, str]:
     """The configuration Faust gives a table's changelog topic when it creates it (its aiokafka
     transport's rule: compaction, deletion, retention)."""
-    policy = sorted({"compact"} if topic.compacting else set()) + (["delete"] if topic.deleting else [])
-    config = {"cleanup.policy": ",".join(sorted(policy))} if policy else {}
+    policy = [name for name, on in (("compact", topic.compacting), ("delete", topic.deleting)) if on]
+    config = {"cleanup.policy": ",".join(policy)} if policy else {}
     if topic.retention:
         config["retention.ms"] = str(int(topic.retention * 1000))
     return config

@@ -371,7 +371,7 @@ def test_the_compose_files_secured_brokers_run_here_admit_only_their_principals_
     from aiokafka.errors import KafkaError
 
     from flights_app import dev_secrets
-    from flights_app.embedded.broker import check_java, kafka_tools
+    from flights_app.embedded.broker import PRINCIPALS, check_java, kafka_tools
     from flights_app.kafka_security import KafkaSecurity, login_problem
     from flights_app.topic_admin import ensure_topics
     from tests.conftest import KAFKA_LIB
@@ -442,7 +442,7 @@ def test_the_compose_files_secured_brokers_run_here_admit_only_their_principals_
     assert setup["command"] == ["sh", "/kafka-setup.sh"]
     made = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, timeout=300)
     assert made.returncode == 0, made.stdout + made.stderr
-    passwords = {u: (secrets_dir / f"kafka-{u}-password").read_text().strip() for u in dev_secrets.KAFKA_USERS}
+    passwords = {u: (secrets_dir / f"kafka-{u}-password").read_text().strip() for u in PRINCIPALS}
     assert not any(p in made.stdout + made.stderr for p in passwords.values())
 
     def logged_in(service: str, **changes: str) -> KafkaSecurity:

@@ -41,15 +41,18 @@ fi
 # Each of Kafka's tools, as the super user. The cluster may still be starting: the first call is
 # tried for up to 5 minutes.
 ready=
-tool() {  # tool NAME ARGS...
+run() {  # run NAME ARGS...
   name=$1; shift
+  "$TOOLS/$name" --bootstrap-server "$BOOTSTRAP" --command-config "$SETUP_CONFIG" "$@"
+}
+tool() {  # tool NAME ARGS...
   if [ -n "$ready" ]; then
-    "$TOOLS/$name" --bootstrap-server "$BOOTSTRAP" --command-config "$SETUP_CONFIG" "$@"
+    run "$@"
     return
   fi
   answer=$(mktemp)
   tries=0
-  until "$TOOLS/$name" --bootstrap-server "$BOOTSTRAP" --command-config "$SETUP_CONFIG" "$@" > "$answer" 2>&1; do
+  until run "$@" > "$answer" 2>&1; do
     tries=$((tries + 1))
     if [ "$tries" -ge 60 ]; then
       echo "kafka-setup: no answer from Kafka at $BOOTSTRAP as the super user after 5 minutes:" >&2
