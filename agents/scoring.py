@@ -3,7 +3,7 @@
     flight-raw-data (batches of states, or single states) --take_events(n, within)--> per partition:
         each aircraft's entry (tables.aircraft) -> score_batch (features, phase, model, rules)
         -> flight-processed-data (+ flight-alerts)
-        -> the windows' aircraft stage (agents.windows.count_in_windows): deduplicated,
+        -> the windows' aircraft stage (agents.windows.WindowStage.count_in_windows): deduplicated,
            counted in the aircraft's window partial -> flight-window-partials
         -> each aircraft's entry written back once: its last states and its windows
 
@@ -17,16 +17,20 @@ import asyncio
 import gc
 import logging
 import time
+from dataclasses import dataclass
 
 import aiohttp
 import orjson
+from faust.types import AppT
 
-from agents.windows import count_in_windows, recover_watermarks, send_partials
+from agents.windows import WindowStage
+from agents.windows import stage as window_stage
 from flights_app.app import app, settings
 from flights_app.decode import decode_raw, rejections
 from flights_app.metrics import scorer_batch_seconds, scorer_batch_size
 from flights_app.publish import Outbox, encode
 from flights_app.records import Alert, ScoredState, StateVector, event_time_of
+from flights_app.settings import Settings
 from flights_app.topics import alerts, invalid_states, processed_states, raw_states
 from flights_app.webhook import AlertWebhook
 from ml.model import ModelError
@@ -38,56 +42,25 @@ from tables.partitions import by_partition, partition_of
 
 log = logging.getLogger("flights_app.scoring")
 
-registry = ModelRegistry(settings.model_path)
-webhook = AlertWebhook(settings.alert_webhook) if settings.alert_webhook else None
 
-if webhook is not None:
-
-    @app.task
-    async def send_alerts() -> None:
-        async with aiohttp.ClientSession() as session:
-            await webhook.run(session)
-
-
+@dataclass
 class ScorerStats:
-    batches = 0
-    events = 0
-    anomalies = 0
-    alerts = 0
-    data_faults = 0
-    last_batch_size = 0
-    last_batch_ms = 0.0
+    """Counters of this worker's scoring stage (the web endpoints and /metrics read them)."""
+
+    batches: int = 0
+    events: int = 0
+    anomalies: int = 0
+    alerts: int = 0
+    data_faults: int = 0
+    last_batch_size: int = 0
+    last_batch_ms: float = 0.0
 
 
-stats = ScorerStats()
-
-
-@app.task
-async def load_model() -> None:
-    try:
-        await asyncio.get_running_loop().run_in_executor(None, registry.load_initial)
-    except ModelError as error:
-        log.error("Cannot score without a model: %s", error)
-        raise SystemExit(f"flights-app: {error}") from None
-    # Everything loaded so far (modules, the model and its compiled scorer) lives as long as the
-    # worker: kept out of the collector's full passes, which otherwise walk it every time.
-    gc.collect()
-    gc.freeze()
-
-
-if settings.model_watch_s > 0:
-
-    @app.timer(settings.model_watch_s)
-    async def watch_model() -> None:
-        """A new model file (with its manifest) is picked up between batches; a bad one is refused."""
-        if registry.current is not None:
-            await asyncio.get_running_loop().run_in_executor(None, registry.reload)
-
-
-def alert_for(scored: ScoredState, alert_threshold: float) -> Alert | None:
-    """What pages (``ml.scoring.pages``), from the model's alert threshold or FLIGHTS_ALERT_SCORE if higher."""
+def alert_for(scored: ScoredState, alert_threshold: float, alert_score: float) -> Alert | None:
+    """What pages (``ml.scoring.pages``), from the model's alert threshold or ``alert_score`` (FLIGHTS_ALERT_SCORE)
+    if higher."""
     if not pages(scored.alerts, scored.data_faults, scored.ml_is_anomaly, scored.ml_anomaly_score,
-                 max(alert_threshold, settings.alert_score)):
+                 max(alert_threshold, alert_score)):
         return None
     reasons = list(scored.alerts)
     if scored.ml_is_anomaly and not scored.data_faults:
@@ -116,60 +89,88 @@ def newest_scored(scored: list[ScoredState], encoded: list[bytes],
     return newest
 
 
-def backlog(event) -> bool:
-    """Whether more messages wait in ``event``'s partition after it (the consumer's high watermark)."""
-    message = event.message
-    try:
-        highwater = app.consumer.highwater(message.tp)
-    except Exception:  # noqa: BLE001 - not known yet: say busy, the safe side
-        return True
-    return highwater is None or highwater > message.offset + 1
+class ScoringStage:
+    """The scoring stage of this worker: its model, webhook and counters, and the aircraft stage of the
+    windows it runs in the same batch. The web layer reads ``registry`` and ``stats``."""
 
+    def __init__(self, app: AppT, settings: Settings, windows: WindowStage):
+        self.app, self.settings, self.windows = app, settings, windows
+        self.registry = ModelRegistry(settings.model_path)
+        self.webhook = AlertWebhook(settings.alert_webhook) if settings.alert_webhook else None
+        self.stats = ScorerStats()
 
-async def score_states_of(partition: int, event, states: list[StateVector], outbox: Outbox,
-                          writes: TableWrites) -> None:
-    """Score ``states`` of one partition (the last of them came in ``event``), write each aircraft's
-    entry once (its last states and its windows), and send everything; wait for the acknowledgements
-    once the batch has ten times FLIGHTS_SCORE_BATCH records on their way (its memory stays bounded)."""
-    with partition_of(event):
-        stored = {icao24: read(aircraft, icao24, partition) for icao24 in dict.fromkeys(s.icao24 for s in states)}
-        memories = {icao24: memory_of(entry) for icao24, entry in stored.items()}
-        scored, updated = score_batch(registry.current, states, memories)
-        encoded = [encode(item) for item in scored]  # once: the output record and the table's "last"
-        newest = newest_scored(scored, encoded, stored)
-        behind = backlog(event)
-        partials, windows = count_in_windows(partition, scored, stored, behind=behind)
-        for icao24 in stored:  # one write per aircraft per batch: its memory and its windows, together
-            memory = updated.get(icao24) or memories[icao24]
-            await writes.put(aircraft, icao24, {"memory": memory.as_dict() if memory else None,
-                                                "last": newest.get(icao24), "windows": windows[icao24]}, partition)
-    alert_threshold = registry.current.alert_threshold
-    processed_topic = processed_states.get_topic_name()
-    for item, record in zip(scored, encoded, strict=True):
-        await outbox.send_bytes(processed_topic, item.state.icao24.encode(), record)
-        stats.data_faults += bool(item.data_faults)
-        alert = alert_for(item, alert_threshold)
-        if alert is not None:
-            await outbox.send(alerts, alert.icao24, alert)
-            stats.alerts += 1
-            if webhook is not None:
-                webhook.offer(alert.icao24, alert.asdict())
-        stats.anomalies += item.ml_is_anomaly
-    await send_partials(outbox, partition, partials, behind)
-    if len(outbox) >= 10 * settings.score_batch_max:
-        await outbox.sent()
-        writes.persist_offsets()
+    async def load_model(self) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.registry.load_initial)
+        except ModelError as error:
+            log.error("Cannot score without a model: %s", error)
+            raise SystemExit(f"flights-app: {error}") from None
+        # Everything loaded so far (modules, the model and its compiled scorer) lives as long as the
+        # worker: kept out of the collector's full passes, which otherwise walk it every time.
+        gc.collect()
+        gc.freeze()
 
+    async def watch_model(self) -> None:
+        """A new model file (with its manifest) is picked up between batches; a bad one is refused."""
+        if self.registry.current is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.registry.reload)
 
-@app.agent(raw_states)
-async def score_states(stream):
-    async for events in stream.take_events(settings.score_batch_max, within=settings.score_batch_within_s):
-        while registry.current is None:  # the model loads at start, in the background
+    def backlog(self, event) -> bool:
+        """Whether more messages wait in ``event``'s partition after it (the consumer's high watermark)."""
+        message = event.message
+        try:
+            highwater = self.app.consumer.highwater(message.tp)
+        except Exception:  # noqa: BLE001 - not known yet: say busy, the safe side
+            return True
+        return highwater is None or highwater > message.offset + 1
+
+    async def score_states_of(self, partition: int, event, states: list[StateVector], outbox: Outbox,
+                              writes: TableWrites) -> None:
+        """Score ``states`` of one partition (the last of them came in ``event``), write each aircraft's
+        entry once (its last states and its windows), and send everything; wait for the acknowledgements
+        once the batch has ten times FLIGHTS_SCORE_BATCH records on their way (its memory stays bounded)."""
+        stats, windows = self.stats, self.windows
+        with partition_of(event):
+            stored = {icao24: read(aircraft, icao24, partition)
+                      for icao24 in dict.fromkeys(s.icao24 for s in states)}
+            memories = {icao24: memory_of(entry) for icao24, entry in stored.items()}
+            scored, updated = score_batch(self.registry.current, states, memories)
+            encoded = [encode(item) for item in scored]  # once: the output record and the table's "last"
+            newest = newest_scored(scored, encoded, stored)
+            behind = self.backlog(event)
+            partials, own_windows = windows.count_in_windows(partition, scored, stored, behind=behind)
+            for icao24 in stored:  # one write per aircraft per batch: its memory and its windows, together
+                memory = updated.get(icao24) or memories[icao24]
+                await writes.put(aircraft, icao24, {"memory": memory.as_dict() if memory else None,
+                                                    "last": newest.get(icao24), "windows": own_windows[icao24]},
+                                 partition)
+        alert_threshold = self.registry.current.alert_threshold
+        processed_topic = processed_states.get_topic_name()
+        for item, record in zip(scored, encoded, strict=True):
+            await outbox.send_bytes(processed_topic, item.state.icao24.encode(), record)
+            stats.data_faults += bool(item.data_faults)
+            alert = alert_for(item, alert_threshold, self.settings.alert_score)
+            if alert is not None:
+                await outbox.send(alerts, alert.icao24, alert)
+                stats.alerts += 1
+                if self.webhook is not None:
+                    self.webhook.offer(alert.icao24, alert.asdict())
+            stats.anomalies += item.ml_is_anomaly
+        await windows.send_partials(outbox, partition, partials, behind)
+        if len(outbox) >= 10 * self.settings.score_batch_max:
+            await outbox.sent()
+            writes.persist_offsets()
+
+    async def score_events(self, events) -> None:
+        """One micro-batch of flight-raw-data: decode, reject what is not a state, score per partition;
+        every output and table change acknowledged before the batch's offsets commit."""
+        while self.registry.current is None:  # the model loads at start, in the background
             await asyncio.sleep(0.05)
-        recover_watermarks()  # after a start, before the first state is judged late or expired
+        self.windows.recover_watermarks()  # after a start, before the first state is judged late or expired
         started = time.perf_counter()
-        outbox = Outbox(app)
+        outbox = Outbox(self.app)
         writes = TableWrites(outbox)
+        batch_max = self.settings.score_batch_max
         count = 0  # states (a message of flight-raw-data holds a batch of them, or one)
         for group in by_partition(events):
             partition = group[0].message.partition
@@ -177,19 +178,20 @@ async def score_states(stream):
             for i, event in enumerate(group):
                 message = event.message
                 valid, invalid = decode_raw(message.value, message.key, message.topic, partition, message.offset,
-                                            settings.topic_partitions)
+                                            self.settings.topic_partitions)
                 states += valid
                 for rejected in invalid:  # not a state: counted, sent on with its reason
                     rejections.note(message.topic, rejected)
                     await outbox.send(invalid_states, rejected.icao24 or "", rejected)
                 count += len(valid) + len(invalid)
-                if states and (len(states) >= settings.score_batch_max or i == len(group) - 1):
+                if states and (len(states) >= batch_max or i == len(group) - 1):
                     # At most FLIGHTS_SCORE_BATCH states at a time, whatever the messages hold: the
                     # memory of a batch stays bounded, and its sends are acknowledged before the next.
-                    await score_states_of(partition, event, states, outbox, writes)
+                    await self.score_states_of(partition, event, states, outbox, writes)
                     states = []
         await outbox.sent()  # every output and table change acknowledged before the batch's offsets commit
         writes.persist_offsets()
+        stats = self.stats
         stats.batches += 1
         stats.events += count
         stats.last_batch_size = count
@@ -197,3 +199,32 @@ async def score_states(stream):
         scorer_batch_size.observe(count)
         scorer_batch_seconds.observe(stats.last_batch_ms / 1000)
 
+
+#: The scoring stage of this worker (the one object holding its state).
+stage = ScoringStage(app, settings, window_stage)
+
+
+@app.task
+async def load_model() -> None:
+    await stage.load_model()
+
+
+if stage.webhook is not None:
+
+    @app.task
+    async def send_alerts() -> None:
+        async with aiohttp.ClientSession() as session:
+            await stage.webhook.run(session)
+
+
+if settings.model_watch_s > 0:
+
+    @app.timer(settings.model_watch_s)
+    async def watch_model() -> None:
+        await stage.watch_model()
+
+
+@app.agent(raw_states)
+async def score_states(stream):
+    async for events in stream.take_events(settings.score_batch_max, within=settings.score_batch_within_s):
+        await stage.score_events(events)

@@ -20,7 +20,8 @@ from flights_app.opensky.backoff import Backoff
 from flights_app.opensky.client import OpenSkyClient
 from flights_app.publish import Outbox
 from flights_app.records import InvalidState, StateVector
-from flights_app.source import StateSource
+from flights_app.settings import Settings
+from flights_app.source import SourceStats, StateSource
 from flights_app.topics import invalid_states, raw_states
 
 log = logging.getLogger("flights_app.source")
@@ -48,14 +49,21 @@ def describe_poll_plan() -> str:
     return f"every {plan.interval_s:g} s (FLIGHTS_POLL_INTERVAL; {who}, {box})"
 
 
-@app.service
-class OpenSkySourceService(mode.Service):
-    """Owns the one aiohttp session and the source for the worker's lifetime."""
+class SourceStage:
+    """The OpenSky source of this worker: the one aiohttp session and the source (its poll plan, backoff
+    and counters), for the worker's lifetime. The web layer reads ``stats``."""
 
-    instance: OpenSkySourceService | None = None
-    source: StateSource | None = None
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.source: StateSource | None = None
+        self.session: aiohttp.ClientSession | None = None
 
-    async def on_start(self) -> None:
+    @property
+    def stats(self) -> SourceStats | None:
+        return self.source.stats if self.source is not None else None
+
+    async def start(self) -> None:
+        settings = self.settings
         self.session = aiohttp.ClientSession(headers={"User-Agent": "flights-app/0.1"})
         tokens = None
         if settings.authenticated:
@@ -69,7 +77,6 @@ class OpenSkySourceService(mode.Service):
         )
         backoff = Backoff(base_s=max(settings.poll.interval_s, 1.0), max_s=settings.backoff_max_s)
         self.source = StateSource(client.fetch_states, publish, backoff, interval_s=settings.poll.interval_s)
-        OpenSkySourceService.instance = self
         log.info("OpenSky source: %s %s", client.url, describe_poll_plan())
         exhausted = settings.poll.credits_exhausted_after_s
         if exhausted is not None:
@@ -81,8 +88,28 @@ class OpenSkySourceService(mode.Service):
                 settings.poll.interval_s, settings.daily_credits, exhausted / 3600, at,
             )
 
+    async def stop(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+    async def tick(self) -> None:
+        if self.source is not None:
+            await self.source.tick()
+
+
+#: The source stage of this worker (the one object holding its state).
+stage = SourceStage(settings)
+
+
+@app.service
+class OpenSkySourceService(mode.Service):
+    """Starts and stops the source stage with the worker."""
+
+    async def on_start(self) -> None:
+        await stage.start()
+
     async def on_stop(self) -> None:
-        await self.session.close()
+        await stage.stop()
 
 
 #: The timer is a heartbeat: the source itself decides when a poll is due (its
@@ -92,6 +119,4 @@ HEARTBEAT_S = min(settings.poll.interval_s, 1.0)
 
 @app.timer(HEARTBEAT_S, on_leader=True)
 async def poll_opensky() -> None:
-    service = OpenSkySourceService.instance
-    if service is not None and service.source is not None:
-        await service.source.tick()
+    await stage.tick()

@@ -24,6 +24,7 @@ from flights_app.batches import KIND as BATCH_KIND
 from flights_app.partitioner import icao24_partition
 from flights_app.records import STATE_FIELDS, InvalidState, StateVector
 from flights_app.validation import parse_icao24, validate_state
+from tables.dimensions import BY_NAME
 from tables.windows import Partial
 
 log = logging.getLogger("flights_app.decode")
@@ -188,8 +189,8 @@ def _group_problem(data: Any) -> str | None:
     for name in ("dimension", "name"):
         if not isinstance(data.get(name), str) or not data[name]:
             return f"{name} is missing or not a string"
-    if data["dimension"] not in ("country", "airline"):
-        return f"dimension={data['dimension']!r} is not country or airline"
+    if data["dimension"] not in BY_NAME:
+        return f"dimension={data['dimension']!r} is not one of {', '.join(BY_NAME)}"
     return None
 
 

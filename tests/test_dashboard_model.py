@@ -10,8 +10,10 @@ from web.dashboard.model import (
     compass_counts,
     compass_sector,
     completeness,
+    dimensions_seen,
     histogram,
     kpis,
+    newest_window_groups,
     top,
     valid_bootstrap,
     window_series,
@@ -106,3 +108,15 @@ def test_a_table_shows_times_of_today_as_a_clock_and_older_ones_with_their_date(
     assert clock(now - 600, now) == "12:50:00"
     assert clock(1_678_803_600, now) == "2023-03-14 14:20:00"
     assert clock(now - 14 * 3600, now) == "2026-11-30 23:00:00"  # yesterday, though under a day ago
+
+
+def test_the_window_view_takes_any_dimension_and_lists_its_newest_window_biggest_first():
+    traffic = Traffic()
+    for dimension, name, start, events in [("airline", "DLH", 600, 9), ("country", "X", 600, 1),
+                                           ("airline", "AFR", 1200, 3), ("airline", "DLH", 1200, 5),
+                                           ("airline", "BAW", 1200, 5), ("category", "Heavy", 1200, 2)]:
+        traffic.add_window({"dimension": dimension, "name": name, "window_start": start, "events": events})
+    assert dimensions_seen(traffic) == ["country", "airline", "category"]
+    assert newest_window_groups(traffic, "airline", 2) == (1200, [("BAW", 5), ("DLH", 5)])
+    assert newest_window_groups(traffic, "category", 12) == (1200, [("Heavy", 2)])
+    assert newest_window_groups(traffic, "runway", 12) == (None, [])

@@ -97,3 +97,58 @@ def test_the_check_finds_a_cycle(tmp_path):
     (tmp_path / "flights_app" / "app.py").write_text("def later():\n    from agents import scoring\n")
     (tmp_path / "agents" / "scoring.py").write_text("from flights_app.app import later\n")
     assert cycles(import_graph(tmp_path)) == [["agents.scoring", "flights_app.app"]]
+
+
+#: What an agents module may bind at its top besides functions, classes and immutable constants:
+#: its logger and its one stage object (which owns the stage's state, counters and tables).
+STAGE_NAMES = {"log", "stage", "detector"}
+
+
+def module_state(path: Path) -> list[str]:
+    """The names a module binds at its top to something that may change: anything but a function, a
+    class, an UPPER_CASE constant that is not a list, dict or set, a type alias, or a STAGE_NAMES object.
+    Class bodies count too: a class attribute assigned a value is state shared by every instance."""
+    found = []
+    mutable = (ast.List, ast.Dict, ast.Set, ast.ListComp, ast.DictComp, ast.SetComp)
+    MUTABLE_CALLS = {"set", "list", "dict", "defaultdict", "Counter", "OrderedDict", "deque"}  # noqa: N806
+
+    def judge(body, where: str) -> None:
+        for node in body:
+            if isinstance(node, ast.ClassDef):
+                # a dataclass's fields are per instance; any other class attribute with a value is shared
+                dataclass = any("dataclass" in ast.unparse(d) for d in node.decorator_list)
+                for item in node.body:
+                    if isinstance(item, ast.Assign) or (isinstance(item, ast.AnnAssign) and item.value is not None
+                                                        and not dataclass):
+                        targets = item.targets if isinstance(item, ast.Assign) else [item.target]
+                        found.extend(f"{where}{node.name}.{ast.unparse(t)}" for t in targets)
+                continue
+            if isinstance(node, ast.If):  # declarations made only with a setting
+                judge(node.body + node.orelse, where)
+                continue
+            if not isinstance(node, ast.Assign | ast.AnnAssign):
+                continue
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                name = ast.unparse(target)
+                made = ast.unparse(node.value.func) if isinstance(node.value, ast.Call) else ""
+                constant = name.isupper() and not isinstance(node.value, mutable) and made not in MUTABLE_CALLS
+                alias = name[0].isupper() and not name.isupper()  # CamelCase: a type alias
+                if not (constant or name in STAGE_NAMES or alias):
+                    found.append(f"{where}{name}")
+
+    judge(ast.parse(path.read_text()).body, "")
+    return found
+
+
+def test_the_agents_keep_no_state_at_module_level_beyond_their_stage_object():
+    found = {path.name: names for path in sorted((ROOT / "agents").glob("*.py")) if (names := module_state(path))}
+    assert found == {}
+
+
+def test_the_module_state_check_finds_globals_and_shared_class_attributes(tmp_path):
+    path = tmp_path / "agent.py"
+    path.write_text("import logging\nlog = logging.getLogger(__name__)\nLIMIT = 5\nSEEN = set()\n"
+                    "cache = {}\nclass Stats:\n    batches = 0\n\n    def as_dict(self):\n        return {}\n"
+                    "stage = object()\nif LIMIT:\n    pending = []\n")
+    assert module_state(path) == ["SEEN", "cache", "Stats.batches", "pending"]

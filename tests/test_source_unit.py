@@ -247,3 +247,20 @@ def test_source_waits_out_a_429_before_the_next_request():
     assert source.stats.failures["http_429"] == 1 and source.stats.polls_ok >= 2
     times = [r["at"] for r in state.requests]
     assert times[1] - times[0] >= 1.0
+
+
+def test_the_client_asks_for_each_aircraft_s_category():
+    from flights_app.fake_opensky.server import SimulatedSource
+    from flights_app.fake_opensky.simulator import Simulator
+    from flights_app.validation import validate_state
+
+    state = FakeState(source=SimulatedSource(Simulator(5, seed=3, epoch=T)))
+
+    async def body(session, base):
+        return await OpenSkyClient(session, base + "/api").fetch_states()
+
+    result = asyncio.run(with_fake(state, body))
+    assert result.ok and result.response.rows and all(len(row) == 18 for row in result.response.rows)
+    categories = {validate_state(row, result.response.time, ingest_time=T, poll_id="p").category
+                  for row in result.response.rows}
+    assert categories <= {3, 4, 6} and categories

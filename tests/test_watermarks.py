@@ -76,3 +76,31 @@ def test_between_batches_a_source_ticks_only_where_its_watermark_rose():
     assert schedule.due(0, now=5.0, watermark=100.0, rose_only=True) == [1]
     assert schedule.due(0, now=9.0, watermark=100.0, rose_only=True) == []  # nothing new: let it fall idle
     assert schedule.due(0, now=9.0, watermark=120.0, rose_only=True) == [0, 1, 2]
+
+
+def test_the_window_clock_closes_each_window_once_and_scans_only_when_a_horizon_moves():
+    from tables.clock import WindowClock
+
+    clock = WindowClock(size_s=600, grace_s=30, expiry_s=600, partitions=1, idle_s=10)
+    assert clock.saw(0, 1000) == 1000 and clock.saw(0, 900) == 1000  # a watermark never goes back
+    assert not clock.late(900, 1000) and clock.late(500, 1230) and clock.window_of(1000) == 600
+    clock.heard(0, source=0, watermark=1229, behind=False, now=0.0)
+    windows = {("country", "X", 600), ("airline", "Y", 1200)}
+    assert clock.to_close(windows, lambda w: 0, lambda w: False, now=0.0) == []  # [600, 1200) closes at 1230
+    clock.heard(0, source=0, watermark=1230, behind=False, now=1.0)
+    assert clock.to_close(windows, lambda w: 0, lambda w: False, now=1.0) == [("country", "X", 600)]
+    assert clock.to_close(windows, lambda w: 0, lambda w: False, now=1.0) == []  # asked for already
+    clock.finished(("country", "X", 600))
+    assert clock.to_close(windows, lambda w: 0, lambda w: True, now=1.0) == []  # its final is out
+    # expiry: a scan only when a watermark crosses into a window that may expire
+    assert clock.aircraft_scan_due() and not clock.aircraft_scan_due()
+    clock.saw(0, 1100)
+    assert not clock.aircraft_scan_due()
+    clock.saw(0, 1200 + 630 + 600)
+    assert clock.aircraft_scan_due() and clock.expired(600, clock.sources[0])
+    assert clock.groups_scan_due(finals_published=0) and not clock.groups_scan_due(finals_published=0)
+    assert clock.groups_scan_due(finals_published=1)
+    # after a rebalance, the next settled flush republishes, once
+    clock.rebalanced()
+    assert not clock.take_republish(settled=False) and clock.take_republish(settled=True)
+    assert not clock.take_republish(settled=True)

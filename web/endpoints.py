@@ -10,19 +10,21 @@ worker that owns it (Faust's table routing, ``app.router.route_req``); a listing
 from __future__ import annotations
 
 import asyncio
+from dataclasses import asdict
 
 import aiohttp
 from faust import web
 from faust.app.router import SameNode
 
-from agents import windows
-from agents.scoring import registry, stats
-from agents.source import OpenSkySourceService
+from agents.scoring import stage as scoring
+from agents.source import stage as source_stage
+from agents.windows import stage as windows
 from flights_app.access import authorization
 from flights_app.app import app, settings
 from flights_app.decode import rejections
 from flights_app.records import event_time_of
 from tables.aircraft import aircraft as aircraft_table
+from tables.dimensions import DIMENSIONS
 from tables.keys import group_name
 from web import health, metrics, params  # noqa: F401 - /health and /metrics
 
@@ -32,13 +34,12 @@ PEER_TIMEOUT_S = 5.0
 @app.page("/source/")
 async def source_stats(self: web.View, request: web.Request) -> web.Response:
     """The OpenSky source's counters on this worker (polls, failures, valid, invalid by reason, credits)."""
-    service = OpenSkySourceService.instance
-    stats = service.source.stats.as_dict() if service and service.source else None
+    stats = source_stage.stats.as_dict() if source_stage.stats is not None else None
     return self.json({"leader": app.is_leader(), "source": stats})
 
 
 def _model_summary() -> dict | None:
-    model = registry.current
+    model = scoring.registry.current
     if model is None:
         return None
     keep = ("version", "sha256", "sklearn_version", "features", "training_rows", "training_source", "params",
@@ -49,10 +50,9 @@ def _model_summary() -> dict | None:
 @app.page("/model/")
 async def model_info(self: web.View, request: web.Request) -> web.Response:
     """The model this worker scores with, and the scorer's batch figures."""
+    counters = scoring.stats
     return self.json({"model": _model_summary(), "scorer": {
-        "batches": stats.batches, "events": stats.events, "anomalies": stats.anomalies, "alerts": stats.alerts,
-        "data_faults": stats.data_faults, "last_batch_size": stats.last_batch_size,
-        "last_batch_ms": round(stats.last_batch_ms, 3)}})
+        **asdict(counters), "last_batch_ms": round(counters.last_batch_ms, 3)}})
 
 
 @app.page("/model/reload")
@@ -63,20 +63,9 @@ class ModelReload(web.View):
         if not settings.model_reload_endpoint:
             return self.json({"error": "model reload is disabled (set FLIGHTS_MODEL_RELOAD_ENDPOINT=1)"}, status=403)
 
-        reloaded, message = await asyncio.get_running_loop().run_in_executor(None, registry.reload)
+        reloaded, message = await asyncio.get_running_loop().run_in_executor(None, scoring.registry.reload)
         return self.json({"reloaded": reloaded, "message": message, "model": _model_summary()},
                          status=200 if reloaded or "already loaded" in message else 409)
-
-
-def _local_rows(dimension: str) -> list[dict]:
-    """Every window summary of ``dimension`` this worker holds."""
-    rows = []
-    for dim, name, start in windows.known_windows():
-        if dim == dimension:
-            summary = windows.window_summary(dim, name, start)
-            if summary is not None:
-                rows.append(summary)
-    return rows
 
 
 def _peers() -> list[str]:
@@ -96,8 +85,8 @@ async def _peer_rows(peer: str, path: str) -> list[dict]:
 def _group_stats(dimension: str, plural: str):
     async def view(self: web.View, request: web.Request) -> web.Response:
         if request.query.get("scope") == "local":  # one worker's part, for the merging worker
-            return self.json({"rows": _local_rows(dimension)})
-        rows = _local_rows(dimension)
+            return self.json({"rows": windows.summaries(dimension)})
+        rows = windows.summaries(dimension)
         peers = _peers()
         answers = await asyncio.gather(*(_peer_rows(p, request.path) for p in peers),
                                        return_exceptions=True)
@@ -106,11 +95,11 @@ def _group_stats(dimension: str, plural: str):
             if not isinstance(answer, BaseException):
                 rows += answer
         start = params.pick_window(request.query.get("window", "current"), {r["window_start"] for r in rows},
-                                   windows.SIZE)
+                                   windows.size_s)
         if isinstance(start, str):
             return self.json({"error": start}, status=400)
         chosen = sorted((r for r in rows if r["window_start"] == start), key=lambda r: (-r["events"], r["name"]))
-        body = {"window_start": start, "window_end": None if start is None else start + windows.SIZE,
+        body = {"window_start": start, "window_end": None if start is None else start + windows.size_s,
                 "workers": 1 + len(peers) - len(unreachable), plural: chosen}
         if unreachable:
             body["unreachable_workers"] = unreachable
@@ -118,8 +107,8 @@ def _group_stats(dimension: str, plural: str):
     return view
 
 
-app.page("/stats/countries/")(_group_stats("country", "countries"))
-app.page("/stats/airlines/")(_group_stats("airline", "airlines"))
+for _dimension in DIMENSIONS:  # /stats/countries/, /stats/airlines/, ...: one per declared dimension
+    app.page(f"/stats/{_dimension.plural}/")(_group_stats(_dimension.name, _dimension.plural))
 
 
 async def _routed(self: web.View, request: web.Request, table: str, key: str):
@@ -130,17 +119,21 @@ async def _routed(self: web.View, request: web.Request, table: str, key: str):
         return None
 
 
-@app.page("/stats/countries/{country}/")
-async def country_windows(self: web.View, request: web.Request, country: str) -> web.Response:
-    """The recent windows of one country, newest first; 404 if it has none."""
-    routed = await _routed(self, request, windows.group_windows.name, group_name("country", country))
-    if routed is not None:
-        return routed
-    starts = sorted({s for d, n, s in windows.known_windows() if d == "country" and n == country}, reverse=True)
-    if not starts:
-        return self.json({"error": f"no windows for country {country!r}"}, status=404)
-    return self.json({"country": country,
-                      "windows": [windows.window_summary("country", country, s) for s in starts]})
+def _group_windows(dimension: str):
+    async def view(self: web.View, request: web.Request, name: str) -> web.Response:
+        """The recent windows of one group (a country, an airline, ...), newest first; 404 if it has none."""
+        routed = await _routed(self, request, windows.groups.name, group_name(dimension, name))
+        if routed is not None:
+            return routed
+        found = windows.windows_of_group(dimension, name)
+        if not found:
+            return self.json({"error": f"no windows for {dimension} {name!r}"}, status=404)
+        return self.json({dimension: name, "windows": found})
+    return view
+
+
+for _dimension in DIMENSIONS:  # /stats/countries/{name}/, ...
+    app.page(f"/stats/{_dimension.plural}/{{name}}/")(_group_windows(_dimension.name))
 
 
 @app.page("/aircraft/{icao24}/")
@@ -163,8 +156,7 @@ async def aircraft(self: web.View, request: web.Request, icao24: str) -> web.Res
 async def window_counters(self: web.View, request: web.Request) -> web.Response:
     """Deduplication and windowing counters of this worker, and its group stage's event-time watermarks
     (the lowest, and one per partition of flight-window-partials it has heard)."""
-    return self.json({**windows.stats.as_dict(), "watermark": windows.watermarks.lowest(),
-                      "watermarks": {str(p): mark for p, mark in sorted(windows.watermarks.marks.items())}})
+    return self.json(windows.counters())
 
 
 @app.page("/stats/rejected/")

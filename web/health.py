@@ -14,7 +14,7 @@ from collections import defaultdict
 
 from faust import web
 
-from agents.scoring import registry
+from agents.scoring import stage as scoring
 from flights_app.app import app
 from flights_app.faust_internals import committed_offset, producer_client
 from flights_app.topics import ALL_TOPICS
@@ -70,10 +70,10 @@ async def health(self: web.View, request: web.Request) -> web.Response:
         problems.append("broker not reachable")
     if not recovered:
         problems.append("tables recovering or rebalancing")
-    if registry.current is None:
+    if scoring.registry.current is None:
         problems.append("no model loaded")
     body = {"status": "ok" if not problems else "unhealthy", "problems": problems, "broker": broker,
-            "recovery_done": recovered, "model_loaded": registry.current is not None,
+            "recovery_done": recovered, "model_loaded": scoring.registry.current is not None,
             "lag": {"total": sum(lag_by_topic.values()), "by_topic": dict(lag_by_topic)}}
     return self.json(body, status=200 if not problems else 503)
 

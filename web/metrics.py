@@ -18,8 +18,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from agents import commit_watchdog, scoring, windows
-from agents.source import OpenSkySourceService
+from agents import commit_watchdog
+from agents.scoring import stage as scoring
+from agents.source import stage as source_stage
+from agents.windows import stage as windows
 from flights_app.app import app
 from flights_app.decode import rejections
 from flights_app.metrics import registry
@@ -37,8 +39,7 @@ class AppCollector(Collector):
     """The source, scorer and window counters of this worker, and its consumer lag per partition."""
 
     def collect(self) -> Iterator:
-        service = OpenSkySourceService.instance
-        source = service.source.stats if service and service.source else None
+        source = source_stage.stats
         if source is not None:
             yield _counter("flights_source_polls", "OpenSky polls made", source.polls)
             yield _counter("flights_source_polls_ok", "OpenSky polls answered with states", source.polls_ok)

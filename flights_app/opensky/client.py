@@ -63,7 +63,8 @@ class OpenSkyClient:
     ):
         self._session = session
         self._url = base_url.rstrip("/") + "/states/all"
-        self._params = bbox.as_query() if bbox else {}
+        # extended=1: each state also carries the aircraft's category (its 18th field)
+        self._params = {**(bbox.as_query() if bbox else {}), "extended": "1"}
         self._tokens = tokens
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
 

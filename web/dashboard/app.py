@@ -104,13 +104,16 @@ class Dashboard:
         self.broker_msg = pn.pane.Markdown("", css_classes=["broker-msg"])
         self.sections = w.CheckBoxGroup(name="Sections", options=list(SECTIONS), value=list(SECTIONS))
         self.country = w.Select(name="Country", options=["(all)"], value="(all)")
+        self.window_dimension = w.Select(name="Windows by", options=["country"], value="country",
+                                         css_classes=["window-dimension"])
         self.callsign = w.TextInput(name="Callsign contains", placeholder="e.g. DLH")
         self.anomalies_only = w.Checkbox(name="Anomalies only")
         self.altitude = w.RangeSlider(name="Altitude (m)", start=-500, end=15000, value=(-500, 15000), step=100)
         self.threshold = w.FloatSlider(name="Anomaly threshold (score)", start=0.0, end=1.0, step=0.01,
                                        value=self.filters.threshold)
         self.status = pn.pane.HTML("", css_classes=["status"], sizing_mode="stretch_width")
-        for widget in (self.country, self.callsign, self.anomalies_only, self.altitude, self.threshold):
+        for widget in (self.country, self.callsign, self.anomalies_only, self.altitude, self.threshold,
+                       self.window_dimension):
             widget.param.watch(lambda *_: self.update(), "value")
         self.refresh.param.watch(lambda *_: self._schedule(), "value")
         self.auto.param.watch(lambda *_: self._schedule(), "value")
@@ -151,7 +154,7 @@ class Dashboard:
             "anomaly_scatter": dict(velocity=[], altitude=[], score=[]),
             "climb_scatter": dict(vertical_rate=[], altitude=[], score=[]),
             "window_velocity": dict(t=[], vmin=[], vmean=[], vmax=[]),
-            "window_anomalies": dict(t=[], anomalies=[]),
+            "window_anomalies": dict(t=[], anomalies=[]), "window_groups": dict(name=[], count=[]),
             "completeness": dict(name=[], count=[]), "invalid_reasons": dict(name=[], count=[]),
             "detail": dict(t=[], altitude=[], velocity=[]),
         }.items()}
@@ -194,6 +197,7 @@ class Dashboard:
 
         self.top_aircraft = hbar("Top 15 aircraft by events", s["top_aircraft"], 380)
         self.top_countries = hbar("Top 12 countries", s["top_countries"])
+        self.window_groups = hbar("Events per group, newest window", s["window_groups"])
         self.phases = _figure("Flight phases", x_range=list(PHASES), tools="save")
         self.phases.vbar(x="name", top="count", source=s["phases"], width=0.8, color="#2ca02c")
         self.phases.xaxis.major_label_orientation = 0.8
@@ -358,7 +362,14 @@ class Dashboard:
             radius=[0.05 + 0.95 * compass[c] / biggest for c in COMPASS], sector=list(COMPASS))
         ground = sum(r["on_ground"] for r in rows)
         s["ground_air"].data = dict(name=["on ground", "in the air"], count=[ground, len(rows) - ground])
-        series = model.window_series(t, "country", f.country or None)
+        self.window_dimension.options = model.dimensions_seen(t) or ["country"]
+        dimension = self.window_dimension.value
+        series = model.window_series(t, dimension, f.country or None if dimension == "country" else None)
+        newest, groups = model.newest_window_groups(t, dimension, 12)
+        self.window_groups.title.text = (f"Events per {dimension}, window from {clock(newest)}" if newest is not None
+                                         else "Events per group, newest window")
+        self.window_groups.y_range.factors = [name for name, _ in groups[::-1]]
+        s["window_groups"].data = dict(name=[name for name, _ in groups[::-1]], count=[n for _, n in groups[::-1]])
         s["window_velocity"].data = dict(t=[_ts(w["window_start"]) for w in series],
                                          vmin=[w["velocity_min"] for w in series],
                                          vmean=[w["velocity_mean"] for w in series],
@@ -411,7 +422,9 @@ class Dashboard:
             "Anomalies": pn.Column(pn.pane.Markdown("### Alerts: emergency squawks and top anomalies, newest first"),
                                    self.alerts, pn.Row(self.anomaly_scatter, self.climb_scatter,
                                                        sizing_mode="stretch_width"), sizing_mode="stretch_width"),
-            "Windows": pn.Row(self.window_velocity, self.window_anomalies, sizing_mode="stretch_width"),
+            "Windows": pn.Column(self.window_dimension,
+                                 pn.Row(self.window_velocity, self.window_anomalies, self.window_groups,
+                                        sizing_mode="stretch_width"), sizing_mode="stretch_width"),
             "Data quality": pn.Column(pn.Row(self.completeness, self.invalid_reasons, sizing_mode="stretch_width"),
                                       self.duplicates, sizing_mode="stretch_width"),
             "Raw data": pn.Column(pn.pane.Markdown("### Last processed events"), self.events_table,

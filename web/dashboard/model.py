@@ -244,3 +244,21 @@ def window_series(traffic: Traffic, dimension: str = "country", name: str | None
                        "velocity_mean": weighted / events if events else None,
                        "final": all(r.get("final") for r in records)})
     return series
+
+
+def dimensions_seen(traffic: Traffic) -> list[str]:
+    """The window dimensions of the records kept (country first, as the worker declares them)."""
+    seen = dict.fromkeys(dim for dim, _, _ in traffic.windows)
+    return sorted(seen, key=lambda d: (d != "country", d))
+
+
+def newest_window_groups(traffic: Traffic, dimension: str, n: int) -> tuple[int | None, list[tuple[str, int]]]:
+    """The newest window start of ``dimension`` and its ``n`` biggest groups by events, biggest first."""
+    starts = [start for dim, _, start in traffic.windows if dim == dimension]
+    if not starts:
+        return None, []
+    newest = max(starts)
+    groups = [(name, r["events"]) for (dim, name, start), r in traffic.windows.items()
+              if dim == dimension and start == newest]
+    return newest, sorted(groups, key=lambda g: (-g[1], g[0]))[:n]
+

@@ -1,0 +1,38 @@
+"""The window dimensions: what the windowed statistics are grouped by (pure declarations).
+
+A dimension is a name, the plural its endpoint lists under (``/stats/{plural}/``) and how a
+state maps to its group (None: the state is not counted in that dimension). An aircraft's
+window joins one group per dimension, fixed by the first state that opened it; everything
+else (the partials' routing, the group table's keys, finals, expiry, the endpoints, the
+dashboard) follows from this list. Adding a dimension is one entry here and its test
+(docs/architecture.md, "A new window dimension").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tables.windows import airline_of
+
+
+@dataclass(frozen=True)
+class Dimension:
+    name: str
+    plural: str
+    #: the group a state belongs to in this dimension; None: not counted in it
+    group_of: Callable[[Any], str | None]
+
+
+DIMENSIONS: tuple[Dimension, ...] = (
+    Dimension("country", "countries", lambda state: state.origin_country or None),
+    Dimension("airline", "airlines", lambda state: airline_of(state.callsign)),
+)
+
+BY_NAME: dict[str, Dimension] = {d.name: d for d in DIMENSIONS}
+
+
+def groups_of(state: Any) -> dict[str, str | None]:
+    """The state's group in every dimension, by dimension name."""
+    return {d.name: d.group_of(state) for d in DIMENSIONS}
