@@ -25,9 +25,18 @@ class Dimension:
     group_of: Callable[[Any], str | None]
 
 
+#: OpenSky's aircraft categories (a state's ``category``, asked for with extended=1); 0 and 1 say nothing.
+CATEGORIES = {
+    2: "Light", 3: "Small", 4: "Large", 5: "High vortex large", 6: "Heavy", 7: "High performance",
+    8: "Rotorcraft", 9: "Glider", 10: "Lighter than air", 11: "Parachutist", 12: "Ultralight", 13: "Reserved",
+    14: "Unmanned aerial vehicle", 15: "Space vehicle", 16: "Emergency vehicle", 17: "Service vehicle",
+    18: "Point obstacle", 19: "Cluster obstacle", 20: "Line obstacle",
+}
+
 DIMENSIONS: tuple[Dimension, ...] = (
     Dimension("country", "countries", lambda state: state.origin_country or None),
     Dimension("airline", "airlines", lambda state: airline_of(state.callsign)),
+    Dimension("category", "categories", lambda state: CATEGORIES.get(state.category)),
 )
 
 BY_NAME: dict[str, Dimension] = {d.name: d for d in DIMENSIONS}

@@ -15,7 +15,7 @@ import pytest
 
 from flights_app.embedded.broker import EmbeddedBroker
 from tests.conftest import KAFKA_LIB
-from tests.harness import PYTHON, FakeOpenSky, Proc, TestApp, free_port, free_port_pair, wait_until
+from tests.harness import PYTHON, FakeOpenSky, Proc, TestApp, free_port, free_port_pair, http_get, wait_until
 from tests.test_dashboard_feed import make_topics
 
 pytestmark = pytest.mark.kafka
@@ -59,6 +59,15 @@ MARKER_ON_SCREEN = """() => {
             y: rect.top + map.frame.y_scale.compute(src.data.y[0])};
   }
   return null; }"""
+
+
+#: The "Windows by" chart: its title and the groups it draws (null until it draws some).
+WINDOW_GROUPS = """() => { let names = null, title = null;
+  for (const m of Bokeh.documents[0]._all_models.values()) {
+    if (m.type === 'ColumnDataSource' && m.name === 'window_groups') names = m.data.name;
+    if (m.title && m.title.text && m.title.text.startsWith('Events per')) title = m.title.text;
+  }
+  return names && names.length && title ? {names: Array.from(names), title} : null; }"""
 
 
 class Dashboard(Proc):
@@ -148,6 +157,27 @@ def test_the_dashboard_shows_live_traffic_in_a_real_browser(kafka, tmp_path, cle
             windows_table.scroll_into_view_if_needed()
             windows_table.get_by_text(re.compile(r"^\d\d:\d0:00$")).first.wait_for(timeout=20000)
             assert windows_table.get_by_text(re.compile(r"^\d{1,3}(,\d{3}){3}$")).count() == 0  # no 1,796,130,000
+            # Windows per aircraft category (the simulator's aircraft are Small, Large or Heavy): the worker's
+            # /stats/categories/ counts every state of the window, as /stats/countries/ does ...
+            def totals(plural: str) -> dict:
+                status, _, body = http_get(f"http://127.0.0.1:{worker.web_port}/stats/{plural}/")
+                assert status == 200, body
+                return {"start": body["window_start"], "events": sum(r["events"] for r in body[plural]),
+                        "names": {r["name"] for r in body[plural]}}
+            def categories_match_countries():
+                by_category, by_country = totals("categories"), totals("countries")
+                same = by_category["start"] is not None and by_category["start"] == by_country["start"] \
+                    and by_category["events"] == by_country["events"]
+                return same and by_category
+            by_category = wait_until(categories_match_countries, 60,
+                                     "the current window's totals per category to equal those per country")
+            assert by_category["events"] > 0 and by_category["names"] <= {"Small", "Large", "Heavy"}
+            # ... and the dashboard draws them when a person picks "category" under "Windows by".
+            page.locator(".window-dimension select").first.select_option("category")
+            wait_until(lambda: page.evaluate(WINDOW_GROUPS), 20, "the newest window's groups per category")
+            shown = page.evaluate(WINDOW_GROUPS)
+            assert shown["title"].startswith("Events per category") and set(shown["names"]) <= {"Small", "Large",
+                                                                                                 "Heavy"}
             page.set_viewport_size({"width": 1500, "height": 4800})  # the page scrolls inside: show it all
             page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
             page.set_viewport_size({"width": 1500, "height": 1100})
