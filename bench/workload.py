@@ -53,7 +53,8 @@ def simulate(n_aircraft: int, polls: int, *, seed: int = 11, poll_s: float = 5.0
     """``polls`` polls of ``n_aircraft`` aircraft; with ``repeat_every`` k, every k-th poll is sent twice."""
     states, repeated = [], 0
     for k, poll in enumerate(simulated_polls(n_aircraft, seed=seed, minutes=polls * poll_s / 60,
-                                             poll_s=poll_s, anomaly_rate=0.01, epoch=epoch)):
+                                             poll_s=poll_s, anomaly_rate=0.01, epoch=epoch,
+                                             extended=True)):  # with categories, as the source asks
         rows = [s.asdict() for s in valid_states(poll)]
         for row in rows:
             row.pop("ingest_time", None)

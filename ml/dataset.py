@@ -33,14 +33,14 @@ class Poll:
 
 
 def simulated_polls(n_aircraft: int, *, seed: int, minutes: float, poll_s: float = 5.0,
-                    anomaly_rate: float = 0.01, epoch: float = 1_790_000_000) -> Iterator[Poll]:
+                    anomaly_rate: float = 0.01, epoch: float = 1_790_000_000, extended: bool = False) -> Iterator[Poll]:
     from flights_app.fake_opensky.simulator import Simulator
 
     sim = Simulator(n_aircraft, seed=seed, epoch=epoch, anomaly_rate=anomaly_rate)
     steps = int(minutes * 60 / poll_s)
     for k in range(steps):
         t = int(epoch + k * poll_s)
-        rows, labels = sim.states_at(t)
+        rows, labels = sim.states_at(t, extended=extended)  # extended: each row ends with its category
         yield Poll(t, rows, {(lb.icao24, lb.last_contact): lb.kind for lb in labels})
 
 
