@@ -14,9 +14,10 @@ import math
 import os
 import re
 import socket
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from flights_app.kafka_security import MECHANISMS, PROTOCOLS, KafkaSecurity
@@ -122,165 +123,6 @@ def plan_polling(
     return PollPlan(explicit_interval_s, False, exhausted)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The app's configuration. Build it with ``load_settings()``."""
-
-    app_id: str
-    broker: str | None
-    embedded_broker_port: int
-    store: str
-    datadir: Path
-    web_bind: str
-    web_host: str
-    web_port: int
-    dashboard_port: int
-    dashboard_origins: tuple[str, ...]
-    worker_url: str
-    map_tiles: str
-    map_outline: Path
-    topic_partitions: int
-    topic_replication: int
-    topic_prefix: str
-    standby_replicas: int
-    retention_hours: float
-    session_timeout_s: float
-    opensky_url: str
-    opensky_token_url: str
-    opensky_client_id: str | None
-    opensky_client_secret: Secret | None = field(repr=False)
-    opensky_timeout_s: float
-    poll: PollPlan
-    daily_credits: int
-    bbox: BoundingBox | None
-    backoff_max_s: float
-    kafka_lib: Path
-    kafka_heap_mb: int
-    log_level: str
-    kafka_compression: str
-    kafka_linger_ms: int
-    model_path: Path
-    score_batch_max: int
-    score_batch_within_s: float
-    alert_score: float
-    model_watch_s: float
-    model_reload_endpoint: bool
-    faust_untested: bool
-    alert_webhook: str | None
-    window_s: int
-    window_grace_s: float
-    window_expiry_s: int
-    watermark_idle_s: float
-    aggregate_flush_s: float
-    web_token: Secret | None = field(default=None, repr=False)
-    dashboard_auth_file: Path | None = None
-    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
-    embedded_broker_sasl: bool = False
-
-    @property
-    def authenticated(self) -> bool:
-        return bool(self.opensky_client_id and self.opensky_client_secret)
-
-    @property
-    def broker_url(self) -> str:
-        """The broker the app talks to: the configured one, or the embedded default."""
-        return self.broker or f"kafka://127.0.0.1:{self.embedded_broker_port}"
-
-    @property
-    def bootstrap_servers(self) -> str:
-        """The broker as Kafka clients take it: ``host:port,host:port``."""
-        return self.broker_url.removeprefix("kafka://").replace(";", ",")
-
-    @property
-    def uses_embedded_broker(self) -> bool:
-        return self.broker is None
-
-    def dashboard_problem(self) -> str | None:
-        """Why the dashboard must not start (None: it may): bound beyond loopback without a login."""
-        if self.dashboard_auth_file is None and not is_loopback(self.web_bind):
-            return (f"FLIGHTS_WEB_BIND={self.web_bind} is beyond loopback: set FLIGHTS_DASHBOARD_AUTH_FILE (a JSON "
-                    "file of users and passwords) so the dashboard asks for a login")
-        return None
-
-    def topic_name(self, base: str) -> str:
-        return f"{self.topic_prefix}{base}"
-
-
-#: name -> (default shown to users, what it means). The README's table comes from here.
-SETTINGS_DOC: dict[str, tuple[str, str]] = {
-    "FLIGHTS_APP_ID": ("flights-app", "Faust application id (consumer group, changelog topic prefix)"),
-    "FLIGHTS_BROKER": ("unset", "Kafka bootstrap servers, `kafka://host:port[;host:port]`; unset starts the embedded "
-                                "broker"),
-    "FLIGHTS_EMBEDDED_BROKER_PORT": ("9092", "port of the embedded broker (its controller uses the next port)"),
-    "FLIGHTS_STORE": ("rocksdb://", "Faust table store (`rocksdb://` with the rocksdict driver, or `memory://`)"),
-    "FLIGHTS_DATADIR": ("./var", "where tables, the embedded broker's logs and data live"),
-    "FLIGHTS_WEB_BIND": ("127.0.0.1", "address the Faust web server and the dashboard bind to"),
-    "FLIGHTS_WEB_HOST": ("the bind address", "host name other workers use to reach this worker's web server (its "
-                         "container's host name when bound to 0.0.0.0)"),
-    "FLIGHTS_WEB_PORT": ("6066", "Faust web server port (table inspection, stats)"),
-    "FLIGHTS_WEB_TOKEN_FILE": ("unset", "file holding the bearer token of the worker's web server (16+ characters): "
-                               "required when it binds beyond loopback (then every path but `/health` and "
-                               "`/metrics` needs it) and for `POST /model/reload`"),
-    "FLIGHTS_DASHBOARD_AUTH_FILE": ("unset", "JSON file `{\"user\": \"password\", ...}`: the dashboard asks for a "
-                                             "login "
-                                    "(Panel's basic authentication); required when it binds beyond loopback"),
-    "FLIGHTS_DASHBOARD_PORT": ("5006", "Panel dashboard port"),
-    "FLIGHTS_DASHBOARD_ORIGINS": ("unset", "more `host[:port]` (comma-separated) a browser may open the dashboard as, "
-                                  "e.g. behind a proxy"),
-    "FLIGHTS_WORKER_URL": ("this machine's worker", "the worker web server the dashboard asks for health and window "
-                           "stats (any worker answers for all)"),
-    "FLIGHTS_MAP_TILES": ("", "map tile URL template ({z}/{x}/{y}), used when it answers; empty: the offline land "
-                              "outline"),
-    "FLIGHTS_MAP_OUTLINE": ("./.maps/land-110m.json", "the offline land outline (`make install` fetches it)"),
-    "FLIGHTS_TOPIC_PARTITIONS": ("4 / 8", "partitions of the app's topics (embedded broker / a cluster); "
-                                 "bounds the number of useful workers"),
-    "FLIGHTS_TOPIC_REPLICATION": ("1", "replication factor of the app's topics"),
-    "FLIGHTS_TOPIC_PREFIX": ("empty", "prefix for every topic name (isolates test runs)"),
-    "FLIGHTS_RETENTION_HOURS": ("168", "how long the app's topics keep records (changelogs are compacted instead)"),
-    "FLIGHTS_STANDBY_REPLICAS": ("1", "standby copies of each table partition kept by other workers (fast failover)"),
-    "FLIGHTS_SESSION_TIMEOUT": ("60", "seconds without a heartbeat before a worker's partitions go to the others "
-                                "(how long a crashed worker's partitions wait)"),
-    "OPENSKY_URL": (OPENSKY_API_URL, "OpenSky REST API base URL"),
-    "OPENSKY_TOKEN_URL": ("OpenSky's auth server", "OAuth2 token endpoint (client credentials)"),
-    "OPENSKY_CLIENT_ID": ("unset", "OAuth2 client id; anonymous without it"),
-    "OPENSKY_CLIENT_SECRET": ("unset", "OAuth2 client secret (never logged)"),
-    "OPENSKY_TIMEOUT": ("20", "seconds one OpenSky request may take"),
-    "FLIGHTS_POLL_INTERVAL": ("derived", "seconds between polls; derived so the daily credits last the day"),
-    "FLIGHTS_DAILY_CREDITS": ("400 / 4000", "credits a day (anonymous / authenticated); 0 = unlimited"),
-    "FLIGHTS_BBOX": ("unset (global)", "`lamin,lomin,lamax,lomax` in degrees"),
-    "FLIGHTS_BACKOFF_MAX": ("300", "longest wait in seconds between failed polls"),
-    "FLIGHTS_KAFKA_LIB": ("./.kafka/lib", "where `make install` puts the embedded Kafka's jars"),
-    "FLIGHTS_KAFKA_HEAP_MB": ("512", "embedded broker's JVM heap"),
-    "FLIGHTS_KAFKA_COMPRESSION": ("zstd", "compression of what the worker produces: none, gzip, lz4 or zstd"),
-    "FLIGHTS_KAFKA_LINGER_MS": ("5", "how long the worker's producer gathers records into a batch, ms"),
-    "FLIGHTS_KAFKA_SECURITY_PROTOCOL": ("PLAINTEXT", "how the worker and the dashboard reach Kafka: PLAINTEXT, "
-                                        "SASL_PLAINTEXT, SASL_SSL or SSL"),
-    "FLIGHTS_KAFKA_SASL_MECHANISM": ("SCRAM-SHA-512", "the SASL login: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN"),
-    "FLIGHTS_KAFKA_USER": ("unset", "the SASL user (principal) of this service; required with SASL_*"),
-    "FLIGHTS_KAFKA_PASSWORD_FILE": ("unset", "file holding that user's password (never logged); required with SASL_*"),
-    "FLIGHTS_KAFKA_CA_FILE": ("the system's CAs",
-                              "PEM file of the CA that signed the brokers' certificates (SSL, SASL_SSL)"),
-    "FLIGHTS_EMBEDDED_BROKER_SASL": ("0", "1: the embedded broker requires SCRAM-SHA-512 logins with ACLs; `up` logs "
-                                     "the worker and the dashboard in as their own principals"),
-    "FLIGHTS_LOG_LEVEL": ("info", "log level of the worker"),
-    "FLIGHTS_FAUST_UNTESTED": ("0", "1 runs the worker on a faust-streaming version it was not tested with"),
-    "FLIGHTS_MODEL": ("ml/models/default.joblib", "anomaly model (its arrays `.npz` and manifest `.json` beside it)"),
-    "FLIGHTS_SCORE_BATCH": ("1000", "most states the scorer takes at once"),
-    "FLIGHTS_SCORE_WITHIN": ("0.05", "longest a message waits for its batch to fill, seconds"),
-    "FLIGHTS_ALERT_SCORE": ("0", "model anomalies go to flight-alerts from the model's alert_threshold "
-                            "(in its manifest) or from this score, whichever is higher; data faults never do"),
-    "FLIGHTS_MODEL_WATCH": ("5", "seconds between checks of the model file for a new version; 0 = never"),
-    "FLIGHTS_MODEL_RELOAD_ENDPOINT": ("0", "1 enables `POST /model/reload` on the Faust web server"),
-    "FLIGHTS_WINDOW": ("600", "tumbling window size, seconds of event time"),
-    "FLIGHTS_WINDOW_GRACE": ("60", "how late (event time) a state may arrive and still count in its window"),
-    "FLIGHTS_WINDOW_EXPIRY": ("3600", "how long windows are kept after they close, seconds"),
-    "FLIGHTS_WATERMARK_IDLE": ("10", "a partition that sent nothing for this long (wall clock, s) stops holding "
-                               "the event-time watermark back"),
-    "FLIGHTS_AGGREGATE_FLUSH": ("5", "at most one flight-aggregated-data record per key per this many seconds"),
-    "FLIGHTS_ALERT_WEBHOOK": ("unset", "URL that gets each alert as a JSON POST (retried, at most one per aircraft a "
-                                       "minute)"),
-}
-
 _APP_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 _HOSTPORT_RE = re.compile(r"^[A-Za-z0-9.\-_]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9.\-]{1,253}$|^\[?[0-9a-fA-F:]+\]?$")
@@ -316,7 +158,7 @@ class _Reader:
     def port(self, name: str, default: int) -> int:
         return self.integer(name, default, 1, 65535)
 
-    def _measure(self, name: str, default: float | None, lo: float, hi: float, unit: str) -> float | None:
+    def measure(self, name: str, default: float | None, lo: float, hi: float, unit: str) -> float | None:
         value = self.raw(name)
         if value is None:
             return default
@@ -327,12 +169,6 @@ class _Reader:
         if not math.isfinite(number) or not lo <= number <= hi:
             raise SettingsError(f"{name}={value} is out of range: expected {lo:g}..{hi:g} {unit}")
         return number
-
-    def seconds(self, name: str, default: float | None, lo: float, hi: float) -> float | None:
-        return self._measure(name, default, lo, hi, "seconds")
-
-    def hours(self, name: str, default: float, lo: float, hi: float) -> float:
-        return self._measure(name, default, lo, hi, "hours")
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         """One of ``choices``, matched without regard to case (they are all lower or all upper case)."""
@@ -439,13 +275,407 @@ def _token_file(env: _Reader, name: str) -> Secret | None:
     return Secret(token)
 
 
-def _kafka_security(env: _Reader) -> KafkaSecurity:
-    """The Kafka login settings, checked; the password read from its file."""
-    protocol = env.choice("FLIGHTS_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", PROTOCOLS)
-    mechanism = env.choice("FLIGHTS_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", MECHANISMS)
-    user = env.raw("FLIGHTS_KAFKA_USER")
-    password_file = _readable(env, "FLIGHTS_KAFKA_PASSWORD_FILE")
-    ca_file = _readable(env, "FLIGHTS_KAFKA_CA_FILE")
+def _dashboard_users(env: _Reader, name: str) -> Path | None:
+    """The dashboard's users file, checked: a JSON object of user names and non-empty passwords."""
+    path = _readable(env, name)
+    if path is None:
+        return None
+    try:
+        users = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise SettingsError(f"FLIGHTS_DASHBOARD_AUTH_FILE={path}: not a JSON file ({type(error).__name__})") from None
+    if not (isinstance(users, dict) and users and all(isinstance(u, str) and u and isinstance(p, str) and p
+                                                      for u, p in users.items())):
+        raise SettingsError(f"FLIGHTS_DASHBOARD_AUTH_FILE={path}: expected a JSON object of user names and "
+                            'passwords, e.g. {"ops": "a long password"}')
+    return path
+
+
+# ---- how one variable is read: each kind knows its default as shown to users ---------------------
+Before = dict[str, Any]  # the settings read so far, by field name (a default may depend on them)
+
+
+@dataclass(frozen=True)
+class Int:
+    default: int
+    lo: int
+    hi: int
+    shown: str = ""
+
+    def __call__(self, env: _Reader, name: str, before: Before) -> int:
+        return env.integer(name, self.default, self.lo, self.hi)
+
+    def __post_init__(self):
+        object.__setattr__(self, "shown", self.shown or str(self.default))
+
+
+def Port(default: int) -> Int:  # noqa: N802 - a kind of setting, like Int
+    return Int(default, 1, 65535)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A number of ``unit`` (seconds, hours) in lo..hi; None as default: unset means None."""
+
+    default: float | None
+    lo: float
+    hi: float
+    unit: str = "seconds"
+    shown: str = ""
+
+    def __call__(self, env: _Reader, name: str, before: Before) -> float | None:
+        return env.measure(name, self.default, self.lo, self.hi, self.unit)
+
+    def __post_init__(self):
+        object.__setattr__(self, "shown", self.shown or f"{self.default:g}")
+
+
+@dataclass(frozen=True)
+class Fraction:
+    default: float
+
+    @property
+    def shown(self) -> str:
+        return f"{self.default:g}"
+
+    def __call__(self, env: _Reader, name: str, before: Before) -> float:
+        return env.fraction(name, self.default)
+
+
+@dataclass(frozen=True)
+class Choice:
+    default: str
+    choices: tuple[str, ...]
+
+    @property
+    def shown(self) -> str:
+        return self.default
+
+    def __call__(self, env: _Reader, name: str, before: Before) -> str:
+        return env.choice(name, self.default, self.choices)
+
+
+@dataclass(frozen=True)
+class Flag:
+    shown: str = "0"
+
+    def __call__(self, env: _Reader, name: str, before: Before) -> bool:
+        return env.flag(name)
+
+
+@dataclass(frozen=True)
+class Url:
+    default: str
+    shown: str = ""
+
+    def __call__(self, env: _Reader, name: str, before: Before) -> str:
+        return env.url(name, self.default)
+
+    def __post_init__(self):
+        object.__setattr__(self, "shown", self.shown or self.default)
+
+
+@dataclass(frozen=True)
+class Custom:
+    """Read by ``read(env, name, before)``: for the settings whose parsing or default is their own."""
+
+    read: Callable[[_Reader, str, Before], Any]
+    shown: str = "unset"
+
+    def __call__(self, env: _Reader, name: str, before: Before) -> Any:
+        return self.read(env, name, before)
+
+
+def _optional(parse: Callable[[str], Any]) -> Custom:
+    """Unset is None; a value is ``parse(value)``."""
+    return Custom(lambda env, name, before: parse(env.raw(name)) if env.raw(name) else None)
+
+
+def _pattern(default: str, shown: str = "") -> Custom:
+    def read(env: _Reader, name: str, before: Before) -> str:
+        value = env.raw(name) or default
+        if value and not _APP_ID_RE.match(value):
+            raise SettingsError(f"{name}={value!r}: use letters, digits, '.', '_' or '-'")
+        return value
+    return Custom(read, shown or default)
+
+
+def _path(default: str | Path, shown: str) -> Custom:
+    return Custom(lambda env, name, before: Path(env.raw(name) or default).absolute(), shown)
+
+
+def _store(env: _Reader, name: str, before: Before) -> str:
+    store = env.raw(name) or "rocksdb://"
+    if store not in ("rocksdb://", "memory://"):
+        raise SettingsError(f"{name}={store!r}: expected rocksdb:// or memory://")
+    return store
+
+
+def _web_bind(env: _Reader, name: str, before: Before) -> str:
+    bind = env.raw(name) or "127.0.0.1"
+    if not re.match(r"^[A-Za-z0-9.:\-]+$", bind):
+        raise SettingsError(f"{name}={bind!r} is not an address")
+    return bind
+
+
+def _web_host(env: _Reader, name: str, before: Before) -> str:
+    # Faust tells the other workers this host (table routing): a wildcard bind is no address to reach.
+    bind = before["web_bind"]
+    host = env.raw(name) or (socket.gethostname() if bind in ("0.0.0.0", "::") else bind)
+    if not _HOST_RE.match(host):
+        raise SettingsError(f"{name}={host!r} is not a host name or address")
+    return host
+
+
+def _web_token(env: _Reader, name: str, before: Before) -> Secret | None:
+    token = _token_file(env, name)
+    if token is None and not is_loopback(before["web_bind"]):
+        raise SettingsError(f"FLIGHTS_WEB_BIND={before['web_bind']} is beyond loopback: set {name} to a file "
+                            "holding the bearer token the worker's web server will require")
+    return token
+
+
+def _origins(env: _Reader, name: str, before: Before) -> tuple[str, ...]:
+    origins = tuple(o.strip() for o in (env.raw(name) or "").split(",") if o.strip())
+    for origin in origins:
+        if not _ORIGIN_RE.match(origin):
+            raise SettingsError(f"{name}: {origin!r} is not host or host:port")
+    return origins
+
+
+def _worker_url(env: _Reader, name: str, before: Before) -> str:
+    return env.url(name, _local_url(before["web_bind"], before["web_port"]))
+
+
+def _map_tiles(env: _Reader, name: str, before: Before) -> str:
+    return env.url(name, "") if env.raw(name) else ""
+
+
+def _topic_partitions(env: _Reader, name: str, before: Before) -> int:
+    # A laptop's embedded broker gains nothing from more partitions than cores; a cluster's
+    # partitions bound how many workers share the work.
+    return env.integer(name, 4 if before["broker"] is None else 8, 1, 1000)
+
+
+def _client_secret(env: _Reader, name: str, before: Before) -> Secret | None:
+    secret = env.raw(name)
+    if bool(before["opensky_client_id"]) != bool(secret):
+        missing = name if before["opensky_client_id"] else "OPENSKY_CLIENT_ID"
+        raise SettingsError(f"OpenSky credentials are incomplete: {missing} is not set")
+    return Secret(secret) if secret else None
+
+
+def _daily_credits(env: _Reader, name: str, before: Before) -> int:
+    default = AUTHENTICATED_DAILY_CREDITS if before["opensky_client_id"] else ANONYMOUS_DAILY_CREDITS
+    return env.integer(name, default, 0, 10_000_000)
+
+
+def _reload_endpoint(env: _Reader, name: str, before: Before) -> bool:
+    enabled = env.flag(name)
+    if enabled and before["web_token"] is None:
+        raise SettingsError(f"{name}=1 needs FLIGHTS_WEB_TOKEN_FILE: POST /model/reload always asks for the bearer "
+                            "token")
+    return enabled
+
+
+def setting(name: str, read, doc: str, *, main: bool = False, shown: str | None = None, secret: bool = False):
+    """A field of ``Settings`` read from the environment variable ``name``: how (``read``, which knows the
+    default), what it means (``doc``: docs/settings.md, and the README's table when ``main``)."""
+    var = Var(name, read, read.shown if shown is None else shown, doc, main)
+    return field(repr=not secret, metadata={"var": var})
+
+
+@dataclass(frozen=True)
+class Var:
+    name: str
+    read: Callable[[_Reader, str, Before], Any]
+    shown: str
+    doc: str
+    main: bool
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The app's configuration, one environment variable per field (in the order they are read and
+    documented). Build it with ``load_settings()``."""
+
+    app_id: str = setting("FLIGHTS_APP_ID", _pattern("flights-app"),
+                          "Faust application id (consumer group, changelog topic prefix)")
+    broker: str | None = setting("FLIGHTS_BROKER", _optional(parse_broker),
+                                 "Kafka bootstrap servers, `kafka://host:port[;host:port]`; unset starts the "
+                                 "embedded broker", main=True)
+    embedded_broker_port: int = setting("FLIGHTS_EMBEDDED_BROKER_PORT", Port(EMBEDDED_BROKER_PORT),
+                                        "port of the embedded broker (its controller uses the next port)")
+    store: str = setting("FLIGHTS_STORE", Custom(_store, "rocksdb://"),
+                         "Faust table store (`rocksdb://` with the rocksdict driver, or `memory://`)")
+    datadir: Path = setting("FLIGHTS_DATADIR", _path("var", "./var"),
+                            "where tables, the embedded broker's logs and data live")
+    web_bind: str = setting("FLIGHTS_WEB_BIND", Custom(_web_bind, "127.0.0.1"),
+                            "address the Faust web server and the dashboard bind to", main=True)
+    web_host: str = setting("FLIGHTS_WEB_HOST", Custom(_web_host, "the bind address"),
+                            "host name other workers use to reach this worker's web server (its container's host "
+                            "name when bound to 0.0.0.0)")
+    web_port: int = setting("FLIGHTS_WEB_PORT", Port(6066), "Faust web server port (table inspection, stats)")
+    web_token: Secret | None = setting(
+        "FLIGHTS_WEB_TOKEN_FILE", Custom(_web_token),
+        "file holding the bearer token of the worker's web server (16+ characters): required when it binds beyond "
+        "loopback (then every path but `/health` and `/metrics` needs it) and for `POST /model/reload`",
+        main=True, secret=True)
+    dashboard_port: int = setting("FLIGHTS_DASHBOARD_PORT", Port(5006), "Panel dashboard port", main=True)
+    dashboard_auth_file: Path | None = setting(
+        "FLIGHTS_DASHBOARD_AUTH_FILE", Custom(lambda env, name, before: _dashboard_users(env, name)),
+        "JSON file `{\"user\": \"password\", ...}`: the dashboard asks for a login (Panel's basic authentication); "
+        "required when it binds beyond loopback", main=True)
+    dashboard_origins: tuple[str, ...] = setting(
+        "FLIGHTS_DASHBOARD_ORIGINS", Custom(_origins),
+        "more `host[:port]` (comma-separated) a browser may open the dashboard as, e.g. behind a proxy")
+    worker_url: str = setting("FLIGHTS_WORKER_URL", Custom(_worker_url, "this machine's worker"),
+                              "the worker web server the dashboard asks for health and window stats (any worker "
+                              "answers for all)")
+    map_tiles: str = setting("FLIGHTS_MAP_TILES", Custom(_map_tiles, ""),
+                             "map tile URL template ({z}/{x}/{y}), used when it answers; empty: the offline land "
+                             "outline")
+    map_outline: Path = setting("FLIGHTS_MAP_OUTLINE",
+                                _path(PROJECT_ROOT / ".maps" / "land-110m.json", "./.maps/land-110m.json"),
+                                "the offline land outline (`make install` fetches it)")
+    topic_partitions: int = setting("FLIGHTS_TOPIC_PARTITIONS", Custom(_topic_partitions, "4 / 8"),
+                                    "partitions of the app's topics (embedded broker / a cluster); bounds the number "
+                                    "of useful workers", main=True)
+    topic_replication: int = setting("FLIGHTS_TOPIC_REPLICATION", Int(1, 1, 10),
+                                     "replication factor of the app's topics")
+    topic_prefix: str = setting("FLIGHTS_TOPIC_PREFIX", _pattern("", "empty"),
+                                "prefix for every topic name (isolates test runs)")
+    retention_hours: float = setting("FLIGHTS_RETENTION_HOURS", Measure(168.0, 0.01, 87600, "hours"),
+                                     "how long the app's topics keep records (changelogs are compacted instead)")
+    standby_replicas: int = setting("FLIGHTS_STANDBY_REPLICAS", Int(1, 0, 10),
+                                    "standby copies of each table partition kept by other workers (fast failover)")
+    session_timeout_s: float = setting("FLIGHTS_SESSION_TIMEOUT", Measure(60.0, 6, 90),
+                                       "seconds without a heartbeat before a worker's partitions go to the others "
+                                       "(how long a crashed worker's partitions wait)")
+    opensky_url: str = setting("OPENSKY_URL", Url(OPENSKY_API_URL), "OpenSky REST API base URL", main=True)
+    opensky_token_url: str = setting("OPENSKY_TOKEN_URL", Url(OPENSKY_TOKEN_URL, "OpenSky's auth server"),
+                                     "OAuth2 token endpoint (client credentials)")
+    opensky_client_id: str | None = setting("OPENSKY_CLIENT_ID", Custom(lambda env, name, before: env.raw(name)),
+                                            "OAuth2 client id; anonymous without it", main=True)
+    opensky_client_secret: Secret | None = setting("OPENSKY_CLIENT_SECRET", Custom(_client_secret),
+                                                   "OAuth2 client secret (never logged)", main=True, secret=True)
+    opensky_timeout_s: float = setting("OPENSKY_TIMEOUT", Measure(20.0, 0.1, 600),
+                                       "seconds one OpenSky request may take")
+    poll_interval_s: float | None = setting("FLIGHTS_POLL_INTERVAL", Measure(None, 0.01, SECONDS_PER_DAY,
+                                                                              shown="derived"),
+                                            "seconds between polls; derived so the daily credits last the day",
+                                            main=True)
+    daily_credits: int = setting("FLIGHTS_DAILY_CREDITS", Custom(_daily_credits, "400 / 4000"),
+                                 "credits a day (anonymous / authenticated); 0 = unlimited")
+    bbox: BoundingBox | None = setting("FLIGHTS_BBOX", _optional(parse_bbox),
+                                       "`lamin,lomin,lamax,lomax` in degrees", shown="unset (global)", main=True)
+    backoff_max_s: float = setting("FLIGHTS_BACKOFF_MAX", Measure(300.0, 0.1, SECONDS_PER_DAY),
+                                   "longest wait in seconds between failed polls")
+    kafka_lib: Path = setting("FLIGHTS_KAFKA_LIB", _path(PROJECT_ROOT / ".kafka" / "lib", "./.kafka/lib"),
+                              "where `make install` puts the embedded Kafka's jars")
+    kafka_heap_mb: int = setting("FLIGHTS_KAFKA_HEAP_MB", Int(512, 128, 16384), "embedded broker's JVM heap")
+    kafka_compression: str = setting("FLIGHTS_KAFKA_COMPRESSION", Choice("zstd", _COMPRESSIONS),
+                                     "compression of what the worker produces: none, gzip, lz4 or zstd")
+    kafka_linger_ms: int = setting("FLIGHTS_KAFKA_LINGER_MS", Int(5, 0, 1000),
+                                   "how long the worker's producer gathers records into a batch, ms")
+    kafka_security_protocol: str = setting("FLIGHTS_KAFKA_SECURITY_PROTOCOL", Choice("PLAINTEXT", PROTOCOLS),
+                                           "how the worker and the dashboard reach Kafka: PLAINTEXT, SASL_PLAINTEXT, "
+                                           "SASL_SSL or SSL", main=True)
+    kafka_sasl_mechanism: str = setting("FLIGHTS_KAFKA_SASL_MECHANISM", Choice("SCRAM-SHA-512", MECHANISMS),
+                                        "the SASL login: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN", main=True)
+    kafka_user: str | None = setting("FLIGHTS_KAFKA_USER", Custom(lambda env, name, before: env.raw(name)),
+                                     "the SASL user (principal) of this service; required with SASL_*", main=True)
+    kafka_password_file: Path | None = setting(
+        "FLIGHTS_KAFKA_PASSWORD_FILE", Custom(lambda env, name, before: _readable(env, name)),
+        "file holding that user's password (never logged); required with SASL_*", main=True)
+    kafka_ca_file: Path | None = setting(
+        "FLIGHTS_KAFKA_CA_FILE", Custom(lambda env, name, before: _readable(env, name), "the system's CAs"),
+        "PEM file of the CA that signed the brokers' certificates (SSL, SASL_SSL)", main=True)
+    embedded_broker_sasl: bool = setting("FLIGHTS_EMBEDDED_BROKER_SASL", Flag(),
+                                         "1: the embedded broker requires SCRAM-SHA-512 logins with ACLs; `up` logs "
+                                         "the worker and the dashboard in as their own principals", main=True)
+    log_level: str = setting("FLIGHTS_LOG_LEVEL", Choice("info", _LOG_LEVELS), "log level of the worker")
+    faust_untested: bool = setting("FLIGHTS_FAUST_UNTESTED", Flag(),
+                                   "1 runs the worker on a faust-streaming version it was not tested with")
+    model_path: Path = setting("FLIGHTS_MODEL",
+                               _path(PROJECT_ROOT / "ml" / "models" / "default.joblib", "ml/models/default.joblib"),
+                               "anomaly model (its arrays `.npz` and manifest `.json` beside it)", main=True)
+    score_batch_max: int = setting("FLIGHTS_SCORE_BATCH", Int(1000, 1, 100_000),
+                                   "most states the scorer takes at once")
+    score_batch_within_s: float = setting("FLIGHTS_SCORE_WITHIN", Measure(0.05, 0.001, 60),
+                                          "longest a message waits for its batch to fill, seconds")
+    alert_score: float = setting("FLIGHTS_ALERT_SCORE", Fraction(0.0),
+                                 "model anomalies go to flight-alerts from the model's alert_threshold (in its "
+                                 "manifest) or from this score, whichever is higher; data faults never do")
+    model_watch_s: float = setting("FLIGHTS_MODEL_WATCH", Measure(5.0, 0, SECONDS_PER_DAY),
+                                   "seconds between checks of the model file for a new version; 0 = never")
+    model_reload_endpoint: bool = setting("FLIGHTS_MODEL_RELOAD_ENDPOINT", Custom(_reload_endpoint, "0"),
+                                          "1 enables `POST /model/reload` on the Faust web server")
+    window_s: int = setting("FLIGHTS_WINDOW", Int(600, 1, 86400), "tumbling window size, seconds of event time",
+                            main=True)
+    window_grace_s: float = setting("FLIGHTS_WINDOW_GRACE", Measure(60.0, 0, 86400),
+                                    "how late (event time) a state may arrive and still count in its window")
+    window_expiry_s: int = setting("FLIGHTS_WINDOW_EXPIRY", Int(3600, 1, 30 * 86400),
+                                   "how long windows are kept after they close, seconds")
+    watermark_idle_s: float = setting("FLIGHTS_WATERMARK_IDLE", Measure(10.0, 0.1, 86400),
+                                      "a partition that sent nothing for this long (wall clock, s) stops holding the "
+                                      "event-time watermark back")
+    aggregate_flush_s: float = setting("FLIGHTS_AGGREGATE_FLUSH", Measure(5.0, 0.05, 3600),
+                                       "at most one flight-aggregated-data record per key per this many seconds")
+    alert_webhook: str | None = setting("FLIGHTS_ALERT_WEBHOOK",
+                                        Custom(lambda env, name, before: env.url(name, "") if env.raw(name) else None),
+                                        "URL that gets each alert as a JSON POST (retried, at most one per aircraft a "
+                                        "minute)", main=True)
+    # Derived from the settings above (no variable of their own).
+    poll: PollPlan = field(default=None)  # type: ignore[assignment]
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+
+    @property
+    def authenticated(self) -> bool:
+        return bool(self.opensky_client_id and self.opensky_client_secret)
+
+    @property
+    def broker_url(self) -> str:
+        """The broker the app talks to: the configured one, or the embedded default."""
+        return self.broker or f"kafka://127.0.0.1:{self.embedded_broker_port}"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The broker as Kafka clients take it: ``host:port,host:port``."""
+        return self.broker_url.removeprefix("kafka://").replace(";", ",")
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return self.broker is None
+
+    def dashboard_problem(self) -> str | None:
+        """Why the dashboard must not start (None: it may): bound beyond loopback without a login."""
+        if self.dashboard_auth_file is None and not is_loopback(self.web_bind):
+            return (f"FLIGHTS_WEB_BIND={self.web_bind} is beyond loopback: set FLIGHTS_DASHBOARD_AUTH_FILE (a JSON "
+                    "file of users and passwords) so the dashboard asks for a login")
+        return None
+
+    def topic_name(self, base: str) -> str:
+        return f"{self.topic_prefix}{base}"
+
+
+#: Every setting's variable, in the order they are read and documented.
+VARIABLES: tuple[tuple[str, Var], ...] = tuple((f.name, f.metadata["var"]) for f in fields(Settings)
+                                               if "var" in f.metadata)
+#: name -> (default shown to users, what it means): docs/settings.md's table and the README's come from here.
+SETTINGS_DOC: dict[str, tuple[str, str]] = {var.name: (var.shown, var.doc) for _, var in VARIABLES}
+
+
+def settings_table(main_only: bool = False) -> str:
+    """The table of docs/settings.md (``main_only``: the README's)."""
+    rows = [f"| `{var.name}` | {var.shown} | {var.doc} |" for _, var in VARIABLES if var.main or not main_only]
+    return "\n".join(["| variable | default | meaning |", "|---|---|---|", *rows])
+
+
+def _kafka_security(values: Before) -> KafkaSecurity:
+    """The Kafka login, checked; the password read from its file."""
+    protocol, user, password_file = (values["kafka_security_protocol"], values["kafka_user"],
+                                     values["kafka_password_file"])
     password = None
     if protocol.startswith("SASL_"):
         if user is None or password_file is None:
@@ -461,138 +691,24 @@ def _kafka_security(env: _Reader) -> KafkaSecurity:
     elif user is not None or password_file is not None:
         raise SettingsError(f"FLIGHTS_KAFKA_USER and FLIGHTS_KAFKA_PASSWORD_FILE need a SASL_ protocol "
                             f"(FLIGHTS_KAFKA_SECURITY_PROTOCOL is {protocol})")
-    return KafkaSecurity(protocol, mechanism, user, password, ca_file)
-
-
-def _dashboard_users(env: _Reader) -> Path | None:
-    """The dashboard's users file, checked: a JSON object of user names and non-empty passwords."""
-    path = _readable(env, "FLIGHTS_DASHBOARD_AUTH_FILE")
-    if path is None:
-        return None
-    try:
-        users = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise SettingsError(f"FLIGHTS_DASHBOARD_AUTH_FILE={path}: not a JSON file ({type(error).__name__})") from None
-    if not (isinstance(users, dict) and users and all(isinstance(u, str) and u and isinstance(p, str) and p
-                                                      for u, p in users.items())):
-        raise SettingsError(f"FLIGHTS_DASHBOARD_AUTH_FILE={path}: expected a JSON object of user names and "
-                            'passwords, e.g. {"ops": "a long password"}')
-    return path
+    return KafkaSecurity(protocol, values["kafka_sasl_mechanism"], user, password, values["kafka_ca_file"])
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate every setting; raise SettingsError on the first bad one."""
+    """Read and validate every setting, in order; raise SettingsError on the first bad one."""
     env = _Reader(os.environ if environ is None else environ)
+    values: Before = {}
+    for field_name, var in VARIABLES:
+        values[field_name] = var.read(env, var.name, values)
+    authenticated = bool(values["opensky_client_id"])
+    poll = plan_polling(values["poll_interval_s"], authenticated, values["bbox"], values["daily_credits"])
+    return Settings(**values, poll=poll, kafka_security=_kafka_security(values))
 
-    app_id = env.raw("FLIGHTS_APP_ID") or "flights-app"
-    if not _APP_ID_RE.match(app_id):
-        raise SettingsError(f"FLIGHTS_APP_ID={app_id!r}: use letters, digits, '.', '_' or '-'")
-    topic_prefix = env.raw("FLIGHTS_TOPIC_PREFIX") or ""
-    if topic_prefix and not _APP_ID_RE.match(topic_prefix):
-        raise SettingsError(f"FLIGHTS_TOPIC_PREFIX={topic_prefix!r}: use letters, digits, '.', '_' or '-'")
 
-    broker_raw = env.raw("FLIGHTS_BROKER")
-    broker = parse_broker(broker_raw) if broker_raw else None
+if __name__ == "__main__":  # python -m flights_app.settings: write the settings tables of the docs
+    from flights_app.pages import replace_between
 
-    store = env.raw("FLIGHTS_STORE") or "rocksdb://"
-    if store not in ("rocksdb://", "memory://"):
-        raise SettingsError(f"FLIGHTS_STORE={store!r}: expected rocksdb:// or memory://")
-
-    client_id = env.raw("OPENSKY_CLIENT_ID")
-    client_secret_raw = env.raw("OPENSKY_CLIENT_SECRET")
-    if bool(client_id) != bool(client_secret_raw):
-        missing = "OPENSKY_CLIENT_SECRET" if client_id else "OPENSKY_CLIENT_ID"
-        raise SettingsError(f"OpenSky credentials are incomplete: {missing} is not set")
-    client_secret = Secret(client_secret_raw) if client_secret_raw else None
-    authenticated = bool(client_id)
-
-    bbox_raw = env.raw("FLIGHTS_BBOX")
-    bbox = parse_bbox(bbox_raw) if bbox_raw else None
-    default_credits = AUTHENTICATED_DAILY_CREDITS if authenticated else ANONYMOUS_DAILY_CREDITS
-    daily_credits = env.integer("FLIGHTS_DAILY_CREDITS", default_credits, 0, 10_000_000)
-    explicit_interval = env.seconds("FLIGHTS_POLL_INTERVAL", None, 0.01, SECONDS_PER_DAY)
-    poll = plan_polling(explicit_interval, authenticated, bbox, daily_credits)
-
-    log_level = env.choice("FLIGHTS_LOG_LEVEL", "info", _LOG_LEVELS)
-    compression = env.choice("FLIGHTS_KAFKA_COMPRESSION", "zstd", _COMPRESSIONS)
-
-    web_bind = env.raw("FLIGHTS_WEB_BIND") or "127.0.0.1"
-    if not re.match(r"^[A-Za-z0-9.:\-]+$", web_bind):
-        raise SettingsError(f"FLIGHTS_WEB_BIND={web_bind!r} is not an address")
-    # Faust tells the other workers this host (table routing): a wildcard bind is no address to reach.
-    web_host = env.raw("FLIGHTS_WEB_HOST") or (socket.gethostname() if web_bind in ("0.0.0.0", "::") else web_bind)
-    if not _HOST_RE.match(web_host):
-        raise SettingsError(f"FLIGHTS_WEB_HOST={web_host!r} is not a host name or address")
-    origins = tuple(o.strip() for o in (env.raw("FLIGHTS_DASHBOARD_ORIGINS") or "").split(",") if o.strip())
-    for origin in origins:
-        if not _ORIGIN_RE.match(origin):
-            raise SettingsError(f"FLIGHTS_DASHBOARD_ORIGINS: {origin!r} is not host or host:port")
-
-    web_token = _token_file(env, "FLIGHTS_WEB_TOKEN_FILE")
-    loopback = is_loopback(web_bind)
-    if web_token is None and not loopback:
-        raise SettingsError(f"FLIGHTS_WEB_BIND={web_bind} is beyond loopback: set FLIGHTS_WEB_TOKEN_FILE to a file "
-                            "holding the bearer token the worker's web server will require")
-    model_reload_endpoint = env.flag("FLIGHTS_MODEL_RELOAD_ENDPOINT")
-    if model_reload_endpoint and web_token is None:
-        raise SettingsError("FLIGHTS_MODEL_RELOAD_ENDPOINT=1 needs FLIGHTS_WEB_TOKEN_FILE: "
-                            "POST /model/reload always asks for the bearer token")
-    dashboard_auth_file = _dashboard_users(env)  # required beyond loopback: by the dashboard (dashboard_problem)
-
-    kafka_security = _kafka_security(env)
-
-    return Settings(
-        app_id=app_id,
-        broker=broker,
-        embedded_broker_port=env.port("FLIGHTS_EMBEDDED_BROKER_PORT", EMBEDDED_BROKER_PORT),
-        store=store,
-        datadir=Path(env.raw("FLIGHTS_DATADIR") or "var").absolute(),
-        web_bind=web_bind,
-        web_host=web_host,
-        web_port=env.port("FLIGHTS_WEB_PORT", 6066),
-        dashboard_port=env.port("FLIGHTS_DASHBOARD_PORT", 5006),
-        dashboard_origins=origins,
-        worker_url=env.url("FLIGHTS_WORKER_URL", _local_url(web_bind, env.port("FLIGHTS_WEB_PORT", 6066))),
-        map_tiles=env.url("FLIGHTS_MAP_TILES", "") if env.raw("FLIGHTS_MAP_TILES") else "",
-        map_outline=Path(env.raw("FLIGHTS_MAP_OUTLINE") or PROJECT_ROOT / ".maps" / "land-110m.json").absolute(),
-        # A laptop's embedded broker gains nothing from more partitions than cores; a cluster's
-        # partitions bound how many workers share the work.
-        topic_partitions=env.integer("FLIGHTS_TOPIC_PARTITIONS", 4 if broker is None else 8, 1, 1000),
-        topic_replication=env.integer("FLIGHTS_TOPIC_REPLICATION", 1, 1, 10),
-        topic_prefix=topic_prefix,
-        retention_hours=env.hours("FLIGHTS_RETENTION_HOURS", 168.0, 0.01, 87600),
-        standby_replicas=env.integer("FLIGHTS_STANDBY_REPLICAS", 1, 0, 10),
-        session_timeout_s=env.seconds("FLIGHTS_SESSION_TIMEOUT", 60.0, 6, 90),
-        opensky_url=env.url("OPENSKY_URL", OPENSKY_API_URL),
-        opensky_token_url=env.url("OPENSKY_TOKEN_URL", OPENSKY_TOKEN_URL),
-        opensky_client_id=client_id,
-        opensky_client_secret=client_secret,
-        opensky_timeout_s=env.seconds("OPENSKY_TIMEOUT", 20.0, 0.1, 600),
-        poll=poll,
-        daily_credits=daily_credits,
-        bbox=bbox,
-        backoff_max_s=env.seconds("FLIGHTS_BACKOFF_MAX", 300.0, 0.1, SECONDS_PER_DAY),
-        kafka_lib=Path(env.raw("FLIGHTS_KAFKA_LIB") or PROJECT_ROOT / ".kafka" / "lib").absolute(),
-        kafka_heap_mb=env.integer("FLIGHTS_KAFKA_HEAP_MB", 512, 128, 16384),
-        log_level=log_level,
-        kafka_compression=compression,
-        kafka_linger_ms=env.integer("FLIGHTS_KAFKA_LINGER_MS", 5, 0, 1000),
-        model_path=Path(env.raw("FLIGHTS_MODEL") or PROJECT_ROOT / "ml" / "models" / "default.joblib").absolute(),
-        score_batch_max=env.integer("FLIGHTS_SCORE_BATCH", 1000, 1, 100_000),
-        score_batch_within_s=env.seconds("FLIGHTS_SCORE_WITHIN", 0.05, 0.001, 60),
-        alert_score=env.fraction("FLIGHTS_ALERT_SCORE", 0.0),
-        model_watch_s=env.seconds("FLIGHTS_MODEL_WATCH", 5.0, 0, SECONDS_PER_DAY),
-        model_reload_endpoint=model_reload_endpoint,
-        web_token=web_token,
-        dashboard_auth_file=dashboard_auth_file,
-        kafka_security=kafka_security,
-        embedded_broker_sasl=env.flag("FLIGHTS_EMBEDDED_BROKER_SASL"),
-        faust_untested=env.flag("FLIGHTS_FAUST_UNTESTED"),
-        window_s=env.integer("FLIGHTS_WINDOW", 600, 1, 86400),
-        window_grace_s=env.seconds("FLIGHTS_WINDOW_GRACE", 60.0, 0, 86400),
-        window_expiry_s=env.integer("FLIGHTS_WINDOW_EXPIRY", 3600, 1, 30 * 86400),
-        watermark_idle_s=env.seconds("FLIGHTS_WATERMARK_IDLE", 10.0, 0.1, 86400),
-        aggregate_flush_s=env.seconds("FLIGHTS_AGGREGATE_FLUSH", 5.0, 0.05, 3600),
-        alert_webhook=env.url("FLIGHTS_ALERT_WEBHOOK", "") if env.raw("FLIGHTS_ALERT_WEBHOOK") else None,
-    )
-
+    replace_between(PROJECT_ROOT / "docs" / "settings.md", "<!-- settings:start -->", "<!-- settings:end -->",
+                    settings_table())
+    replace_between(PROJECT_ROOT / "README.md", "<!-- settings:start -->", "<!-- settings:end -->",
+                    settings_table(main_only=True))
