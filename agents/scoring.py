@@ -17,7 +17,6 @@ import asyncio
 import gc
 import logging
 import time
-from dataclasses import dataclass
 
 import aiohttp
 import orjson
@@ -27,7 +26,7 @@ from agents.windows import WindowStage
 from agents.windows import stage as window_stage
 from flights_app.app import app, settings
 from flights_app.decode import decode_raw, rejections
-from flights_app.metrics import scorer_batch_seconds, scorer_batch_size
+from flights_app.metrics import Metric, StageMetrics, scorer_batch_seconds, scorer_batch_size
 from flights_app.publish import Outbox, encode
 from flights_app.records import Alert, ScoredState, StateVector, event_time_of
 from flights_app.settings import Settings
@@ -43,17 +42,16 @@ from tables.partitions import by_partition, partition_of
 log = logging.getLogger("flights_app.scoring")
 
 
-@dataclass
-class ScorerStats:
-    """Counters of this worker's scoring stage (the web endpoints and /metrics read them)."""
-
-    batches: int = 0
-    events: int = 0
-    anomalies: int = 0
-    alerts: int = 0
-    data_faults: int = 0
-    last_batch_size: int = 0
-    last_batch_ms: float = 0.0
+#: The scoring stage's counters (exported by /metrics, read by /model/).
+SCORER_METRICS = (
+    Metric("batches", "flights_scorer_batches", "Batches scored"),
+    Metric("events", "flights_scored_states", "States scored and published to flight-processed-data"),
+    Metric("anomalies", "flights_anomalies", "States the model flagged as anomalous"),
+    Metric("alerts", "flights_alerts", "Alerts published to flight-alerts"),
+    Metric("data_faults", "flights_data_faults", "Scored states with a data fault (reports that cannot be true)"),
+    Metric("last_batch_size", "flights_scorer_last_batch_size", "States in the last batch", gauge=True),
+    Metric("last_batch_ms", "flights_scorer_last_batch_ms", "Time the last batch took, ms", gauge=True),
+)
 
 
 def alert_for(scored: ScoredState, alert_threshold: float, alert_score: float) -> Alert | None:
@@ -97,7 +95,7 @@ class ScoringStage:
         self.app, self.settings, self.windows = app, settings, windows
         self.registry = ModelRegistry(settings.model_path)
         self.webhook = AlertWebhook(settings.alert_webhook) if settings.alert_webhook else None
-        self.stats = ScorerStats()
+        self.stats = StageMetrics(SCORER_METRICS)
 
     async def load_model(self) -> None:
         try:
@@ -129,7 +127,7 @@ class ScoringStage:
         """Score ``states`` of one partition (the last of them came in ``event``), write each aircraft's
         entry once (its last states and its windows), and send everything; wait for the acknowledgements
         once the batch has ten times FLIGHTS_SCORE_BATCH records on their way (its memory stays bounded)."""
-        stats, windows = self.stats, self.windows
+        windows = self.windows
         with partition_of(event):
             stored = {icao24: read(aircraft, icao24, partition)
                       for icao24 in dict.fromkeys(s.icao24 for s in states)}
@@ -146,16 +144,20 @@ class ScoringStage:
                                  partition)
         alert_threshold = self.registry.current.alert_threshold
         processed_topic = processed_states.get_topic_name()
+        faults = paged = anomalies = 0
         for item, record in zip(scored, encoded, strict=True):
             await outbox.send_bytes(processed_topic, item.state.icao24.encode(), record)
-            stats.data_faults += bool(item.data_faults)
+            faults += bool(item.data_faults)
             alert = alert_for(item, alert_threshold, self.settings.alert_score)
             if alert is not None:
                 await outbox.send(alerts, alert.icao24, alert)
-                stats.alerts += 1
+                paged += 1
                 if self.webhook is not None:
                     self.webhook.offer(alert.icao24, alert.asdict())
-            stats.anomalies += item.ml_is_anomaly
+            anomalies += item.ml_is_anomaly
+        self.stats.inc("data_faults", faults)
+        self.stats.inc("alerts", paged)
+        self.stats.inc("anomalies", anomalies)
         await windows.send_partials(outbox, partition, partials, behind)
         if len(outbox) >= 10 * self.settings.score_batch_max:
             await outbox.sent()
@@ -191,13 +193,13 @@ class ScoringStage:
                     states = []
         await outbox.sent()  # every output and table change acknowledged before the batch's offsets commit
         writes.persist_offsets()
-        stats = self.stats
-        stats.batches += 1
-        stats.events += count
-        stats.last_batch_size = count
-        stats.last_batch_ms = (time.perf_counter() - started) * 1000
+        took_s = time.perf_counter() - started
+        self.stats.inc("batches")
+        self.stats.inc("events", count)
+        self.stats.set("last_batch_size", count)
+        self.stats.set("last_batch_ms", took_s * 1000)
         scorer_batch_size.observe(count)
-        scorer_batch_seconds.observe(stats.last_batch_ms / 1000)
+        scorer_batch_seconds.observe(took_s)
 
 
 #: The scoring stage of this worker (the one object holding its state).

@@ -57,10 +57,7 @@ class SourceStage:
         self.settings = settings
         self.source: StateSource | None = None
         self.session: aiohttp.ClientSession | None = None
-
-    @property
-    def stats(self) -> SourceStats | None:
-        return self.source.stats if self.source is not None else None
+        self.stats = SourceStats()  # counted only where the source runs (the leader)
 
     async def start(self) -> None:
         settings = self.settings
@@ -76,7 +73,8 @@ class SourceStage:
             timeout_s=settings.opensky_timeout_s,
         )
         backoff = Backoff(base_s=max(settings.poll.interval_s, 1.0), max_s=settings.backoff_max_s)
-        self.source = StateSource(client.fetch_states, publish, backoff, interval_s=settings.poll.interval_s)
+        self.source = StateSource(client.fetch_states, publish, backoff, interval_s=settings.poll.interval_s,
+                                  stats=self.stats)
         log.info("OpenSky source: %s %s", client.url, describe_poll_plan())
         exhausted = settings.poll.credits_exhausted_after_s
         if exhausted is not None:

@@ -23,12 +23,12 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 
 from faust.types import AppT, CollectionT
 
 from flights_app.app import app, settings
 from flights_app.decode import decode_partial, rejections, where
+from flights_app.metrics import Metric, StageMetrics
 from flights_app.partitioner import partition_for
 from flights_app.publish import Outbox
 from flights_app.records import InvalidState, ScoredState
@@ -55,24 +55,23 @@ MAX_PARTIALS = 1000
 Message = tuple[str | None, dict, int | None]
 
 
-@dataclass
-class WindowStats:
-    """Counters of this worker's window stage (the web endpoints and /metrics read them)."""
-
-    states: int = 0
-    duplicates_dropped: int = 0
-    late_events: int = 0
-    expired_events: int = 0
-    partials_sent: int = 0
-    records_published: int = 0
-    finals_published: int = 0
-    windows_expired: int = 0  # entries deleted: group window shards, and aircraft whose windows all expired
-    aircraft_windows_dropped: int = 0  # expired windows left out of an aircraft's entry when it was written
-    watermark_ticks: int = 0  # ticks sent with a batch's partials
-    watermark_ticks_between_batches: int = 0  # by the timer, where a source's watermark rose since
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+#: The window stage's counters (exported by /metrics, read by /stats/windows/ and the dashboard).
+WINDOW_METRICS = (
+    Metric("states", "flights_window_states", "States seen by the window stage"),
+    Metric("duplicates_dropped", "flights_duplicates_dropped", "Repeated state vectors not counted again"),
+    Metric("late_events", "flights_late_events", "States later than the window grace (reported, not averaged)"),
+    Metric("expired_events", "flights_expired_events", "States older than the window expiry (not windowed)"),
+    Metric("partials_sent", "flights_window_partials_sent", "Aircraft partials sent to flight-window-partials"),
+    Metric("records_published", "flights_window_records", "Window updates published to flight-aggregated-data"),
+    Metric("finals_published", "flights_window_finals", "Final window records published"),
+    Metric("windows_expired", "flights_windows_expired", "Window table entries deleted after expiry (group window "
+                              "shards, and aircraft whose windows all expired)"),
+    Metric("aircraft_windows_dropped", "flights_aircraft_windows_dropped", "Expired windows left out of an "
+                                       "aircraft's entry when it was written"),
+    Metric("watermark_ticks", "flights_watermark_ticks", "Watermark ticks sent with a batch's partials"),
+    Metric("watermark_ticks_between_batches", "flights_watermark_ticks_between_batches", "Watermark ticks sent by "
+                                              "the timer, where a source's watermark rose since"),
+)
 
 
 def key_partition(key: str) -> int:
@@ -116,7 +115,7 @@ class WindowStage:
         self.size_s = settings.window_s
         self.clock = WindowClock(settings.window_s, settings.window_grace_s, settings.window_expiry_s,
                                  settings.topic_partitions, settings.watermark_idle_s)
-        self.stats = WindowStats()
+        self.stats = StageMetrics(WINDOW_METRICS)
         #: windows updated since the last flush, on this worker
         self.dirty: set[Window] = set()
 
@@ -134,7 +133,9 @@ class WindowStage:
         partials partition not written to for a while; and each aircraft's windows after the batch
         (window start -> entry), without those the watermark expired.
         ``behind``: the partition has more states waiting (so it must not be taken for idle downstream)."""
-        clock, stats = self.clock, self.stats
+        clock = self.clock
+        counts = dict.fromkeys(("states", "expired_events", "duplicates_dropped", "late_events",
+                                "aircraft_windows_dropped", "partials_sent", "watermark_ticks"), 0)
         windows = {icao24: windows_of(entry) for icao24, entry in stored.items()}
         touched: dict[tuple[str, int], dict] = {}  # (icao24, window start) -> its entry, changed by the batch
         # The partials carry the lowest watermark any state of the batch was judged by (the one after its
@@ -146,9 +147,9 @@ class WindowStage:
             watermark = clock.saw(partition, event_time)
             stamp = watermark if stamp is None else stamp
             start = clock.window_of(event_time)
-            stats.states += 1
+            counts["states"] += 1
             if clock.expired(start, watermark):  # its window is gone: neither counted nor windowed
-                stats.expired_events += 1
+                counts["expired_events"] += 1
                 continue
             own = windows[state.icao24]
             entry = own.get(str(start)) or self._new_aircraft_window(state)
@@ -159,13 +160,13 @@ class WindowStage:
             if event_time in entry["seen"]:
                 # Not counted again, but its partial is sent again: after a crash the
                 # entry's mark may have reached the changelog while the partial did not.
-                stats.duplicates_dropped += 1
+                counts["duplicates_dropped"] += 1
                 continue
             entry["seen"].append(event_time)
             partial = Partial.from_dict(entry["partial"])
             if clock.late(event_time, watermark):
                 partial.late += 1
-                stats.late_events += 1
+                counts["late_events"] += 1
             else:
                 altitude = state.baro_altitude if state.baro_altitude is not None else state.geo_altitude
                 partial.add(state.velocity, altitude, scored.ml_is_anomaly, state.on_ground,
@@ -176,7 +177,7 @@ class WindowStage:
             gone = [start for start in own if clock.expired(int(start), mark)]
             for start in gone:
                 del own[start]
-            stats.aircraft_windows_dropped += len(gone)
+            counts["aircraft_windows_dropped"] += len(gone)
         updates = defaultdict(list)  # (dimension, name) -> the partials of its aircraft updated in the batch
         for (icao24, start), entry in touched.items():
             for dimension in self.dimensions:
@@ -188,7 +189,7 @@ class WindowStage:
         for (dimension, name), partials in updates.items():
             by_target[key_partition(group_name(dimension, name))].append(
                 {"dimension": dimension, "name": name, "partials": partials})
-            stats.partials_sent += len(partials)
+            counts["partials_sent"] += len(partials)
         messages: list[Message] = []
         now = time.monotonic()
         for target, groups in sorted(by_target.items()):  # one message per partials partition and batch
@@ -199,7 +200,9 @@ class WindowStage:
             newest = clock.sources[partition]
             for target in clock.ticks.due(partition, now, newest):
                 messages.append((None, partials_message(partition, newest, behind), target))
-                stats.watermark_ticks += 1
+                counts["watermark_ticks"] += 1
+        for key, n in counts.items():
+            self.stats.inc(key, n)
         return messages, windows
 
     async def send_partials(self, outbox: Outbox, partition: int, messages: list[Message], behind: bool) -> None:
@@ -230,7 +233,7 @@ class WindowStage:
             if source in held:
                 for target in self.clock.ticks.due(source, now, watermark, rose_only=True):
                     await outbox.send(window_partials, None, partials_message(source, watermark, behind), target)
-                    self.stats.watermark_ticks_between_batches += 1
+                    self.stats.inc("watermark_ticks_between_batches")
         await outbox.sent()
 
     # -- the group stage -------------------------------------------------------------------
@@ -268,7 +271,7 @@ class WindowStage:
                         if summary is not None:
                             await outbox.send(aggregated_stats, group_name(*window[:2]), {
                                 **summary, "final": True, "emitted_at": time.time()})
-                            self.stats.finals_published += 1
+                            self.stats.inc("finals_published")
                     continue
                 if message["source"] is not None:  # (partials written before watermarks travelled with them lack it)
                     clock.heard(partition, message["source"], message["watermark"], message["behind"],
@@ -387,7 +390,7 @@ class WindowStage:
 
             removed += expire(self.groups, group_gone, settings.topic_partitions)
         if removed:
-            self.stats.windows_expired += removed
+            self.stats.inc("windows_expired", removed)
             log.info("Expired %d window entries", removed)
 
     async def flush(self) -> None:
@@ -408,7 +411,7 @@ class WindowStage:
             if summary is not None:
                 await outbox.send(aggregated_stats, group_name(dimension, name),
                                   {**summary, "final": False, "emitted_at": time.time()})
-                self.stats.records_published += 1
+                self.stats.inc("records_published")
         self.recover_watermarks()
         due = self.clock.to_close(self.known_windows(), lambda w: key_partition(group_name(*w[:2])),
                                   lambda w: bool(self.groups.get(final_key(*w))), time.monotonic())

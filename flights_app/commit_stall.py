@@ -32,6 +32,7 @@ from flights_app.faust_internals import (
     set_committed_offset,
     unacked_messages,
 )
+from flights_app.metrics import Metric, StageMetrics
 
 log = logging.getLogger("flights_app.commits")
 
@@ -59,20 +60,24 @@ def stuck_at(committed: int | None, position: int | None, pending: Collection[in
     return None
 
 
-class StallDetector:
-    """Per partition: how many checks in a row its commits have been stuck at the same offset."""
+class StallDetector(StageMetrics):
+    """Per partition: how many checks in a row its commits have been stuck at the same offset. Counts
+    ``unstuck`` (partitions read again) and ``judged`` (partition checks made)."""
 
     def __init__(self, checks: int = STALL_CHECKS):
+        super().__init__([
+            Metric("unstuck", "flights_commit_stalls", "Partitions read again because their commits were stuck "
+                   "(agents/commit_watchdog.py)"),
+            Metric("judged", "flights_commit_checks", "Partition checks the commit watchdog made"),
+        ])
         self.checks = checks
         self.seen: dict[object, tuple[int, int]] = {}  # tp -> (offset stuck at, checks in a row)
-        self.unstuck = 0  # partitions read again
-        self.judged = 0  # partition checks made
 
     def observe(self, tp, committed: int | None, position: int | None, pending: Collection[int],
                 broker_committed: int | None) -> int | None:
         """Record one check of ``tp``; the offset to read it again from once it has been stuck at the
         same place for ``checks`` checks in a row, else None."""
-        self.judged += 1
+        self.inc("judged")
         offset = stuck_at(committed, position, pending, broker_committed)
         if offset is None:
             self.seen.pop(tp, None)
@@ -82,7 +87,7 @@ class StallDetector:
         self.seen[tp] = (offset, count)
         if count >= self.checks:
             self.seen.pop(tp, None)
-            self.unstuck += 1
+            self.inc("unstuck")
             return offset
         return None
 

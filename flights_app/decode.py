@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from typing import Any
 
 import orjson
 
 from flights_app.batches import KIND as BATCH_KIND
+from flights_app.metrics import Metric, StageMetrics
 from flights_app.partitioner import icao24_partition
 from flights_app.records import STATE_FIELDS, InvalidState, StateVector
 from flights_app.validation import parse_icao24, validate_state
@@ -253,22 +253,23 @@ def decode_partial(value: bytes | None, key: bytes | None, place: str) -> dict |
     return message
 
 
-class Rejections:
+class Rejections(StageMetrics):
     """Messages an agent rejected, by (topic, reason); the first of each kind is logged."""
 
     def __init__(self) -> None:
-        self.counts: Counter[tuple[str, str]] = Counter()
+        super().__init__([Metric("rejected", "flights_rejected_messages", "Malformed messages an agent rejected to "
+                                 "flight-invalid-data, by input topic and reason", ("topic", "reason"))])
 
     def note(self, topic: str, rejection: InvalidState) -> None:
-        key = (topic, rejection.reason)
-        self.counts[key] += 1
-        if self.counts[key] == 1 or self.counts[key] % 1000 == 0:
+        self.inc("rejected", 1, topic, rejection.reason)
+        count = self.rejected[(topic, rejection.reason)]
+        if count == 1 or count % 1000 == 0:
             log.warning("Rejected a message of %s at %s (%s: %s); sent to the invalid topic [%d so far]",
-                        topic, rejection.poll_id, rejection.reason, rejection.detail, self.counts[key])
+                        topic, rejection.poll_id, rejection.reason, rejection.detail, count)
 
     def as_dict(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
-        for (topic, reason), n in sorted(self.counts.items()):
+        for (topic, reason), n in sorted(self.rejected.items()):
             out.setdefault(topic, {})[reason] = n
         return out
 

@@ -11,8 +11,8 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 
+from flights_app.metrics import Metric, StageMetrics
 from flights_app.opensky.backoff import Backoff
 from flights_app.opensky.client import PollResult
 from flights_app.records import InvalidState, StateVector
@@ -24,34 +24,38 @@ Publisher = Callable[[Sequence[StateVector], Sequence[InvalidState]], Awaitable[
 Fetcher = Callable[[], Awaitable[PollResult]]
 
 
-@dataclass
-class SourceStats:
-    """Counters of the source since it started."""
+#: The source's counters (exported by /metrics, read by /source/).
+SOURCE_METRICS = (
+    Metric("polls", "flights_source_polls", "OpenSky polls made"),
+    Metric("polls_ok", "flights_source_polls_ok", "OpenSky polls answered with states"),
+    Metric("failures", "flights_source_poll_failures", "Failed polls", ("kind",)),
+    Metric("states_received", "flights_source_states", "State vectors received from OpenSky"),
+    Metric("valid", "flights_source_valid", "Valid states published to flight-raw-data"),
+    Metric("invalid", "flights_source_invalid", "States rejected to flight-invalid-data", ("reason",)),
+    Metric("consecutive_failures", "flights_source_consecutive_failures", "Failed polls since the last good one",
+                                   gauge=True),
+)
 
-    polls: int = 0
-    polls_ok: int = 0
-    failures: Counter = field(default_factory=Counter)
-    states_received: int = 0
-    valid: int = 0
-    invalid: Counter = field(default_factory=Counter)
-    credits_remaining: int | None = None
-    last_response_time: int | None = None
-    last_poll_at: float | None = None
-    consecutive_failures: int = 0
+
+class SourceStats(StageMetrics):
+    """The source's counters since it started, and what OpenSky's last answers said."""
+
+    def __init__(self) -> None:
+        super().__init__(SOURCE_METRICS)
+        self.credits_remaining: int | None = None
+        self.last_response_time: int | None = None
+        self.last_poll_at: float | None = None
 
     def as_dict(self) -> dict:
+        counts = super().as_dict()
         return {
-            "polls": self.polls,
-            "polls_ok": self.polls_ok,
-            "failures": dict(self.failures),
-            "states_received": self.states_received,
-            "valid": self.valid,
-            "invalid": sum(self.invalid.values()),
-            "invalid_by_reason": dict(self.invalid),
+            **{k: counts[k] for k in ("polls", "polls_ok", "failures", "states_received", "valid")},
+            "invalid": sum(counts["invalid"].values()),
+            "invalid_by_reason": counts["invalid"],
             "credits_remaining": self.credits_remaining,
             "last_response_time": self.last_response_time,
             "last_poll_at": self.last_poll_at,
-            "consecutive_failures": self.consecutive_failures,
+            "consecutive_failures": counts["consecutive_failures"],
         }
 
 
@@ -65,6 +69,7 @@ class StateSource:
         interval_s: float,
         wall_clock: Callable[[], float] = time.time,
         run_id: str | None = None,
+        stats: SourceStats | None = None,
     ):
         self._fetch = fetch
         self._publish = publish
@@ -73,7 +78,7 @@ class StateSource:
         self._next_due = 0.0  # on the backoff's clock; 0 = poll at once
         self._wall_clock = wall_clock
         self.run_id = run_id or secrets.token_hex(4)
-        self.stats = SourceStats()
+        self.stats = stats if stats is not None else SourceStats()
         self._last_failure_logged: str | None = None
 
     def due(self) -> bool:
@@ -90,7 +95,7 @@ class StateSource:
 
     async def poll(self) -> None:
         """One poll now: fetch, validate every row, publish; or count why not."""
-        self.stats.polls += 1
+        self.stats.inc("polls")
         poll_id = f"{self.run_id}-{self.stats.polls}"
         result = await self._fetch()
         ingest_time = self._wall_clock()
@@ -113,12 +118,13 @@ class StateSource:
         if self._last_failure_logged is not None:
             log.info("OpenSky answers again after %d failed polls", self.stats.consecutive_failures)
         self._last_failure_logged = None
-        self.stats.consecutive_failures = 0
-        self.stats.polls_ok += 1
+        self.stats.set("consecutive_failures", 0)
+        self.stats.inc("polls_ok")
         self.stats.last_response_time = response.time
-        self.stats.states_received += len(response.rows)
-        self.stats.valid += len(valid)
-        self.stats.invalid.update(r.reason for r in invalid)
+        self.stats.inc("states_received", len(response.rows))
+        self.stats.inc("valid", len(valid))
+        for reason, n in Counter(r.reason for r in invalid).items():
+            self.stats.inc("invalid", n, reason)
         credits = "" if result.credits_remaining is None else f"; credits left {result.credits_remaining}"
         log.info(
             "poll %s (time %d): %d states -> %d valid, %d invalid%s [total %d valid, %d invalid]",
@@ -127,8 +133,8 @@ class StateSource:
         )
 
     def _on_failure(self, result: PollResult) -> None:
-        self.stats.failures[result.failure] += 1
-        self.stats.consecutive_failures += 1
+        self.stats.inc("failures", 1, result.failure)
+        self.stats.set("consecutive_failures", self.stats.consecutive_failures + 1)
         wait = self.backoff.failure(result.retry_after_s)
         # One line per kind of failure in a row, so a long outage does not flood the log.
         level = logging.WARNING if result.failure != self._last_failure_logged else logging.DEBUG

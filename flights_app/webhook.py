@@ -12,17 +12,20 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from flights_app.metrics import Metric, StageMetrics
+
 log = logging.getLogger("flights_app.webhook")
 
 
-@dataclass
-class WebhookStats:
-    offered: int = 0
-    sent: int = 0
-    failed: int = 0
-    rate_limited: int = 0
-    dropped_queue_full: int = 0
-    retries: int = 0
+#: The alert webhook's counters (exported by /metrics).
+WEBHOOK_METRICS = (
+    Metric("offered", "flights_webhook_offered", "Alerts offered to the webhook"),
+    Metric("sent", "flights_webhook_sent", "Alerts the webhook accepted"),
+    Metric("failed", "flights_webhook_failed", "Alerts refused by the webhook or dropped after every attempt"),
+    Metric("rate_limited", "flights_webhook_rate_limited", "Alerts not sent: the aircraft had one within a minute"),
+    Metric("dropped_queue_full", "flights_webhook_dropped_queue_full", "Alerts dropped: the webhook's queue was full"),
+    Metric("retries", "flights_webhook_retries", "Webhook requests tried again"),
+)
 
 
 @dataclass
@@ -34,7 +37,7 @@ class AlertWebhook:
     backoff_s: float = 1.0
     timeout_s: float = 10.0
     clock: Callable[[], float] = time.monotonic
-    stats: WebhookStats = field(default_factory=WebhookStats)
+    stats: StageMetrics = field(default_factory=lambda: StageMetrics(WEBHOOK_METRICS))
 
     def __post_init__(self):
         self._queue: asyncio.Queue = asyncio.Queue(self.max_queue)
@@ -42,16 +45,16 @@ class AlertWebhook:
 
     def offer(self, icao24: str, payload: dict) -> bool:
         """Queue an alert if its aircraft is not rate-limited and the queue has room; never waits."""
-        self.stats.offered += 1
+        self.stats.inc("offered")
         now = self.clock()
         last = self._last_sent.get(icao24)
         if last is not None and now - last < self.min_interval_s:
-            self.stats.rate_limited += 1
+            self.stats.inc("rate_limited")
             return False
         try:
             self._queue.put_nowait(payload)
         except asyncio.QueueFull:
-            self.stats.dropped_queue_full += 1
+            self.stats.inc("dropped_queue_full")
             return False
         self._last_sent[icao24] = now
         if len(self._last_sent) > 100_000:  # bounded memory: forget aircraft not seen for a while
@@ -70,15 +73,15 @@ class AlertWebhook:
                         if response.status < 500 and response.status != 429:
                             if response.status >= 400:
                                 log.warning("Alert webhook refused an alert: HTTP %d", response.status)
-                                self.stats.failed += 1
+                                self.stats.inc("failed")
                             else:
-                                self.stats.sent += 1
+                                self.stats.inc("sent")
                             break
                 except (aiohttp.ClientError, TimeoutError):
                     pass
                 if attempt + 1 < self.attempts:
-                    self.stats.retries += 1
+                    self.stats.inc("retries")
                     await asyncio.sleep(self.backoff_s * 2**attempt)
             else:
-                self.stats.failed += 1
+                self.stats.inc("failed")
                 log.warning("Alert webhook unreachable after %d attempts; alert dropped", self.attempts)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flights_app.metrics import Metric, StageMetrics
 from ml.features import N_FEATURES
 from ml.model import LoadedModel, ModelError, arrays_path, load, manifest_path
 
@@ -19,7 +20,8 @@ class ModelRegistry:
         self.current: LoadedModel | None = None
         self._loaded: tuple | None = None  # signature of the files behind `current`
         self._refused: tuple[tuple, str] | None = None  # the last refused signature, and why
-        self.refusals = 0  # reloads refused since start
+        self.counts = StageMetrics([Metric("refusals", "flights_model_reloads_refused",
+                                           "Model reloads refused (bad file or manifest)")])
 
     def load_initial(self) -> LoadedModel:
         """Load at start; a bad model stops the worker (ModelError says why)."""
@@ -51,7 +53,7 @@ class ModelRegistry:
             log.error("Model reload refused, keeping model %s: %s",
                       self.current.version if self.current else "none", error)
             self._refused = (signature, str(error))
-            self.refusals += 1
+            self.counts.inc("refusals")
             return False, str(error)
         self._swap(candidate, signature)
         return True, f"model {candidate.version} loaded"

@@ -10,7 +10,6 @@ worker that owns it (Faust's table routing, ``app.router.route_req``); a listing
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict
 
 import aiohttp
 from faust import web
@@ -34,7 +33,7 @@ PEER_TIMEOUT_S = 5.0
 @app.page("/source/")
 async def source_stats(self: web.View, request: web.Request) -> web.Response:
     """The OpenSky source's counters on this worker (polls, failures, valid, invalid by reason, credits)."""
-    stats = source_stage.stats.as_dict() if source_stage.stats is not None else None
+    stats = source_stage.stats.as_dict() if source_stage.source is not None else None
     return self.json({"leader": app.is_leader(), "source": stats})
 
 
@@ -50,9 +49,9 @@ def _model_summary() -> dict | None:
 @app.page("/model/")
 async def model_info(self: web.View, request: web.Request) -> web.Response:
     """The model this worker scores with, and the scorer's batch figures."""
-    counters = scoring.stats
+    counters = scoring.stats.as_dict()
     return self.json({"model": _model_summary(), "scorer": {
-        **asdict(counters), "last_batch_ms": round(counters.last_batch_ms, 3)}})
+        **counters, "last_batch_ms": round(counters["last_batch_ms"], 3)}})
 
 
 @app.page("/model/reload")

@@ -1,11 +1,14 @@
-"""``GET /metrics``: Prometheus text format, everything read at scrape time.
+"""``GET /metrics``: Prometheus text format.
 
-Faust's figures come from its built-in Monitor (messages in per topic, events,
-table operations, commit and send latency, rebalances, committed and end
-offsets), which it keeps anyway. Faust's own Prometheus sensor
-(``setup_prometheus_sensors``) is not installed: it updates labelled metrics on
-every event and table access, about 7% of the worker's time at full load
-(measured with py-spy, issue #6). Then the app's counters, plus consumer lag.
+- The stages' counters: each a prometheus_client metric (``flights_app.metrics.StageMetrics``),
+  registered here.
+- What is read at scrape time (``AppCollector``): the model's state, OpenSky's credits left,
+  consumer lag.
+- Faust's figures (``FaustCollector``), from the Monitor it keeps anyway: messages in per topic,
+  events, table operations, commit and send latency, rebalances, committed and end offsets.
+  Faust's own Prometheus sensor (``setup_prometheus_sensors``) is not installed: it updates
+  labelled metrics on every event and table access, about 7% of the worker's time at full load
+  (py-spy).
 """
 
 from __future__ import annotations
@@ -36,65 +39,20 @@ def _counter(name: str, doc: str, value: float, labels: dict[str, str] | None = 
 
 
 class AppCollector(Collector):
-    """The source, scorer and window counters of this worker, and its consumer lag per partition."""
+    """What is read at scrape time: the model's state, the credits OpenSky last said are left, and the
+    consumer lag per partition. (The stages' counters are prometheus metrics of their own: below.)"""
 
     def collect(self) -> Iterator:
-        source = source_stage.stats
-        if source is not None:
-            yield _counter("flights_source_polls", "OpenSky polls made", source.polls)
-            yield _counter("flights_source_polls_ok", "OpenSky polls answered with states", source.polls_ok)
-            yield GaugeMetricFamily("flights_source_consecutive_failures", "Failed polls since the last good one",
-                                    value=source.consecutive_failures)
-            credits = GaugeMetricFamily("flights_source_credits_remaining", "OpenSky API credits left, as its "
-                                        "last answer said (X-Rate-Limit-Remaining; no sample until it says)")
-            if source.credits_remaining is not None:
-                credits.add_metric([], source.credits_remaining)
-            yield credits
-            yield _counter("flights_source_states", "State vectors received from OpenSky", source.states_received)
-            yield _counter("flights_source_valid", "Valid states published to flight-raw-data", source.valid)
-            invalid = CounterMetricFamily("flights_source_invalid", "States rejected to flight-invalid-data",
-                                          labels=["reason"])
-            for reason, n in sorted(source.invalid.items()):
-                invalid.add_metric([reason], n)
-            yield invalid
-            failures = CounterMetricFamily("flights_source_poll_failures", "Failed polls", labels=["kind"])
-            for kind, n in sorted(source.failures.items()):
-                failures.add_metric([kind], n)
-            yield failures
-        s = scoring.stats
-        yield _counter("flights_scored_states", "States scored and published to flight-processed-data", s.events)
-        yield _counter("flights_anomalies", "States the model flagged as anomalous", s.anomalies)
-        yield _counter("flights_alerts", "Alerts published to flight-alerts", s.alerts)
-        yield _counter("flights_data_faults", "Scored states with a data fault (reports that cannot be true)",
-                       s.data_faults)
+        credits = GaugeMetricFamily("flights_source_credits_remaining", "OpenSky API credits left, as its last "
+                                    "answer said (X-Rate-Limit-Remaining; no sample until it says)")
+        if source_stage.stats.credits_remaining is not None:
+            credits.add_metric([], source_stage.stats.credits_remaining)
+        yield credits
         model = scoring.registry
         yield GaugeMetricFamily("flights_model_loaded", "1 once a model is loaded and scoring",
                                 value=int(model.current is not None))
         yield GaugeMetricFamily("flights_model_refused", "1 while the model file on disk is one a reload refused "
                                 "(the worker goes on with the model it had)", value=int(model.refusing))
-        yield _counter("flights_model_reloads_refused", "Model reloads refused (bad file or manifest)",
-                       model.refusals)
-        w = windows.stats
-        yield _counter("flights_window_states", "States seen by the window stage", w.states)
-        yield _counter("flights_duplicates_dropped", "Repeated state vectors not counted again",
-                       w.duplicates_dropped)
-        yield _counter("flights_late_events", "States later than the window grace (reported, not averaged)",
-                       w.late_events)
-        yield _counter("flights_expired_events", "States older than the window expiry (not windowed)",
-                       w.expired_events)
-        yield _counter("flights_window_records", "Window updates published to flight-aggregated-data",
-                       w.records_published)
-        yield _counter("flights_window_finals", "Final window records published", w.finals_published)
-        yield _counter("flights_windows_expired", "Window table entries deleted after expiry", w.windows_expired)
-        yield _counter("flights_commit_stalls", "Partitions read again because their commits were stuck "
-                       "(agents/commit_watchdog.py)", commit_watchdog.detector.unstuck)
-        yield _counter("flights_commit_checks", "Partition checks the commit watchdog made",
-                       commit_watchdog.detector.judged)
-        rejected = CounterMetricFamily("flights_rejected_messages", "Malformed messages an agent rejected to "
-                                       "flight-invalid-data, by input topic and reason", labels=["topic", "reason"])
-        for (topic, reason), n in sorted(rejections.counts.items()):
-            rejected.add_metric([topic, reason], n)
-        yield rejected
         lag = GaugeMetricFamily("flights_consumer_lag", "Messages not yet committed, by topic and partition",
                                 labels=["topic", "partition"])
         for (topic, partition), n in sorted(consumer_lag().items()):
@@ -142,6 +100,11 @@ class FaustCollector(Collector):
 
 
 registry.register(AppCollector())
+for counters in (source_stage.stats, scoring.stats, scoring.registry.counts, windows.stats, rejections,
+                 commit_watchdog.detector):
+    registry.register(counters)
+if scoring.webhook is not None:
+    registry.register(scoring.webhook.stats)
 ProcessCollector(registry=registry)  # process_resident_memory_bytes, CPU seconds, open files
 registry.register(FaustCollector())
 
