@@ -5,10 +5,7 @@ Every ``CHECK_S`` it judges each assigned input partition (flights_app/commit_st
 message dropped from Faust's queues in a rebalance, or a commit the broker refused in one while Faust
 took it as done, stops that partition's commits for good while the worker carries on. The lag in
 /health then grows without end, and a dropped message is processed only after the next crash
-replays everything since. Seen in the 30-minute soak after a kill -9 (the worker kept scoring, its
-committed offsets stayed where the dead worker had left them: 604 states never scored), and in CI
-after the last of three kill -9s (every state counted, yet the group's committed offsets stayed
-behind). A partition stuck at the same place for ``STALL_CHECKS`` checks in a row is read again
+replays everything since. A partition stuck at the same place for ``STALL_CHECKS`` checks in a row is read again
 from there: what was dropped is processed, its successors a second time (at least once: scoring
 and window counts are idempotent), and commits resume. Counted in ``flights_commit_stalls_total``.
 """

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from faust.types import AppT, CollectionT
 
 from flights_app.app import app, settings
-from flights_app.decode import decode_partial, rejections, where
+from flights_app.decode import rejections, where
 from flights_app.metrics import Metric, StageMetrics
 from flights_app.partitioner import partition_for
 from flights_app.publish import Outbox
@@ -41,6 +41,7 @@ from tables.dimensions import DIMENSIONS, Dimension
 from tables.direct import TableWrites, read
 from tables.expiry import expire, owned_partitions
 from tables.keys import FINAL, SHARDS, final_key, group_key, group_name, parse_group_key, shard_of, window_of_key
+from tables.partials import close_message, decode_partial, partials_message
 from tables.partitions import by_partition, partition_of
 from tables.window_tables import group_windows
 from tables.windows import Partial, summarize
@@ -77,12 +78,6 @@ WINDOW_METRICS = (
 def key_partition(key: str) -> int:
     """The partition ``key`` lives in (a topic's or a table's key: they route alike)."""
     return partition_for(key.encode(), settings.topic_partitions)
-
-
-def partials_message(source: int, watermark: float, behind: bool, groups: Sequence[dict] = ()) -> dict:
-    """A message of flight-window-partials: the partials of the ``groups`` that live in one partition,
-    with their sender's watermark; without groups, a tick carrying only that."""
-    return {"kind": "partials", "source": source, "watermark": watermark, "behind": behind, "groups": list(groups)}
 
 
 def _chunks(groups: list[dict], most: int) -> list[list[dict]]:
@@ -417,8 +412,7 @@ class WindowStage:
                                   lambda w: bool(self.groups.get(final_key(*w))), time.monotonic())
         for dimension, name, start in due:
             # Through the partials topic, so the final is written in its partition's context.
-            await outbox.send(window_partials, group_name(dimension, name),
-                              {"kind": "close", "dimension": dimension, "name": name, "close": start})
+            await outbox.send(window_partials, group_name(dimension, name), close_message(dimension, name, start))
         await outbox.sent()
         self.expire_windows()
 

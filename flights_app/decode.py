@@ -24,8 +24,6 @@ from flights_app.metrics import Metric, StageMetrics
 from flights_app.partitioner import icao24_partition
 from flights_app.records import STATE_FIELDS, InvalidState, StateVector
 from flights_app.validation import parse_icao24, validate_state
-from tables.dimensions import BY_NAME
-from tables.windows import Partial
 
 log = logging.getLogger("flights_app.decode")
 
@@ -61,7 +59,7 @@ def reject(reason: str, detail: str, value: bytes | None, key: bytes | None, pla
                         ingest_time=time.time(), poll_id=place)
 
 
-def _load(value: bytes | None, key: bytes | None, place: str) -> Any | InvalidState:
+def load_json(value: bytes | None, key: bytes | None, place: str) -> Any | InvalidState:
     if value is None:
         return reject("empty_message", "the message has no value (a tombstone)", value, key, place)
     try:
@@ -72,7 +70,7 @@ def _load(value: bytes | None, key: bytes | None, place: str) -> Any | InvalidSt
 
 def decode_state(value: bytes | None, key: bytes | None, place: str) -> StateVector | InvalidState:
     """A message of ``flight-raw-data`` as a ``StateVector``, or its rejection."""
-    data = _load(value, key, place)
+    data = load_json(value, key, place)
     if isinstance(data, InvalidState):
         return data
     return _state_of(data, value, key, place)
@@ -123,7 +121,7 @@ def decode_raw(value: bytes | None, key: bytes | None, topic: str, partition: in
     its place in the batch (``topic:partition:offset#index``), the others go on. Every state must
     have arrived in its aircraft's partition."""
     place = where(topic, partition, offset)
-    data = _load(value, key, place)
+    data = load_json(value, key, place)
     if isinstance(data, InvalidState):
         return [], [data]
     if not (isinstance(data, dict) and "kind" in data):
@@ -146,111 +144,6 @@ def decode_raw(value: bytes | None, key: bytes | None, topic: str, partition: in
             state = _at_home(state, partition, partitions, item_place)
         (valid if isinstance(state, StateVector) else invalid).append(state)
     return valid, invalid
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-#: A partial's fields: counts are integers, the rest numbers (min and max may be null).
-_COUNTS = ("count", "altitude_count", "anomalies", "on_ground", "emergencies", "late")
-_NULLABLE = ("velocity_min", "velocity_max", "altitude_min", "altitude_max")
-
-
-def _partial_fields_ok(partial: Any) -> bool:
-    if not isinstance(partial, dict) or set(partial) != set(Partial.__dataclass_fields__):
-        return False
-    for name, value in partial.items():
-        if name in _COUNTS:
-            if not (_is_int(value) and value >= 0):
-                return False
-        elif not ((value is None and name in _NULLABLE) or (_is_number(value) and value == value)):
-            return False
-    return True
-
-
-def _updates_problem(partials: Any) -> str | None:
-    if not isinstance(partials, list):
-        return "partials is missing or not a list"
-    for update in partials:
-        if not (isinstance(update, dict) and _is_int(update.get("window_start"))
-                and isinstance(update.get("icao24"), str) and _partial_fields_ok(update.get("partial"))):
-            return f"a partial is not {{window_start, icao24, partial}}: {str(update)[:100]}"
-    return None
-
-
-def _group_problem(data: Any) -> str | None:
-    if not isinstance(data, dict):
-        return f"a group is not an object: {str(data)[:100]}"
-    for name in ("dimension", "name"):
-        if not isinstance(data.get(name), str) or not data[name]:
-            return f"{name} is missing or not a string"
-    if data["dimension"] not in BY_NAME:
-        return f"dimension={data['dimension']!r} is not one of {', '.join(BY_NAME)}"
-    return None
-
-
-def _partial_message(data: Any) -> dict | str:
-    """A message of ``flight-window-partials`` in its one shape, or what is wrong with it.
-
-    The shape (agents.windows.partials_message): ``{"kind": "partials", "source", "watermark", "behind",
-    "groups": [{"dimension", "name", "partials": [{window_start, icao24, partial}]}]}`` (a tick has no
-    groups), or ``{"kind": "close", "dimension", "name", "close": window_start}``. The shapes written
-    before partials were packed (one message per group, a tick, a close, without ``kind``) read as these.
-    """
-    if not isinstance(data, dict):
-        return f"expected a JSON object, got {type(data).__name__}"
-    kind = data.get("kind")
-    # A group's partials written before watermarks travelled with them carry none.
-    unstamped = kind is None and not {"source", "tick", "close"} & set(data)
-    if kind is None:  # the shapes before kind
-        if "tick" in data:
-            if data["tick"] is not True:
-                return "a tick needs tick=true, a source partition and a watermark"
-            kind, data = "partials", {**data, "groups": []}
-        elif "close" in data:
-            kind = "close"
-        else:
-            kind = "partials"
-            data = {**data, "groups": [{k: data.get(k) for k in ("dimension", "name", "partials")}]}
-    if kind == "close":
-        problem = _group_problem(data)
-        if problem is None and not _is_int(data.get("close")):
-            problem = f"close={data.get('close')!r} is not a window start"
-        return problem or {"kind": "close", "dimension": data["dimension"], "name": data["name"],
-                           "close": data["close"]}
-    if kind != "partials":
-        return f"kind={kind!r} is not partials or close"
-    source, watermark = data.get("source"), data.get("watermark")
-    if not ((_is_int(source) and _is_number(watermark)) or (unstamped and watermark is None)):
-        return "source and watermark must be a partition and an event time"
-    behind = data.get("behind", False)
-    if not isinstance(behind, bool):
-        return "behind must be true or false"
-    groups = data.get("groups")
-    if not isinstance(groups, list):
-        return "groups is missing or not a list"
-    for group in groups:
-        problem = _group_problem(group) or _updates_problem(group.get("partials"))
-        if problem is not None:
-            return problem
-    return {"kind": "partials", "source": source, "watermark": watermark, "behind": behind, "groups": groups}
-
-
-def decode_partial(value: bytes | None, key: bytes | None, place: str) -> dict | InvalidState:
-    """A message of ``flight-window-partials`` (written by the scoring agent and the window timer) in
-    its one shape (see ``_partial_message``), or its rejection."""
-    data = _load(value, key, place)
-    if isinstance(data, InvalidState):
-        return data
-    message = _partial_message(data)
-    if isinstance(message, str):
-        return reject("malformed_partial", message, value, key, place)
-    return message
 
 
 class Rejections(StageMetrics):

@@ -10,9 +10,9 @@ expired once every working source's watermark *as heard in that partition* has p
 
 One watermark over all partials partitions is not enough: while a worker catches up (after a
 crash), it consumes its partials partitions at different speeds, and the ones ahead carry
-every source's newer watermark; a window of a lagging partition was expired before that
-partition's late partial for it was processed, and the partial then dropped as belonging to a
-window already gone (the soak's windows one state short).
+every source's newer watermark; a window of a lagging partition would expire before that
+partition's late partial for it is processed, and the partial would then be dropped as
+belonging to a window already gone.
 
 A source is *working* in a partition if heard there in the last ``idle_s`` seconds, or if its
 last message there said it had a backlog (an idle source, e.g. a partition whose aircraft all

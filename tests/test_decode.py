@@ -11,11 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flights_app.batches import pack_states
-from flights_app.decode import decode_partial, decode_raw, decode_state
+from flights_app.decode import decode_raw, decode_state
 from flights_app.partitioner import partition_for
 from flights_app.publish import encode
 from flights_app.records import STATE_FIELDS, InvalidState, StateVector
 from flights_app.validation import validate_state
+from tables.partials import decode_partial
 from tables.windows import Partial
 from web import params
 from web.dashboard.model import Traffic
