@@ -143,31 +143,20 @@ class _Reader:
             return None
         return value.strip()
 
-    def integer(self, name: str, default: int, lo: int, hi: int) -> int:
+    def number(self, name: str, default: float | None, lo: float, hi: float, *, unit: str = "",
+               whole: bool = False) -> Any:
+        """A number in lo..hi (``whole``: an integer; ``unit`` names what it counts in the messages)."""
         value = self.raw(name)
         if value is None:
             return default
+        what = "a whole number" if whole else f"a number of {unit}" if unit else "a number"
         try:
-            number = int(value)
+            number = int(value) if whole else float(value)
         except ValueError:
-            raise SettingsError(f"{name}={value!r} is not a whole number") from None
-        if not lo <= number <= hi:
-            raise SettingsError(f"{name}={number} is out of range: expected {lo}..{hi}")
-        return number
-
-    def port(self, name: str, default: int) -> int:
-        return self.integer(name, default, 1, 65535)
-
-    def measure(self, name: str, default: float | None, lo: float, hi: float, unit: str) -> float | None:
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            number = float(value)
-        except ValueError:
-            raise SettingsError(f"{name}={value!r} is not a number of {unit}") from None
-        if not math.isfinite(number) or not lo <= number <= hi:
-            raise SettingsError(f"{name}={value} is out of range: expected {lo:g}..{hi:g} {unit}")
+            raise SettingsError(f"{name}={value!r} is not {what}") from None
+        if not (math.isfinite(number) and lo <= number <= hi):
+            span = f"{lo}..{hi}" if whole else f"{lo:g}..{hi:g}" + (f" {unit}" if unit else "")
+            raise SettingsError(f"{name}={number if whole else value} is out of range: expected {span}")
         return number
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -183,19 +172,6 @@ class _Reader:
         if value not in ("0", "1", "true", "false", "yes", "no"):
             raise SettingsError(f"{name}={value!r}: expected 1 or 0")
         return value in ("1", "true", "yes")
-
-
-    def fraction(self, name: str, default: float) -> float:
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            number = float(value)
-        except ValueError:
-            raise SettingsError(f"{name}={value!r} is not a number") from None
-        if not 0 <= number <= 1:
-            raise SettingsError(f"{name}={value} is out of range: expected 0..1")
-        return number
 
     def url(self, name: str, default: str) -> str:
         value = self.raw(name) or default
@@ -303,7 +279,7 @@ class Int:
     shown: str = ""
 
     def __call__(self, env: _Reader, name: str, before: Before) -> int:
-        return env.integer(name, self.default, self.lo, self.hi)
+        return env.number(name, self.default, self.lo, self.hi, whole=True)
 
     def __post_init__(self):
         object.__setattr__(self, "shown", self.shown or str(self.default))
@@ -324,7 +300,7 @@ class Measure:
     shown: str = ""
 
     def __call__(self, env: _Reader, name: str, before: Before) -> float | None:
-        return env.measure(name, self.default, self.lo, self.hi, self.unit)
+        return env.number(name, self.default, self.lo, self.hi, unit=self.unit)
 
     def __post_init__(self):
         object.__setattr__(self, "shown", self.shown or f"{self.default:g}")
@@ -339,7 +315,7 @@ class Fraction:
         return f"{self.default:g}"
 
     def __call__(self, env: _Reader, name: str, before: Before) -> float:
-        return env.fraction(name, self.default)
+        return env.number(name, self.default, 0, 1)
 
 
 @dataclass(frozen=True)
@@ -454,7 +430,7 @@ def _map_tiles(env: _Reader, name: str, before: Before) -> str:
 def _topic_partitions(env: _Reader, name: str, before: Before) -> int:
     # A laptop's embedded broker gains nothing from more partitions than cores; a cluster's
     # partitions bound how many workers share the work.
-    return env.integer(name, 4 if before["broker"] is None else 8, 1, 1000)
+    return env.number(name, 4 if before["broker"] is None else 8, 1, 1000, whole=True)
 
 
 def _client_secret(env: _Reader, name: str, before: Before) -> Secret | None:
@@ -467,7 +443,7 @@ def _client_secret(env: _Reader, name: str, before: Before) -> Secret | None:
 
 def _daily_credits(env: _Reader, name: str, before: Before) -> int:
     default = AUTHENTICATED_DAILY_CREDITS if before["opensky_client_id"] else ANONYMOUS_DAILY_CREDITS
-    return env.integer(name, default, 0, 10_000_000)
+    return env.number(name, default, 0, 10_000_000, whole=True)
 
 
 def _reload_endpoint(env: _Reader, name: str, before: Before) -> bool:
