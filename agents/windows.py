@@ -19,6 +19,7 @@ all expired is deleted); states that old are counted as expired and not windowed
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -51,6 +52,9 @@ log = logging.getLogger("flights_app.windows")
 #: Aircraft partials per message of flight-window-partials at most (about 250 bytes each: a batch
 #: of a busy feed holds thousands of one country's aircraft, and Kafka refuses messages over 1 MiB).
 MAX_PARTIALS = 1000
+
+#: Window summaries a flush computes before it lets the agents run (each reads its 16 shards).
+YIELD_EVERY = 20
 
 #: A message for flight-window-partials: (key, value, partition).
 Message = tuple[str | None, dict, int | None]
@@ -113,6 +117,10 @@ class WindowStage:
         self.stats = StageMetrics(WINDOW_METRICS)
         #: windows updated since the last flush, on this worker
         self.dirty: set[Window] = set()
+        #: icao24 -> the newest window start of its aircraft entry as this worker last wrote it (None: no
+        #: window left), so that an expiry scan need not read every entry; forgotten at every rebalance
+        #: (a partition that moved away and back may have been written elsewhere in between)
+        self.newest_window: dict[str, int | None] = {}
 
     def _new_aircraft_window(self, state) -> dict:
         return {"seen": [], "partial": Partial().as_dict(), **{d.name: d.group_of(state) for d in self.dimensions}}
@@ -198,6 +206,8 @@ class WindowStage:
                 counts["watermark_ticks"] += 1
         for key, n in counts.items():
             self.stats.inc(key, n)
+        for icao24, own in windows.items():  # what the scoring stage writes to each entry
+            self.newest_window[icao24] = max(map(int, own), default=None)
         return messages, windows
 
     async def send_partials(self, outbox: Outbox, partition: int, messages: list[Message], behind: bool) -> None:
@@ -267,6 +277,7 @@ class WindowStage:
                             await outbox.send(aggregated_stats, group_name(*window[:2]), {
                                 **summary, "final": True, "emitted_at": time.time()})
                             self.stats.inc("finals_published")
+                        await asyncio.sleep(0)  # every window closes at once: let the other agents run between
                     continue
                 if message["source"] is not None:  # (partials written before watermarks travelled with them lack it)
                     clock.heard(partition, message["source"], message["watermark"], message["behind"],
@@ -308,6 +319,10 @@ class WindowStage:
         keys = [group_key(dimension, name, start, shard) for shard in range(SHARDS)]
         keys.append(final_key(dimension, name, start))
         return any(key in touched or read(self.groups, key, partition) for key in keys)
+
+    def rebalanced(self) -> None:
+        self.clock.rebalanced()
+        self.newest_window.clear()
 
     # -- queries (the web layer's) -------------------------------------------------------------
     def window_summary(self, dimension: str, name: str, start: int) -> dict | None:
@@ -369,10 +384,18 @@ class WindowStage:
             def aircraft_gone(icao24: str) -> bool:  # every window expired, judged by its partition's watermark
                 partition = key_partition(icao24)
                 mark = clock.sources.get(partition)
-                return mark is not None and all(clock.expired(int(start), mark)
-                                                for start in windows_of(read(self.aircraft, icao24, partition)))
+                if mark is None:
+                    return False
+                if icao24 not in self.newest_window:  # not written here since the last rebalance: read it
+                    own = windows_of(read(self.aircraft, icao24, partition))
+                    self.newest_window[icao24] = max(map(int, own), default=None)
+                newest = self.newest_window[icao24]  # a window expires after every older one
+                return newest is None or clock.expired(newest, mark)
 
-            removed += expire(self.aircraft, aircraft_gone, settings.topic_partitions)
+            gone = expire(self.aircraft, aircraft_gone, settings.topic_partitions)
+            for icao24 in gone:
+                self.newest_window.pop(icao24, None)
+            removed += len(gone)
         if clock.groups_scan_due(self.stats.finals_published):
             # A group's window goes only once its final record is out (a close may still be on its way),
             # judged by the watermark of its own partials partition.
@@ -383,7 +406,7 @@ class WindowStage:
                 return clock.expired(window_of_key(key), clock.group_mark(key_partition(key))) \
                     and parse_group_key(key)[:3] in finished
 
-            removed += expire(self.groups, group_gone, settings.topic_partitions)
+            removed += len(expire(self.groups, group_gone, settings.topic_partitions))
         if removed:
             self.stats.inc("windows_expired", removed)
             log.info("Expired %d window entries", removed)
@@ -401,7 +424,9 @@ class WindowStage:
         updated = [window for window in self.dirty if key_partition(group_name(*window[:2])) in owned]
         self.dirty.clear()
         outbox = Outbox(self.app)
-        for dimension, name, start in updated:
+        for i, (dimension, name, start) in enumerate(updated):
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # hundreds of summaries at a window's close: let the agents run between
             summary = self.window_summary(dimension, name, start)
             if summary is not None:
                 await outbox.send(aggregated_stats, group_name(dimension, name),
@@ -423,7 +448,7 @@ stage = WindowStage(app, settings, DIMENSIONS, aircraft, group_windows)
 
 @app.on_rebalance_complete.connect
 async def _after_rebalance(sender, **kwargs) -> None:
-    stage.clock.rebalanced()
+    stage.rebalanced()
 
 
 @app.timer(stage.clock.ticks.every_s)

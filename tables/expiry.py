@@ -21,10 +21,10 @@ def owned_partitions(table: TableT) -> set[int]:
     return {tp.partition for tp in table.app.assignor.assigned_actives() if tp.topic == changelog}
 
 
-def expire(table: TableT, expired: Callable[[str], bool], partitions: int) -> int:
-    """Delete every key of this worker's active partitions for which ``expired(key)``; the count."""
+def expire(table: TableT, expired: Callable[[str], bool], partitions: int) -> list[str]:
+    """Delete every key of this worker's active partitions for which ``expired(key)``; the keys deleted."""
     owned = owned_partitions(table)
-    removed = 0
+    removed = []
     for key in list(table.keys()):
         if not expired(key):
             continue
@@ -33,5 +33,5 @@ def expire(table: TableT, expired: Callable[[str], bool], partitions: int) -> in
             continue
         table.send_changelog(partition, key, None, value_serializer="raw")  # tombstone: compaction drops the key
         del table.data[key]
-        removed += 1
+        removed.append(key)
     return removed
