@@ -45,7 +45,7 @@ from tables.keys import FINAL, SHARDS, final_key, group_key, group_name, parse_g
 from tables.partials import close_message, decode_partial, partials_message
 from tables.partitions import by_partition, partition_of
 from tables.window_tables import group_windows
-from tables.windows import Partial, summarize
+from tables.windows import Partial, summarize, upsert_partial
 
 log = logging.getLogger("flights_app.windows")
 
@@ -73,6 +73,8 @@ WINDOW_METRICS = (
                               "shards, and aircraft whose windows all expired)"),
     Metric("aircraft_windows_dropped", "flights_aircraft_windows_dropped", "Expired windows left out of an "
                                        "aircraft's entry when it was written"),
+    Metric("stale_partials", "flights_window_stale_partials", "Aircraft partials not applied because the group "
+           "stage held a newer one (more states) of the same aircraft and window"),
     Metric("watermark_ticks", "flights_watermark_ticks", "Watermark ticks sent with a batch's partials"),
     Metric("watermark_ticks_between_batches", "flights_watermark_ticks_between_batches", "Watermark ticks sent by "
                                               "the timer, where a source's watermark rose since"),
@@ -256,6 +258,7 @@ class WindowStage:
             # Windows changed, marked for the flush only once their entries are in RocksDB: writes await
             # the producer, and a flush in between would publish the window without the change and forget it.
             changed: set[Window] = set()
+            stale = 0
             for event in events:
                 raw = event.message
                 message = decode_partial(raw.value, raw.key, where(raw.topic, raw.partition, raw.offset))
@@ -298,12 +301,17 @@ class WindowStage:
                             continue  # a replayed partial of a window already deleted
                         key = group_key(dimension, name, start, shard_of(update["icao24"]))
                         entry = touched.get(key) or read(groups, key, partition) or {"partials": {}}
-                        entry["partials"][update["icao24"]] = update["partial"]  # an upsert: replays overwrite
+                        if not upsert_partial(entry["partials"], update["icao24"], update["partial"]):
+                            stale += 1  # an older copy of a partial the window holds
+                            continue
                         touched[key] = entry
                         changed.add((dimension, name, start))
             for key, entry in touched.items():  # one write per window shard touched
                 await writes.put(groups, key, entry, partition)
             self.dirty.update(changed)
+            if stale:
+                self.stats.inc("stale_partials", stale)
+                log.warning("Kept %d aircraft partials that older copies arrived for (partition %d)", stale, partition)
         await outbox.sent()
         writes.persist_offsets()
         if finals:

@@ -230,6 +230,18 @@ def unacked_messages(consumer, conductor) -> list[Any]:
     return messages
 
 
+def flow_state(consumer) -> dict[str, Any]:
+    """What decides whether the consumer fetches: its flow, and the partitions it fetches, has paused
+    or holds back because their stream buffers were full (for ``kill -USR1``'s dump)."""
+    def names(tps) -> list[str]:
+        return sorted(f"{tp.topic}[{tp.partition}]" for tp in (tps or ()))
+    return {"flow_active": consumer.flow_active, "suspended": consumer.suspend_flow.is_set(),
+            "assigned": names(consumer.assignment()), "active": names(consumer._active_partitions),
+            "paused": names(consumer._paused_partitions), "buffer_full": names(consumer._buffered_partitions),
+            "read_offsets": {f"{tp.topic}[{tp.partition}]": o for tp, o in consumer._read_offset.items()},
+            "committed": {f"{tp.topic}[{tp.partition}]": o for tp, o in consumer._committed_offset.items()}}
+
+
 async def broker_committed_offset(consumer, tp) -> int | None:
     """The offset the broker holds committed for ``tp`` (None: none), asked of the consumer's thread."""
     thread = consumer._thread

@@ -4,20 +4,71 @@ With ``FLIGHTS_BROKER`` unset, the worker makes sure the embedded broker runs
 before the app connects: it uses one already listening on the embedded port
 (``flights-app broker``, or ``flights-app up``), and otherwise starts one of
 its own and stops it when the worker stops.
+
+``kill -USR1 <pid>`` logs where each of the worker's tasks waits (its chain of awaits), for a
+worker that seems stuck.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import inspect
 import logging
 
 import faust
 
+from flights_app import faust_internals
 from flights_app.embedded.broker import BrokerError, EmbeddedBroker, accepts_connections
+
+log = logging.getLogger("flights_app.worker")
+
+
+def _inside(awaited):
+    """What ``awaited`` (the object a coroutine waits on) runs: a coroutine or generator as it is, a
+    task's coroutine, or the one a wrapper holds (``coro.__await__()``, a future's iterator); None: a
+    plain future, the end of the chain."""
+    if awaited is None or any(hasattr(awaited, a) for a in ("cr_frame", "ag_frame", "gi_frame")):
+        return awaited
+    if isinstance(awaited, asyncio.Task):
+        return awaited.get_coro()
+    for inner in gc.get_referents(awaited):
+        if isinstance(inner, asyncio.Task):
+            return inner.get_coro()
+        if inspect.iscoroutine(inner) or inspect.isasyncgen(inner) or inspect.isgenerator(inner):
+            return inner
+    return None
+
+
+def await_chain(task: asyncio.Task) -> list[str]:
+    """Where ``task`` waits: each coroutine it awaits, outermost first, as ``file:line function``."""
+    chain: list[str] = []
+    awaited, seen = task.get_coro(), set()
+    while awaited is not None and id(awaited) not in seen and len(chain) < 100:
+        seen.add(id(awaited))
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None) \
+            or getattr(awaited, "gi_frame", None)
+        if frame is not None:
+            chain.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        awaited = _inside(getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+                          or getattr(awaited, "gi_yieldfrom", None))
+    return chain
 
 
 class Worker(faust.Worker):
     embedded_broker: EmbeddedBroker | None = None
+
+    def _on_sigusr1(self) -> None:
+        """``kill -USR1``: one log line per task, saying where it waits (mode's own dump shows only the
+        outermost frame of each task)."""
+        tasks = asyncio.all_tasks(self.loop)
+        for task in sorted(tasks, key=lambda t: t.get_name()):
+            log.warning("task %s waits at: %s", task.get_name(), " -> ".join(await_chain(task)))
+        try:
+            log.warning("consumer: %s", faust_internals.flow_state(self.app.consumer))
+        except Exception as error:  # noqa: BLE001 - not up yet: say so
+            log.warning("consumer: not known (%r)", error)
+        log.warning("%d tasks listed (kill -USR1)", len(tasks))
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         """No terminal spinner: the root logger stays at the chosen level.

@@ -75,6 +75,22 @@ class Partial:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
+def states_in(partial: dict) -> int:
+    """How many states a partial (``Partial.as_dict()``) holds, late ones included."""
+    return partial.get("count", 0) + partial.get("late", 0)
+
+
+def upsert_partial(partials: dict[str, dict], icao24: str, partial: dict) -> bool:
+    """Store ``partial`` as ``icao24``'s in a window's ``partials``, unless the one held there has more
+    states: an aircraft's partial only grows, so a copy with fewer is an older one arriving late.
+    Whether it was stored."""
+    held = partials.get(icao24)
+    if held is not None and states_in(held) > states_in(partial):
+        return False
+    partials[icao24] = partial
+    return True
+
+
 def _total(ps: list[dict], name: str) -> float:
     return sum(p.get(name, 0) for p in ps)
 

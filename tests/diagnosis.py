@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 
+from flights_app.records import event_time_of
 from tests.harness import read_topic_async
 
 Window = tuple[str, str, int]  # (dimension, name, window_start)
@@ -43,19 +44,33 @@ async def stage_holdings(bootstrap: str, app_id: str, windows: set[Window]) -> t
             latest[icao24] = value
     for icao24, value in latest.items():
         for start, entry in (value.get("windows") or {}).items():
-            for dimension in ("country", "airline"):
+            for dimension in ("country", "airline", "category"):
                 window = (dimension, entry.get(dimension), int(start))
                 if window in windows:
                     aircraft[window][icao24] = (len(entry.get("seen") or ()), _counted(entry.get("partial")))
     return groups, aircraft
 
 
+async def scored_states(bootstrap: str, processed_topic: str, window_s: int) -> dict[tuple[str, int], int]:
+    """(icao24, window start) -> distinct event times scored (on ``processed_topic``)."""
+    seen: dict[tuple[str, int], set] = collections.defaultdict(set)
+    for _, value in await read_topic_async(bootstrap, processed_topic, timeout_s=600):
+        state = value.get("state") if isinstance(value, dict) else None
+        if isinstance(state, dict):
+            when = event_time_of(state)
+            seen[(state["icao24"], int(when // window_s) * window_s)].add(when)
+    return {k: len(v) for k, v in seen.items()}
+
+
 async def where_counts_went_missing(bootstrap: str, app_id: str, published: dict[Window, int | None],
-                                    per_aircraft: collections.Counter, examples: int = 5) -> list[dict]:
+                                    per_aircraft: collections.Counter, examples: int = 5,
+                                    processed_topic: str | None = None, window_s: int = 600) -> list[dict]:
     """For each wrong window (``published``: its newest published count): the states sent into it
     (``per_aircraft``: (dimension, name, start, icao24) -> distinct states), the totals each stage
-    holds, and up to ``examples`` aircraft whose count the group stage holds differs from those sent."""
+    holds, and up to ``examples`` aircraft whose count the group stage holds differs from those sent
+    (with ``processed_topic``: also how many of their states were scored at all)."""
     groups, aircraft = await stage_holdings(bootstrap, app_id, set(published))
+    scored = await scored_states(bootstrap, processed_topic, window_s) if processed_topic else {}
     sent: dict[Window, dict[str, int]] = collections.defaultdict(dict)
     for (dimension, name, start, icao24), n in per_aircraft.items():
         if (dimension, name, start) in published:
@@ -65,7 +80,8 @@ async def where_counts_went_missing(bootstrap: str, app_id: str, published: dict
         held, own = groups.get(window, {}), aircraft.get(window, {})
         short = [{"icao24": icao24, "sent": n, "group_stage_holds": held.get(icao24, 0),
                   "aircraft_stage_seen": own.get(icao24, (0, 0))[0],
-                  "aircraft_stage_partial": own.get(icao24, (0, 0))[1]}
+                  "aircraft_stage_partial": own.get(icao24, (0, 0))[1],
+                  **({"scored": scored.get((icao24, window[2]), 0)} if processed_topic else {})}
                  for icao24, n in sorted(sent[window].items()) if held.get(icao24, 0) != n]
         report.append({"window": list(window), "sent": sum(sent[window].values()), "published": count,
                        "group_stage_holds": sum(held.values()),

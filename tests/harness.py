@@ -113,6 +113,23 @@ class Proc:
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
+    def agent_stacks(self, timeout_s: float = 15.0, most_chars: int = 8000) -> str:
+        """Where each asyncio task running the app's code waits now (the worker logs it on SIGUSR1:
+        flights_app/worker.py): evidence for a test that timed out waiting on a worker."""
+        if not self.alive():
+            return "(not running)"
+        start = len(self.log_text())
+        self.process.send_signal(signal.SIGUSR1)
+        deadline, text = time.monotonic() + timeout_s, ""
+        while time.monotonic() < deadline and "tasks listed (kill -USR1)" not in text:
+            time.sleep(0.2)
+            text = self.log_text()[start:]
+        ours = [line.split("] ", 3)[-1] for line in text.splitlines()
+                if " waits at: " in line and any(f"{ROOT}/{package}/" in line for package in ("agents", "tables"))
+                or "] consumer: " in line]
+        return "\n".join(line.replace(str(ROOT) + "/", "") for line in ours)[:most_chars] \
+            or "(no task waits in the app's code)"
+
     stopped = False  # set when the test stopped it on purpose
 
     def stop(self, timeout_s: float = 30.0) -> int:

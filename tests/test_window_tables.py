@@ -33,10 +33,13 @@ def wait_for_country_totals(app: TestApp, expected: dict, timeout_s: float, what
     except AssertionError as error:
         got = latest_country_totals(app)
         diff = {k: (got.get(k), expected.get(k)) for k in set(got) | set(expected) if got.get(k) != expected.get(k)}
-        counters = [http_get(f"http://127.0.0.1:{w.web_port}/stats/windows/")[2] for w in app.workers
-                    if not w.stopped and w.alive()]
+        live = [w for w in app.workers if not w.stopped and w.alive()]
+        counters = [http_get(f"http://127.0.0.1:{w.web_port}/stats/windows/")[2] for w in live]
+        health = [http_get(f"http://127.0.0.1:{w.web_port}/health")[2] for w in live]
         raise AssertionError(f"{error}: {len(diff)} (country, window) differ as (got, expected), e.g. "
-                             f"{sorted(diff.items())[:8]}; the live workers' window counters: {counters}") from None
+                             f"{sorted(diff.items())[:8]}; the live workers' window counters: {counters}; "
+                             f"health: {health}; where their agents wait: "
+                             f"{[w.agent_stacks() for w in live]}") from None
 
 
 def changelog(app: TestApp, table: str) -> dict[str, dict | None]:

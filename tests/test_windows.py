@@ -43,6 +43,19 @@ def test_summary_sums_partials_and_a_replayed_partial_counts_once():
     assert summarize({})["events"] == 0
 
 
+def test_a_window_keeps_each_aircraft_s_newest_partial_whatever_order_copies_arrive_in():
+    from tables.windows import upsert_partial
+
+    older, newer = Partial(), Partial()
+    older.add(200.0, 10000.0, anomaly=False, on_ground=False, emergency=False)
+    newer.add(200.0, 10000.0, anomaly=False, on_ground=False, emergency=False)
+    newer.add(210.0, 10100.0, anomaly=False, on_ground=False, emergency=False)
+    partials: dict = {}
+    assert upsert_partial(partials, "a", older.as_dict()) and upsert_partial(partials, "a", newer.as_dict())
+    assert not upsert_partial(partials, "a", older.as_dict())  # an older copy arriving late
+    assert partials["a"] == newer.as_dict() and upsert_partial(partials, "a", newer.as_dict())  # a replay
+
+
 def test_a_window_expires_once_closed_for_the_expiry():
     # window [600, 1200), grace 30, expiry 100: closed at 1230, gone at 1330
     assert not is_expired(600, watermark=1329.9, size_s=SIZE, grace_s=30, expiry_s=100)
