@@ -239,7 +239,23 @@ def flow_state(consumer) -> dict[str, Any]:
             "assigned": names(consumer.assignment()), "active": names(consumer._active_partitions),
             "paused": names(consumer._paused_partitions), "buffer_full": names(consumer._buffered_partitions),
             "read_offsets": {f"{tp.topic}[{tp.partition}]": o for tp, o in consumer._read_offset.items()},
-            "committed": {f"{tp.topic}[{tp.partition}]": o for tp, o in consumer._committed_offset.items()}}
+            "committed": {f"{tp.topic}[{tp.partition}]": o for tp, o in consumer._committed_offset.items()},
+            "aiokafka": aiokafka_state(consumer)}
+
+
+def aiokafka_state(consumer) -> dict[str, Any]:
+    """aiokafka's own view of each assigned partition (the fetcher fetches what it holds unpaused with a
+    valid position): paused, position, status, the last fetch's highwater and time (ms)."""
+    assignment = consumer._thread._ensure_consumer()._fetcher._subscriptions.subscription.assignment
+    if assignment is None:
+        return {"assignment": None}
+    out = {}
+    for tp in assignment.tps:
+        state = assignment.state_value(tp)
+        out[f"{tp.topic}[{tp.partition}]"] = {
+            "paused": state.paused, "position": state._position, "status": str(state._status),
+            "highwater": state.highwater, "fetched_at_ms": state.timestamp}
+    return out
 
 
 async def broker_committed_offset(consumer, tp) -> int | None:
