@@ -17,6 +17,12 @@ kill -9 and the rebalance that follows it):
 
 Either way the remedy is the same: read the partition again from the older of the two offsets, and
 let Faust believe that one.
+
+A third way a partition stops: **nothing fetched**. After a rebalance a worker has been seen with
+every input partition assigned and active, its flow running, messages waiting, and nothing fetched
+for minutes (the two-worker test, a few times in CI). A partition with messages waiting beyond its
+position, none in flight and the position unchanged for as many checks is fetched again from its
+position (a seek resets the fetcher's state for it).
 """
 
 from __future__ import annotations
@@ -69,9 +75,12 @@ class StallDetector(StageMetrics):
             Metric("unstuck", "flights_commit_stalls", "Partitions read again because their commits were stuck "
                    "(agents/commit_watchdog.py)"),
             Metric("judged", "flights_commit_checks", "Partition checks the commit watchdog made"),
+            Metric("refetched", "flights_fetch_stalls", "Partitions fetched again because messages waited and "
+                   "none were fetched (agents/commit_watchdog.py)"),
         ])
         self.checks = checks
         self.seen: dict[object, tuple[int, int]] = {}  # tp -> (offset stuck at, checks in a row)
+        self.idle: dict[object, tuple[int, int]] = {}  # tp -> (position with messages waiting, checks in a row)
 
     def observe(self, tp, committed: int | None, position: int | None, pending: Collection[int],
                 broker_committed: int | None) -> int | None:
@@ -91,26 +100,55 @@ class StallDetector(StageMetrics):
             return offset
         return None
 
+    def observe_fetch(self, tp, position: int | None, highwater: int | None, pending: Collection[int]) -> int | None:
+        """Record whether ``tp`` fetches: the position to fetch it again from once messages have waited
+        beyond an unchanged position, with none in flight, for ``checks`` checks in a row, else None."""
+        if position is None or highwater is None or highwater <= position or pending:
+            self.idle.pop(tp, None)
+            return None
+        previous, count = self.idle.get(tp, (position, 0))
+        count = count + 1 if previous == position else 1
+        self.idle[tp] = (position, count)
+        if count >= self.checks:
+            self.idle.pop(tp, None)
+            self.inc("refetched")
+            return position
+        return None
+
     def reset(self) -> None:
         self.seen.clear()
+        self.idle.clear()
 
 
 async def unstick(consumer, conductor, detector: StallDetector, check_s: float) -> None:
     """One check of every assigned input partition of Faust's ``consumer``; a partition stuck for
     ``detector.checks`` checks is read again from where it is stuck, and Faust is told so."""
     in_flight = in_flight_offsets(consumer, conductor)
-    for tp in list(consumer.assignment()):
-        if not conductor.acks_enabled_for(tp.topic):
-            continue
+    inputs = [tp for tp in list(consumer.assignment()) if conductor.acks_enabled_for(tp.topic)]
+    try:
+        ends = await asyncio.wait_for(consumer.highwaters(*inputs), TIMEOUT_S) if inputs else {}
+    except Exception:  # the broker is away: judged next time
+        ends = {}
+    for tp in inputs:
         committed = committed_offset(consumer, tp)  # read first: the broker's can only be newer
-        if committed is None:
-            continue
         try:
             position = await asyncio.wait_for(consumer.position(tp), TIMEOUT_S)
-            broker_committed = await asyncio.wait_for(broker_committed_offset(consumer, tp), TIMEOUT_S)
         except Exception:  # the partition is being revoked, or the broker is away: judged next time
             continue
         pending = set(acked_offsets(consumer, tp)) | in_flight.get(tp, set())
+        refetch = detector.observe_fetch(tp, position, ends.get(tp), pending)
+        if refetch is not None and tp in consumer.assignment():
+            log.warning("%s[%d] has messages up to offset %d waiting and none fetched from %d for %.0f s; "
+                        "fetching it again from %d", tp.topic, tp.partition, ends.get(tp), refetch,
+                        check_s * detector.checks, refetch)
+            await consumer.seek(tp, refetch)
+            continue
+        if committed is None:
+            continue
+        try:
+            broker_committed = await asyncio.wait_for(broker_committed_offset(consumer, tp), TIMEOUT_S)
+        except Exception:  # the partition is being revoked, or the broker is away: judged next time
+            continue
         offset = detector.observe(tp, committed, position, pending, broker_committed)
         if offset is not None and tp in consumer.assignment():
             log.warning("Commits of %s[%d] are stuck (Faust holds offset %d committed, the broker %s; the "

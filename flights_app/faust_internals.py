@@ -243,6 +243,11 @@ def flow_state(consumer) -> dict[str, Any]:
             "aiokafka": aiokafka_state(consumer)}
 
 
+def consumer_thread_loop(consumer):
+    """The event loop of the thread Faust runs aiokafka's consumer in (its fetches and commits)."""
+    return consumer._thread.thread_loop
+
+
 def aiokafka_state(consumer) -> dict[str, Any]:
     """aiokafka's own view of each assigned partition (the fetcher fetches what it holds unpaused with a
     valid position): paused, position, status, the last fetch's highwater and time (ms)."""

@@ -64,6 +64,11 @@ class Worker(faust.Worker):
         tasks = asyncio.all_tasks(self.loop)
         for task in sorted(tasks, key=lambda t: t.get_name()):
             log.warning("task %s waits at: %s", task.get_name(), " -> ".join(await_chain(task)))
+        try:  # the consumer's own thread: aiokafka's fetcher and coordinator
+            for task in list(asyncio.all_tasks(faust_internals.consumer_thread_loop(self.app.consumer))):
+                log.warning("consumer thread task %s waits at: %s", task.get_name(), " -> ".join(await_chain(task)))
+        except Exception as error:  # noqa: BLE001 - not up yet: say so
+            log.warning("consumer thread: not known (%r)", error)
         try:
             log.warning("consumer: %s", faust_internals.flow_state(self.app.consumer))
         except Exception as error:  # noqa: BLE001 - not up yet: say so

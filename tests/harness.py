@@ -126,7 +126,7 @@ class Proc:
             text = self.log_text()[start:]
         ours = [line.split("] ", 3)[-1] for line in text.splitlines()
                 if " waits at: " in line and any(f"{ROOT}/{package}/" in line for package in ("agents", "tables"))
-                or "] consumer: " in line]
+                or "] consumer: " in line or "consumer thread task" in line and "aiokafka" in line]
         return "\n".join(line.replace(str(ROOT) + "/", "") for line in ours)[:most_chars] \
             or "(no task waits in the app's code)"
 

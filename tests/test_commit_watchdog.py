@@ -82,8 +82,9 @@ class FakeThread:
 
 
 class FakeConsumer:
-    def __init__(self, committed, positions, broker, acked=(), unacked=(), earliest=None):
+    def __init__(self, committed, positions, broker, acked=(), unacked=(), earliest=None, ends=None):
         self.earliest = earliest or {}
+        self.ends = ends or {}  # the log end of each partition: by default, its position (nothing waits)
         self._committed_offset = dict(committed)
         self.positions = positions
         self._acked = {tp: list(offsets) for tp, offsets in dict(acked).items()}
@@ -96,6 +97,9 @@ class FakeConsumer:
 
     async def position(self, tp):
         return self.positions[tp]
+
+    async def highwaters(self, *tps):
+        return {tp: self.ends.get(tp, self.positions[tp]) for tp in tps}
 
     async def earliest_offsets(self, *tps):
         return {tp: self.earliest.get(tp, 0) for tp in tps}
@@ -151,3 +155,32 @@ def test_a_partition_stuck_below_what_retention_kept_is_read_again_from_its_firs
                             acked={stuck: [4000, 4001]}, earliest={stuck: 4000})
     run_checks(consumer, FakeConductor(), StallDetector(checks=3), 3)
     assert consumer.seeks == [(stuck, 4000)] and consumer._committed_offset[stuck] == 4000
+
+
+def test_a_partition_with_messages_waiting_and_none_fetched_is_fetched_again_from_its_position():
+    idle, busy, caught_up = TP("raw", 0), TP("raw", 1), TP("raw", 2)
+    consumer = FakeConsumer(committed={idle: 268, busy: 40, caught_up: 70},
+                            positions={idle: 268, busy: 45, caught_up: 70},
+                            broker={idle: 268, busy: 40, caught_up: 70},
+                            unacked=[FakeMessage(busy, 40), FakeMessage(busy, 41)],
+                            ends={idle: 493, busy: 90, caught_up: 70})
+    detector = StallDetector(checks=3)
+    run_checks(consumer, FakeConductor(), detector, 2)
+    assert consumer.seeks == []  # not yet: three checks in a row
+    run_checks(consumer, FakeConductor(), detector, 1)
+    # messages in flight (busy) or none waiting (caught up): not idle
+    assert consumer.seeks == [(idle, 268)] and detector.refetched == 1 and detector.unstuck == 0
+    consumer.positions[idle] = 300  # it fetches again: the count starts over
+    run_checks(consumer, FakeConductor(), detector, 2)
+    assert consumer.seeks == [(idle, 268)]
+
+
+def test_a_partition_fetching_is_never_taken_for_an_idle_one():
+    tp = TP("raw", 0)
+    consumer = FakeConsumer(committed={tp: 0}, positions={tp: 0}, broker={tp: 0}, ends={tp: 100})
+    detector = StallDetector(checks=3)
+    for position in (0, 10, 20, 30, 40):  # it moves between checks
+        consumer.positions[tp] = consumer._committed_offset[tp] = position
+        consumer._thread.broker[tp] = position
+        run_checks(consumer, FakeConductor(), detector, 1)
+    assert consumer.seeks == [] and detector.refetched == 0
