@@ -366,10 +366,10 @@ class Dashboard:
         dimension = self.window_dimension.value
         series = model.window_series(t, dimension, f.country or None if dimension == "country" else None)
         newest, groups = model.newest_window_groups(t, dimension, 12)
-        self.window_groups.title.text = (f"Events per {dimension}, window from {clock(newest)}" if newest is not None
-                                         else "Events per group, newest window")
         self.window_groups.y_range.factors = [name for name, _ in groups[::-1]]
         s["window_groups"].data = dict(name=[name for name, _ in groups[::-1]], count=[n for _, n in groups[::-1]])
+        self.window_groups.title.text = (f"Events per {dimension}, window from {clock(newest)}" if newest is not None
+                                         else "Events per group, newest window")  # last: the bars are there
         s["window_velocity"].data = dict(t=[_ts(w["window_start"]) for w in series],
                                          vmin=[w["velocity_min"] for w in series],
                                          vmean=[w["velocity_mean"] for w in series],
