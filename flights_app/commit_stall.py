@@ -18,6 +18,12 @@ kill -9 and the rebalance that follows it):
 Either way the remedy is the same: read the partition again from the older of the two offsets, and
 let Faust believe that one.
 
+A fourth: **fetched but never delivered**. The consumer's position moved past messages Faust never
+handed to a stream (nothing read since the partition was assigned, or a jump past the last message
+read), none in flight: seen in CI after the two-worker test's rebalance, a dead worker's partitions
+read to their end by the consumer and none of it processed. They are read again from the last offset
+delivered (or committed, or the start).
+
 A third way a partition stops: **nothing fetched**. After a rebalance a worker has been seen with
 every input partition assigned and active, its flow running, messages waiting, and nothing fetched
 for minutes (the two-worker test, a few times in CI). A partition with messages waiting beyond its
@@ -35,6 +41,7 @@ from flights_app.faust_internals import (
     acked_offsets,
     broker_committed_offset,
     committed_offset,
+    read_offset,
     set_committed_offset,
     unacked_messages,
 )
@@ -100,6 +107,22 @@ class StallDetector(StageMetrics):
             return offset
         return None
 
+    def observe_skip(self, tp, position: int | None, delivered: int | None, pending: Collection[int]) -> bool:
+        """Record whether ``tp``'s consumer position is beyond ``delivered`` (the next offset Faust's streams
+        would get) with nothing in flight; True once that held for ``checks`` checks in a row."""
+        key = ("skip", tp)
+        if position is None or delivered is None or position <= delivered or pending:
+            self.idle.pop(key, None)
+            return False
+        previous, count = self.idle.get(key, (position, 0))
+        count = count + 1 if previous == position else 1
+        self.idle[key] = (position, count)
+        if count >= self.checks:
+            self.idle.pop(key, None)
+            self.inc("refetched")
+            return True
+        return False
+
     def observe_fetch(self, tp, position: int | None, highwater: int | None, pending: Collection[int]) -> int | None:
         """Record whether ``tp`` fetches: the position to fetch it again from once messages have waited
         beyond an unchanged position, with none in flight, for ``checks`` checks in a row, else None."""
@@ -136,6 +159,22 @@ async def unstick(consumer, conductor, detector: StallDetector, check_s: float) 
         except Exception:  # the partition is being revoked, or the broker is away: judged next time
             continue
         pending = set(acked_offsets(consumer, tp)) | in_flight.get(tp, set())
+        last = read_offset(consumer, tp)
+        if last is not None:
+            delivered = last + 1
+        elif committed is not None:
+            delivered = committed
+        else:  # nothing read and nothing committed here: what the broker holds, else the start
+            try:
+                delivered = await asyncio.wait_for(broker_committed_offset(consumer, tp), TIMEOUT_S) or 0
+            except Exception:  # the partition is being revoked, or the broker is away: judged next time
+                continue
+        if detector.observe_skip(tp, position, delivered, pending) and tp in consumer.assignment():
+            log.warning("%s[%d]: the consumer is at offset %d but Faust's streams got nothing past %d, and "
+                        "nothing is in flight; reading it again from %d", tp.topic, tp.partition, position,
+                        delivered, delivered)
+            await consumer.seek(tp, delivered)
+            continue
         refetch = detector.observe_fetch(tp, position, ends.get(tp), pending)
         if refetch is not None and tp in consumer.assignment():
             log.warning("%s[%d] has messages up to offset %d waiting and none fetched from %d for %.0f s; "

@@ -212,6 +212,12 @@ def set_committed_offset(consumer, tp, offset: int | None) -> None:
     consumer._committed_offset[tp] = offset
 
 
+def read_offset(consumer, tp) -> int | None:
+    """The offset of the last message of ``tp`` Faust handed to its streams (after a seek: the offset it
+    seeked to); None: none since the partition was assigned."""
+    return consumer._read_offset.get(tp)
+
+
 def acked_offsets(consumer, tp) -> list[int]:
     """The offsets of ``tp`` acknowledged and not yet committed."""
     return list(consumer._acked.get(tp) or ())

@@ -85,6 +85,7 @@ class FakeConsumer:
     def __init__(self, committed, positions, broker, acked=(), unacked=(), earliest=None, ends=None):
         self.earliest = earliest or {}
         self.ends = ends or {}  # the log end of each partition: by default, its position (nothing waits)
+        self._read_offset = {}  # the last offset Faust handed to a stream, per partition
         self._committed_offset = dict(committed)
         self.positions = positions
         self._acked = {tp: list(offsets) for tp, offsets in dict(acked).items()}
@@ -184,3 +185,17 @@ def test_a_partition_fetching_is_never_taken_for_an_idle_one():
         consumer._thread.broker[tp] = position
         run_checks(consumer, FakeConductor(), detector, 1)
     assert consumer.seeks == [] and detector.refetched == 0
+
+
+def test_a_partition_read_past_what_faust_delivered_is_read_again_from_there():
+    # As in CI after a rebalance: the consumer read a dead worker's partition to its end (450), Faust's
+    # streams got none of it, nothing is committed here and the broker holds 120.
+    skipped, fine = TP("raw", 2), TP("raw", 0)
+    consumer = FakeConsumer(committed={fine: 268}, positions={skipped: 450, fine: 268},
+                            broker={skipped: 120, fine: 268}, ends={skipped: 450, fine: 268})
+    consumer._read_offset[fine] = 267  # the last message delivered: the consumer is right after it
+    detector = StallDetector(checks=3)
+    run_checks(consumer, FakeConductor(), detector, 2)
+    assert consumer.seeks == []
+    run_checks(consumer, FakeConductor(), detector, 1)
+    assert consumer.seeks == [(skipped, 120)] and detector.refetched == 1
