@@ -7,7 +7,10 @@ from flights_app.worker import await_chain
 
 
 def test_the_dump_follows_a_task_s_awaits_into_other_tasks_and_wrapped_coroutines():
+    started = asyncio.Event()
+
     async def innermost(gate: asyncio.Event) -> None:
+        started.set()  # the task is suspended in gate.wait() by the time main runs again
         await gate.wait()
 
     class Actor:  # as Faust's AwaitableActor: awaiting it awaits the coroutine it wraps
@@ -26,7 +29,7 @@ def test_the_dump_follows_a_task_s_awaits_into_other_tasks_and_wrapped_coroutine
     async def main() -> list[str]:
         gate = asyncio.Event()
         task = asyncio.create_task(outer(gate))
-        await asyncio.sleep(0.01)
+        await asyncio.wait_for(started.wait(), 5)
         chain = await_chain(task)
         gate.set()
         await task
