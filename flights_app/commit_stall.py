@@ -107,36 +107,32 @@ class StallDetector(StageMetrics):
             return offset
         return None
 
-    def observe_skip(self, tp, position: int | None, delivered: int | None, pending: Collection[int]) -> bool:
-        """Record whether ``tp``'s consumer position is beyond ``delivered`` (the next offset Faust's streams
-        would get) with nothing in flight; True once that held for ``checks`` checks in a row."""
-        key = ("skip", tp)
-        if position is None or delivered is None or position <= delivered or pending:
+    def _held(self, key, position: int | None, holds: bool) -> bool:
+        """Whether ``holds`` has been true at the same ``position`` for ``checks`` checks in a row (then
+        counted as a partition fetched again, and the count starts over)."""
+        if position is None or not holds:
             self.idle.pop(key, None)
             return False
         previous, count = self.idle.get(key, (position, 0))
         count = count + 1 if previous == position else 1
         self.idle[key] = (position, count)
-        if count >= self.checks:
-            self.idle.pop(key, None)
-            self.inc("refetched")
-            return True
-        return False
+        if count < self.checks:
+            return False
+        self.idle.pop(key, None)
+        self.inc("refetched")
+        return True
+
+    def observe_skip(self, tp, position: int | None, delivered: int | None, pending: Collection[int]) -> bool:
+        """Record whether ``tp``'s consumer position is beyond ``delivered`` (the next offset Faust's streams
+        would get) with nothing in flight; True once that held for ``checks`` checks in a row."""
+        return self._held(("skip", tp), position,
+                          delivered is not None and position is not None and position > delivered and not pending)
 
     def observe_fetch(self, tp, position: int | None, highwater: int | None, pending: Collection[int]) -> int | None:
         """Record whether ``tp`` fetches: the position to fetch it again from once messages have waited
         beyond an unchanged position, with none in flight, for ``checks`` checks in a row, else None."""
-        if position is None or highwater is None or highwater <= position or pending:
-            self.idle.pop(tp, None)
-            return None
-        previous, count = self.idle.get(tp, (position, 0))
-        count = count + 1 if previous == position else 1
-        self.idle[tp] = (position, count)
-        if count >= self.checks:
-            self.idle.pop(tp, None)
-            self.inc("refetched")
-            return position
-        return None
+        waiting = highwater is not None and position is not None and highwater > position and not pending
+        return position if self._held(tp, position, waiting) else None
 
     def reset(self) -> None:
         self.seen.clear()
