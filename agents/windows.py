@@ -25,6 +25,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 
+import faust
 from faust.types import AppT, CollectionT
 
 from flights_app.app import app, settings
@@ -42,7 +43,15 @@ from tables.dimensions import DIMENSIONS, Dimension
 from tables.direct import TableWrites, read
 from tables.expiry import expire, owned_partitions
 from tables.keys import FINAL, SHARDS, final_key, group_key, group_name, parse_group_key, shard_of, window_of_key
-from tables.partials import close_message, decode_partial, partials_message
+from tables.partials import (
+    GroupPartials,
+    WindowClose,
+    close_message,
+    decode_partial,
+    group_partials,
+    partial_update,
+    partials_message,
+)
 from tables.partitions import by_partition, partition_of
 from tables.window_tables import group_windows
 from tables.windows import Partial, summarize, upsert_partial
@@ -57,7 +66,7 @@ MAX_PARTIALS = 1000
 YIELD_EVERY = 20
 
 #: A message for flight-window-partials: (key, value, partition).
-Message = tuple[str | None, dict, int | None]
+Message = tuple[str | None, faust.Record, int | None]
 
 
 #: The window stage's counters (exported by /metrics, read by /stats/windows/ and the dashboard).
@@ -86,19 +95,20 @@ def key_partition(key: str) -> int:
     return partition_for(key.encode(), settings.topic_partitions)
 
 
-def _chunks(groups: list[dict], most: int) -> list[list[dict]]:
+def _chunks(groups: list[GroupPartials], most: int) -> list[list[GroupPartials]]:
     """``groups`` split so that no chunk holds more than ``most`` partials (Kafka refuses messages
     over 1 MiB); a group split across chunks appears in each with a part of its partials."""
-    chunks: list[list[dict]] = [[]]
+    chunks: list[list[GroupPartials]] = [[]]
     room = most
     for group in groups:
-        partials = group["partials"]
+        partials = group.partials
         while partials:
             if room == 0:
                 chunks.append([])
                 room = most
             part, partials = partials[:room], partials[room:]
-            chunks[-1].append({**group, "partials": part})
+            chunks[-1].append(group if len(part) == len(group.partials) else
+                              group_partials(group.dimension, group.name, part))
             room -= len(part)
     return chunks
 
@@ -188,12 +198,10 @@ class WindowStage:
             for dimension in self.dimensions:
                 name = entry[dimension.name]
                 if name:
-                    updates[(dimension.name, name)].append({"window_start": start, "icao24": icao24,
-                                                            "partial": entry["partial"]})
-        by_target: dict[int, list[dict]] = defaultdict(list)  # partials partition -> its groups' updates
+                    updates[(dimension.name, name)].append(partial_update(start, icao24, entry["partial"]))
+        by_target: dict[int, list[GroupPartials]] = defaultdict(list)  # partials partition -> its groups' updates
         for (dimension, name), partials in updates.items():
-            by_target[key_partition(group_name(dimension, name))].append(
-                {"dimension": dimension, "name": name, "partials": partials})
+            by_target[key_partition(group_name(dimension, name))].append(group_partials(dimension, name, partials))
             counts["partials_sent"] += len(partials)
         messages: list[Message] = []
         now = time.monotonic()
@@ -266,13 +274,13 @@ class WindowStage:
                     rejections.note(raw.topic, message)
                     await outbox.send(invalid_states, "", message)
                     continue
-                if message["kind"] == "close":
+                if isinstance(message, WindowClose):
                     for key, entry in touched.items():  # the summary reads the table: write first
                         await writes.put(groups, key, entry, partition)
                     touched.clear()
                     self.dirty.update(changed)
                     changed.clear()
-                    window = (message["dimension"], message["name"], message["close"])
+                    window = (message.dimension, message.name, message.close)
                     if window not in finals and not read(groups, final_key(*window), partition):
                         summary = self.window_summary(*window)
                         finals.append(window)
@@ -282,26 +290,25 @@ class WindowStage:
                             self.stats.inc("finals_published")
                         await asyncio.sleep(0)  # every window closes at once: let the other agents run between
                     continue
-                if message["source"] is not None:  # (partials written before watermarks travelled with them lack it)
-                    clock.heard(partition, message["source"], message["watermark"], message["behind"],
-                                time.monotonic())
+                if message.source is not None:  # (partials written before watermarks travelled with them lack it)
+                    clock.heard(partition, message.source, message.watermark, message.behind, time.monotonic())
                 # Until this worker knows the partition's watermark (just after a start), the sender's
                 # own watermark judges expiry. A partial of an expired window is dropped only if the
                 # window is gone (a replayed partial must not bring a deleted window back); one whose
                 # window is still here is applied (its close comes after it, in order).
                 mark = clock.group_mark(partition)
                 if mark is None:
-                    mark = message["watermark"]
-                for updates in message["groups"]:
-                    dimension, name = updates["dimension"], updates["name"]
-                    for update in updates["partials"]:
-                        start = update["window_start"]
+                    mark = message.watermark
+                for group in message.groups:
+                    dimension, name = group.dimension, group.name
+                    for update in group.partials:
+                        start = update.window_start
                         if clock.expired(start, mark) and not self._window_exists(dimension, name, start,
                                                                                   touched, partition):
                             continue  # a replayed partial of a window already deleted
-                        key = group_key(dimension, name, start, shard_of(update["icao24"]))
+                        key = group_key(dimension, name, start, shard_of(update.icao24))
                         entry = touched.get(key) or read(groups, key, partition) or {"partials": {}}
-                        if not upsert_partial(entry["partials"], update["icao24"], update["partial"]):
+                        if not upsert_partial(entry["partials"], update.icao24, update.partial):
                             stale += 1  # an older copy of a partial the window holds
                             continue
                         touched[key] = entry

@@ -5,6 +5,8 @@ that poll whose aircraft lives in that partition::
 
     {"kind": "states", "states": [{<StateVector fields>, "ingest_time": ..., "poll_id": ...}, ...]}
 
+(a ``StateBatch`` record, written here from each state's JSON encoded once).
+
 Its key is the icao24 of its first state, so it routes (by Kafka's murmur2) to
 the partition every one of its states routes to: the partition their
 aircraft's table entries live in. A poll larger than ``MAX_BATCH_BYTES`` per
@@ -22,10 +24,10 @@ from collections.abc import Iterable, Iterator
 
 from flights_app.partitioner import icao24_partition
 from flights_app.publish import encode
-from flights_app.records import StateVector
+from flights_app.records import StateBatch, StateVector
 
 #: The ``kind`` of a batch record.
-KIND = "states"
+KIND: str = StateBatch._options.defaults["kind"]
 #: Encoded states per record at most (Kafka's default message limit is 1 MiB; this leaves room).
 MAX_BATCH_BYTES = 512 * 1024
 

@@ -86,6 +86,18 @@ class StateVector(faust.Record, serializer="json", include_metadata=False):
         return self.time_position if self.time_position is not None else self.last_contact
 
 
+class StateBatch(faust.Record, serializer="json", include_metadata=False):
+    """The states of one poll whose aircraft live in one partition: a message of flight-raw-data
+    (``flights_app.batches`` writes it; ``flights_app.decode`` checks it whole, then state by state).
+
+      states -- the StateVectors, each checked by the validator when it is read
+      kind   -- "states" (a message without ``kind`` is a single StateVector)
+    """
+
+    states: list[StateVector]
+    kind: str = "states"
+
+
 def event_time_of(state: dict) -> int:
     """``StateVector.event_time`` of a state as JSON (e.g. a scored record's ``state``)."""
     return state["time_position"] if state.get("time_position") is not None else state["last_contact"]

@@ -1,16 +1,15 @@
-"""The protocol of flight-window-partials, built and checked in one place.
+"""The protocol of flight-window-partials: two records, each with its ``kind``, declared once here.
 
-Two kinds of message, both JSON objects:
+- ``WindowPartials`` (kind ``partials``): the aircraft partials (``PartialUpdate``, each an aircraft's
+  whole ``Partial`` of one window) of the groups (``GroupPartials``) living in one partition, stamped
+  with their sender's partition of flight-raw-data and its event-time watermark; without groups, a
+  tick carrying only the watermark.
+- ``WindowClose`` (kind ``close``): the flush asks the group's partition to publish the window's
+  final record.
 
-- ``partials_message``: ``{"kind": "partials", "source", "watermark", "behind", "groups": [{"dimension",
-  "name", "partials": [{"window_start", "icao24", "partial"}]}]}``: the aircraft partials (``Partial``)
-  of the groups living in one partition, stamped with their sender's partition of flight-raw-data and
-  its event-time watermark; without groups, a tick carrying only the watermark.
-- ``close_message``: ``{"kind": "close", "dimension", "name", "close": window_start}``: the flush asks the
-  group's partition to publish the window's final record.
-
-``decode_partial`` accepts exactly these (and what an older worker wrote), or rejects the message with
-what is wrong; a partial's fields are checked against the ``Partial`` dataclass's own declaration.
+``decode_partial`` checks a message against these declarations (``flights_app.typed``) and builds
+the record, or rejects the message with what is wrong. The shapes an older worker wrote (one message
+per group, a tick, a close, without ``kind``) are read as these.
 """
 
 from __future__ import annotations
@@ -18,124 +17,132 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import faust
+
 from flights_app.decode import load_json, reject
+from flights_app.faust_internals import built
 from flights_app.records import InvalidState
+from flights_app.typed import parse
 from tables.dimensions import BY_NAME
 from tables.windows import Partial
 
 
-def partials_message(source: int, watermark: float, behind: bool, groups: Sequence[dict] = ()) -> dict:
-    """The partials of ``groups`` (each ``{"dimension", "name", "partials"}``) from partition ``source`` of
-    flight-raw-data, at its ``watermark`` (``behind``: more states wait there); no groups: a tick."""
-    return {"kind": "partials", "source": source, "watermark": watermark, "behind": behind, "groups": list(groups)}
+def _group_problem(dimension: str, name: str) -> str | None:
+    if dimension not in BY_NAME:
+        return f"dimension={dimension!r} is not one of {', '.join(BY_NAME)}"
+    if not name:
+        return "name is empty"
+    return None
 
 
-def close_message(dimension: str, name: str, start: int) -> dict:
+class PartialUpdate(faust.Record, serializer="json", include_metadata=False):
+    """One aircraft's whole partial of one window: stored by icao24, replacing any copy (an upsert)."""
+
+    window_start: int
+    icao24: str
+    partial: Partial  # arrives and is stored as Partial.as_dict()
+
+
+class GroupPartials(faust.Record, serializer="json", include_metadata=False):
+    """The partials of one group (a country, an airline, ...) of one dimension."""
+
+    dimension: str
+    name: str
+    partials: list[PartialUpdate]
+
+    def problem(self) -> str | None:
+        return _group_problem(self.dimension, self.name)
+
+
+class WindowPartials(faust.Record, serializer="json", include_metadata=False):
+    """The groups' partials from partition ``source`` of flight-raw-data at its ``watermark``
+    (``behind``: more states wait there); no groups: a tick. Partials an older worker wrote before
+    watermarks travelled with them have neither source nor watermark."""
+
+    source: int | None
+    watermark: float | None
+    groups: list[GroupPartials]
+    behind: bool = False
+    kind: str = "partials"
+
+    def problem(self) -> str | None:
+        if (self.source is None) != (self.watermark is None):
+            return "source and watermark must be a partition and an event time"
+        return None
+
+
+class WindowClose(faust.Record, serializer="json", include_metadata=False):
+    """Publish the final record of the window of ``(dimension, name)`` starting at ``close``."""
+
+    dimension: str
+    name: str
+    close: int
+    kind: str = "close"
+
+    def problem(self) -> str | None:
+        return _group_problem(self.dimension, self.name)
+
+
+WindowMessage = WindowPartials | WindowClose
+KINDS: dict[str, type[WindowPartials] | type[WindowClose]] = {"partials": WindowPartials, "close": WindowClose}
+
+
+def partial_update(window_start: int, icao24: str, partial: dict) -> PartialUpdate:
+    return built(PartialUpdate, {"window_start": window_start, "icao24": icao24, "partial": partial})
+
+
+def group_partials(dimension: str, name: str, partials: list[PartialUpdate]) -> GroupPartials:
+    return built(GroupPartials, {"dimension": dimension, "name": name, "partials": partials})
+
+
+def partials_message(source: int, watermark: float, behind: bool,
+                     groups: Sequence[GroupPartials] = ()) -> WindowPartials:
+    """The partials of ``groups`` from partition ``source`` of flight-raw-data at its ``watermark``
+    (``behind``: more states wait there); no groups: a tick."""
+    return built(WindowPartials, {"source": source, "watermark": watermark, "groups": list(groups),
+                                  "behind": behind, "kind": "partials"})
+
+
+def close_message(dimension: str, name: str, start: int) -> WindowClose:
     """Ask for the final record of the window of ``(dimension, name)`` starting at ``start``."""
-    return {"kind": "close", "dimension": dimension, "name": name, "close": start}
+    return built(WindowClose, {"dimension": dimension, "name": name, "close": start, "kind": "close"})
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _current_shape(data: dict) -> dict | str:
+    """A message written before ``kind`` (one message per group, a tick, a close) in today's shape."""
+    if "tick" in data:
+        if data["tick"] is not True:
+            return "a tick needs tick=true, a source partition and a watermark"
+        return {"kind": "partials", "source": data.get("source"), "watermark": data.get("watermark"),
+                "behind": data.get("behind", False), "groups": []}
+    if "close" in data:
+        return {**data, "kind": "close"}
+    group = {k: data[k] for k in ("dimension", "name", "partials") if k in data}
+    return {"kind": "partials", "source": data.get("source"), "watermark": data.get("watermark"),
+            "behind": data.get("behind", False), "groups": [group]}
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-#: A partial's fields and their declared types, from ``Partial`` itself: ``int`` counts are whole and not
-#: negative, ``float`` fields are numbers, ``float | None`` ones numbers or null.
-_PARTIAL_TYPES = {name: f.type for name, f in Partial.__dataclass_fields__.items()}
-
-
-def _partial_fields_ok(partial: Any) -> bool:
-    if not isinstance(partial, dict) or partial.keys() != _PARTIAL_TYPES.keys():
-        return False
-    for name, value in partial.items():
-        kind = _PARTIAL_TYPES[name]
-        if kind == "int":
-            if not (_is_int(value) and value >= 0):
-                return False
-        elif not ((value is None and kind.endswith("| None")) or (_is_number(value) and value == value)):
-            return False
-    return True
-
-
-def _updates_problem(partials: Any) -> str | None:
-    if not isinstance(partials, list):
-        return "partials is missing or not a list"
-    for update in partials:
-        if not (isinstance(update, dict) and _is_int(update.get("window_start"))
-                and isinstance(update.get("icao24"), str) and _partial_fields_ok(update.get("partial"))):
-            return f"a partial is not {{window_start, icao24, partial}}: {str(update)[:100]}"
-    return None
-
-
-def _group_problem(data: Any) -> str | None:
-    if not isinstance(data, dict):
-        return f"a group is not an object: {str(data)[:100]}"
-    for name in ("dimension", "name"):
-        if not isinstance(data.get(name), str) or not data[name]:
-            return f"{name} is missing or not a string"
-    if data["dimension"] not in BY_NAME:
-        return f"dimension={data['dimension']!r} is not one of {', '.join(BY_NAME)}"
-    return None
-
-
-def _partial_message(data: Any) -> dict | str:
-    """A message of ``flight-window-partials`` in its one shape, or what is wrong with it.
-
-    The two kinds (``partials_message``, ``close_message``). The shapes an older worker wrote (one
-    message per group, a tick, a close, without ``kind``) read as these.
-    """
+def window_message(data: Any) -> WindowMessage | str:
+    """Decoded JSON as a message of flight-window-partials, or what is wrong with it."""
     if not isinstance(data, dict):
         return f"expected a JSON object, got {type(data).__name__}"
-    kind = data.get("kind")
-    # A group's partials written before watermarks travelled with them carry none.
-    unstamped = kind is None and not {"source", "tick", "close"} & set(data)
-    if kind is None:  # the shapes before kind
-        if "tick" in data:
-            if data["tick"] is not True:
-                return "a tick needs tick=true, a source partition and a watermark"
-            kind, data = "partials", {**data, "groups": []}
-        elif "close" in data:
-            kind = "close"
-        else:
-            kind = "partials"
-            data = {**data, "groups": [{k: data.get(k) for k in ("dimension", "name", "partials")}]}
-    if kind == "close":
-        problem = _group_problem(data)
-        if problem is None and not _is_int(data.get("close")):
-            problem = f"close={data.get('close')!r} is not a window start"
-        return problem or {"kind": "close", "dimension": data["dimension"], "name": data["name"],
-                           "close": data["close"]}
-    if kind != "partials":
-        return f"kind={kind!r} is not partials or close"
-    source, watermark = data.get("source"), data.get("watermark")
-    if not ((_is_int(source) and _is_number(watermark)) or (unstamped and watermark is None)):
-        return "source and watermark must be a partition and an event time"
-    behind = data.get("behind", False)
-    if not isinstance(behind, bool):
-        return "behind must be true or false"
-    groups = data.get("groups")
-    if not isinstance(groups, list):
-        return "groups is missing or not a list"
-    for group in groups:
-        problem = _group_problem(group) or _updates_problem(group.get("partials"))
-        if problem is not None:
-            return problem
-    return {"kind": "partials", "source": source, "watermark": watermark, "behind": behind, "groups": groups}
+    if "kind" not in data:
+        data = _current_shape(data)
+        if isinstance(data, str):
+            return data
+    record_type = KINDS.get(data["kind"]) if isinstance(data["kind"], str) else None
+    if record_type is None:
+        return f"kind={str(data['kind'])[:40]!r} is not {' or '.join(KINDS)}"
+    return parse(record_type, data)
 
 
-def decode_partial(value: bytes | None, key: bytes | None, place: str) -> dict | InvalidState:
-    """A message of ``flight-window-partials`` (written by the scoring agent and the window timer) in
-    its one shape (see ``_partial_message``), or its rejection."""
+def decode_partial(value: bytes | None, key: bytes | None, place: str) -> WindowMessage | InvalidState:
+    """A message of ``flight-window-partials`` (written by the scoring agent and the window timer) as
+    its record, or its rejection."""
     data = load_json(value, key, place)
     if isinstance(data, InvalidState):
         return data
-    message = _partial_message(data)
+    message = window_message(data)
     if isinstance(message, str):
         return reject("malformed_partial", message, value, key, place)
     return message
-
-

@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from flights_app.typed import NonNegative
+
 _AIRLINE_RE = re.compile(r"^([A-Z]{3})\d")
 
 
@@ -40,18 +42,18 @@ def airline_of(callsign: str | None) -> str | None:
 class Partial:
     """One aircraft's contribution to a window. Replaced whole downstream, never added twice."""
 
-    count: int = 0
+    count: NonNegative = 0
     velocity_sum: float = 0.0
     velocity_min: float | None = None
     velocity_max: float | None = None
-    altitude_count: int = 0
+    altitude_count: NonNegative = 0
     altitude_sum: float = 0.0
     altitude_min: float | None = None
     altitude_max: float | None = None
-    anomalies: int = 0
-    on_ground: int = 0
-    emergencies: int = 0
-    late: int = 0
+    anomalies: NonNegative = 0
+    on_ground: NonNegative = 0
+    emergencies: NonNegative = 0
+    late: NonNegative = 0
 
     def add(self, velocity: float, altitude: float | None, anomaly: bool, on_ground: bool, emergency: bool) -> None:
         self.count += 1

@@ -14,9 +14,17 @@ from flights_app.batches import pack_states
 from flights_app.decode import decode_raw, decode_state
 from flights_app.partitioner import partition_for
 from flights_app.publish import encode
-from flights_app.records import STATE_FIELDS, InvalidState, StateVector
+from flights_app.records import STATE_FIELDS, InvalidState, StateBatch, StateVector
 from flights_app.validation import validate_state
-from tables.partials import decode_partial
+from tables.partials import (
+    WindowClose,
+    WindowPartials,
+    close_message,
+    decode_partial,
+    group_partials,
+    partial_update,
+    partials_message,
+)
 from tables.windows import Partial
 from web import params
 from web.dashboard.model import Traffic
@@ -95,22 +103,39 @@ def test_any_object_with_state_fields_decodes_or_is_rejected(fields, over_a_real
     orjson.loads(encode(result))
 
 
-def test_partials_and_close_requests_decode():
-    assert decode_partial(orjson.dumps(PACKED), None, "p:0:1") == PACKED
+def as_json(message) -> dict:
+    """A decoded record as the JSON it would be sent as."""
+    return orjson.loads(encode(message))
+
+
+def test_partials_and_close_requests_decode_to_their_records():
+    message = decode_partial(orjson.dumps(PACKED), None, "p:0:1")
+    assert isinstance(message, WindowPartials) and as_json(message) == PACKED
+    assert message.groups[1].partials[0].partial == PARTIAL and message.groups[1].name == "UAL"
     close = {"kind": "close", "dimension": "airline", "name": "UAL", "close": T // 600 * 600}
-    assert decode_partial(orjson.dumps(close), None, "p:0:2") == close
+    message = decode_partial(orjson.dumps(close), None, "p:0:2")
+    assert isinstance(message, WindowClose) and as_json(message) == close
+
+
+def test_what_the_stage_sends_is_what_it_decodes():
+    sent = partials_message(3, T, False, [group_partials("country", "United States",
+                                                          [partial_update(T // 600 * 600, "a65527", PARTIAL)])])
+    assert decode_partial(encode(sent), None, "p:0:1") == sent
+    assert decode_partial(encode(close_message("airline", "UAL", 600)), None, "p:0:2") == close_message(
+        "airline", "UAL", 600)
 
 
 def test_the_shapes_before_packing_still_decode_as_packed_messages():
     one_group = {"kind": "partials", "source": 3, "watermark": T, "behind": False,
                  "groups": [{"dimension": "country", "name": "United States", "partials": UPDATES}]}
-    assert decode_partial(orjson.dumps(PARTIALS), b"country|United States", "p:0:1") == one_group
+    assert as_json(decode_partial(orjson.dumps(PARTIALS), b"country|United States", "p:0:1")) == one_group
     unstamped = {k: v for k, v in PARTIALS.items() if k not in ("source", "watermark")}
-    assert decode_partial(orjson.dumps(unstamped), None, "p:0:1") == {**one_group, "source": None, "watermark": None}
+    assert as_json(decode_partial(orjson.dumps(unstamped), None, "p:0:1")) == {
+        **one_group, "source": None, "watermark": None}
     close = {"dimension": "airline", "name": "UAL", "close": T // 600 * 600}
-    assert decode_partial(orjson.dumps(close), None, "p:0:2") == {"kind": "close", **close}
+    assert as_json(decode_partial(orjson.dumps(close), None, "p:0:2")) == {"kind": "close", **close}
     tick = {"tick": True, "source": 2, "watermark": T, "behind": True}
-    assert decode_partial(orjson.dumps(tick), None, "p:0:3") == {
+    assert as_json(decode_partial(orjson.dumps(tick), None, "p:0:3")) == {
         "kind": "partials", "source": 2, "watermark": T, "behind": True, "groups": []}
 
 
@@ -132,6 +157,13 @@ def test_a_malformed_partials_message_is_rejected_with_what_is_wrong(change):
     rejected = decode_partial(orjson.dumps({**PACKED, **change}), None, "p:1:9")
     assert isinstance(rejected, InvalidState) and rejected.reason == "malformed_partial", rejected
     assert rejected.poll_id == "p:1:9" and rejected.detail
+
+
+def test_a_rejection_names_the_field_at_fault():
+    bad = {**PACKED, "groups": [PACKED["groups"][0], {**PACKED["groups"][1], "partials": [
+        {"window_start": 0, "icao24": "a65527", "partial": {**PARTIAL, "count": -1}}]}]}
+    rejected = decode_partial(orjson.dumps(bad), None, "p:1:9")
+    assert rejected.detail.startswith("groups[1].partials[0].partial.count=-1 is not a count"), rejected.detail
 
 
 @pytest.mark.parametrize("change", [*BAD_GROUPS, {"close": "soon"}, {"source": "x"}, {"watermark": None}])
@@ -161,23 +193,22 @@ def _groups(most: int):
     "behind": st.booleans() | json_values}))
 def test_any_partial_message_decodes_or_is_rejected(data):
     result = decode_partial(json.dumps(data).encode(), None, "p:0:0")
-    assert isinstance(result, (dict, InvalidState))
-    if isinstance(result, dict):  # what the group stage then does with it must work
+    assert isinstance(result, (WindowPartials, WindowClose, InvalidState))
+    if isinstance(result, WindowClose):  # what the group stage then does with it must work
+        assert isinstance(result.close, int) and result.dimension in ("country", "airline")
+    elif isinstance(result, WindowPartials):
         from tables.windows import summarize
 
-        if result["kind"] == "close":
-            assert isinstance(result["close"], int) and result["dimension"] in ("country", "airline")
-            return
-        for group in result["groups"]:
-            assert group["dimension"] in ("country", "airline") and isinstance(group["name"], str)
-            for update in group["partials"]:
-                summarize({update["icao24"]: update["partial"]})
-        if result["source"] is not None:
+        for group in result.groups:
+            assert group.dimension in ("country", "airline") and isinstance(group.name, str)
+            for update in group.partials:
+                summarize({update.icao24: update.partial})
+        if result.source is not None:
             from tables.watermarks import PartitionWatermarks
 
             marks = PartitionWatermarks(sources=1, idle_s=10)
-            marks.hear(0, result["source"], result["watermark"], result["behind"], now=0.0)
-            assert marks.mark(0) == result["watermark"]
+            marks.hear(0, result.source, result.watermark, result.behind, now=0.0)
+            assert marks.mark(0) == result.watermark
 
 
 @settings(max_examples=300, deadline=None)
@@ -217,7 +248,7 @@ def test_window_parameters():
 
 def test_a_tick_decodes_and_a_malformed_one_is_rejected():
     tick = {"kind": "partials", "source": 2, "watermark": T, "behind": False, "groups": []}
-    assert decode_partial(orjson.dumps(tick), None, "p:0:3") == tick
+    assert as_json(decode_partial(orjson.dumps(tick), None, "p:0:3")) == tick
     legacy = {"tick": True, "source": 2, "watermark": T, "behind": False}
     for change in ({"tick": 1}, {"source": None}, {"watermark": "late"}, {"behind": "no"}):
         rejected = decode_partial(orjson.dumps({**legacy, **change}), None, "p:0:4")
@@ -309,3 +340,13 @@ def test_any_batch_decodes_or_is_rejected_item_by_item_never_raises(items, kind)
         assert all(r.reason and r.detail for r in invalid)
         for result in [*valid, *invalid]:
             orjson.loads(encode(result))
+
+
+def test_a_packed_batch_is_the_state_batch_record_and_decodes_to_its_states():
+    second = validate_state(["a65528", *ROW[1:]], T, ingest_time=T + 0.5, poll_id="p-1")
+    partition = partition_for(b"a65527", 4)
+    states = [s for s in (STATE, second) if partition_for(s.icao24.encode(), 4) == partition]
+    ((where_to, key, value),) = pack_states(states, 4)
+    assert where_to == partition and key == b"a65527"
+    assert orjson.loads(value) == orjson.loads(encode(StateBatch(states=states)))
+    assert decode_raw(value, key, "flight-raw-data", partition, 7, 4) == (states, [])

@@ -91,11 +91,12 @@ def test_a_table_key_lands_in_the_partition_of_its_stream_key():
 
 def test_a_batch_s_partials_split_into_messages_of_at_most_so_many_partials_in_order():
     from agents.windows import _chunks
+    from tables.partials import group_partials, partial_update
 
-    groups = [{"dimension": "country", "name": f"c{g}", "partials": [{"icao24": f"{g}-{i}"} for i in range(n)]}
+    groups = [group_partials("country", f"c{g}", [partial_update(0, f"{g}-{i}", {}) for i in range(n)])
               for g, n in enumerate([3, 7, 0, 1, 4])]
     chunks = _chunks(groups, 4)
-    assert [sum(len(g["partials"]) for g in chunk) for chunk in chunks] == [4, 4, 4, 3]
-    flat = [(g["name"], u["icao24"]) for chunk in chunks for g in chunk for u in g["partials"]]
-    assert flat == [(g["name"], u["icao24"]) for g in groups for u in g["partials"]]
+    assert [sum(len(g.partials) for g in chunk) for chunk in chunks] == [4, 4, 4, 3]
+    flat = [(g.name, u.icao24) for chunk in chunks for g in chunk for u in g.partials]
+    assert flat == [(g.name, u.icao24) for g in groups for u in g.partials]
     assert _chunks([], 4) == [[]] and _chunks(groups[:1], 1000) == [groups[:1]]
