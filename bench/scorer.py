@@ -43,7 +43,7 @@ def best_rate(fn, rows: int, min_time_s: float, repeats: int) -> float:
 
 def run(quick: bool = False) -> dict:
     """Rows per second of both scorers at each batch size (a ratio from the same run)."""
-    min_time, repeats = (0.05, 1) if quick else (1.0, 3)
+    min_time, repeats = (0.05, 1) if quick else (0.3, 3)
     model = model_io.load(model_io.DEFAULT_MODEL)
     rows = np.array([r.features for r in dataset.feature_rows(dataset.simulated_polls(200, seed=7, minutes=5))])
     X = model_input(rows, model.scale)  # what the pipeline sees of them
