@@ -37,7 +37,7 @@ from flights_app.records import InvalidState, ScoredState
 from flights_app.settings import Settings
 from flights_app.topics import aggregated_stats, invalid_states, raw_states, window_partials
 from ml.rules import EMERGENCY_SQUAWKS
-from tables.aircraft import aircraft, newest_seen, windows_of
+from tables.aircraft import aircraft, mark_seen, newest_seen, windows_of
 from tables.clock import Window, WindowClock
 from tables.dimensions import DIMENSIONS, Dimension
 from tables.direct import TableWrites, read
@@ -135,7 +135,7 @@ class WindowStage:
         self.newest_window: dict[str, int | None] = {}
 
     def _new_aircraft_window(self, state) -> dict:
-        return {"seen": [], "partial": Partial().as_dict(), **{d.name: d.group_of(state) for d in self.dimensions}}
+        return {"seen": "", "partial": Partial().as_dict(), **{d.name: d.group_of(state) for d in self.dimensions}}
 
     # -- the aircraft stage, run by the scoring agent --------------------------------------------
     def count_in_windows(self, partition: int, items: Sequence[ScoredState], stored: dict[str, dict | None],
@@ -172,12 +172,11 @@ class WindowStage:
                 if dimension.name not in entry:
                     entry[dimension.name] = dimension.group_of(state)
             own[str(start)] = touched[(state.icao24, start)] = entry
-            if event_time in entry["seen"]:
+            if not mark_seen(entry, start, event_time):
                 # Not counted again, but its partial is sent again: after a crash the
                 # entry's mark may have reached the changelog while the partial did not.
                 counts["duplicates_dropped"] += 1
                 continue
-            entry["seen"].append(event_time)
             partial = Partial.from_dict(entry["partial"])
             if clock.late(event_time, watermark):
                 partial.late += 1

@@ -2,7 +2,8 @@
 
     aircraft: icao24 -> {"memory": its last two states (ml.features.AircraftMemory),
                          "last": its newest scored state (what /aircraft/{icao24}/ shows),
-                         "windows": {window_start: {"seen": [event times counted],
+                         "windows": {window_start: {"seen": the event times counted, a bitmask
+                                                            over the window's seconds in hex,
                                                     "partial": tables.windows.Partial,
                                                     "country", "airline"}}}
 
@@ -32,6 +33,37 @@ def windows_of(entry: dict | None) -> dict[str, dict]:
     return dict((entry or {}).get("windows") or {})
 
 
+def seen_mask(window: dict, start: int) -> int:
+    """The event times counted in an aircraft's window starting at ``start``: bit ``t - start`` is set
+    for each. Kept in the entry as hex (an aircraft polled every 5 s has 120 a 10-minute window: 150
+    characters, where a list of them took 1,300 and an entry holds up to an hour of windows). Entries
+    written before it keep a list of event times, read here alike."""
+    seen = window.get("seen")
+    if isinstance(seen, str):
+        return int(seen, 16) if seen else 0
+    mask = 0
+    for t in seen or ():
+        mask |= 1 << (int(t) - start)
+    return mask
+
+
+def mark_seen(window: dict, start: int, event_time: int) -> bool:
+    """Count ``event_time`` in the window (of an aircraft's entry) starting at ``start``; False if it
+    was counted already."""
+    mask = seen_mask(window, start)
+    bit = 1 << (event_time - start)
+    if mask & bit:
+        return False
+    window["seen"] = format(mask | bit, "x")
+    return True
+
+
 def newest_seen(entry: dict | None) -> float | None:
     """The newest event time counted in any of the entry's windows."""
-    return max((max(w["seen"]) for w in windows_of(entry).values() if w.get("seen")), default=None)
+    newest = None
+    for start, window in windows_of(entry).items():
+        mask = seen_mask(window, int(start))
+        if mask:
+            t = int(start) + mask.bit_length() - 1
+            newest = t if newest is None else max(newest, t)
+    return newest

@@ -1,7 +1,7 @@
 """The RocksDB tables behind the windowed statistics (see tables/windows.py for the design).
 
-aircraft (tables/aircraft.py): icao24 -> its windows' {"seen": [event times], "partial": Partial, country,
-    airline}, beside its last states; co-partitioned with flight-raw-data (keyed by icao24)
+aircraft (tables/aircraft.py): icao24 -> its windows' {"seen": event times (a bitmask), "partial": Partial,
+    and its group in each dimension}, beside its last states; co-partitioned with flight-raw-data (keyed by icao24)
 group-windows:    "dimension|name@window_start@shard" -> {"partials": {icao24: Partial}}
                   "dimension|name@window_start@final" -> {"final": true} once the final record is out
     co-partitioned with flight-window-partials (keyed by "dimension|name"); 16 shards by icao24

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 
 from flights_app.records import event_time_of
+from tables.aircraft import seen_mask
 from tests.harness import read_topic_async
 
 Window = tuple[str, str, int]  # (dimension, name, window_start)
@@ -47,7 +48,8 @@ async def stage_holdings(bootstrap: str, app_id: str, windows: set[Window]) -> t
             for dimension in ("country", "airline", "category"):
                 window = (dimension, entry.get(dimension), int(start))
                 if window in windows:
-                    aircraft[window][icao24] = (len(entry.get("seen") or ()), _counted(entry.get("partial")))
+                    counted = seen_mask(entry, int(start)).bit_count()
+                    aircraft[window][icao24] = (counted, _counted(entry.get("partial")))
     return groups, aircraft
 
 
