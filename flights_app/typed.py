@@ -6,7 +6,7 @@ It never raises. Types a field may have:
 
     bool, int, float, str      the JSON value of that type (an int is a float; bool is neither; not NaN)
     NonNegative                an int that is not negative (a count)
-    X | None                   X, or null
+    X | None                   X, or null (Faust gives such a field the default None: it may be absent)
     list[X]                    a list of X
     dict                       any object
     a faust.Record             an object with its fields (missing ones take their defaults; others
