@@ -18,17 +18,17 @@ kill -9 and the rebalance that follows it):
 Either way the remedy is the same: read the partition again from the older of the two offsets, and
 let Faust believe that one.
 
-A fourth: **fetched but never delivered**. The consumer's position moved past messages Faust never
-handed to a stream (nothing read since the partition was assigned, or a jump past the last message
-read), none in flight: seen in CI after the two-worker test's rebalance, a dead worker's partitions
-read to their end by the consumer and none of it processed. They are read again from the last offset
-delivered (or committed, or the start).
-
 A third way a partition stops: **nothing fetched**. After a rebalance a worker has been seen with
 every input partition assigned and active, its flow running, messages waiting, and nothing fetched
 for minutes (the two-worker test, a few times in CI). A partition with messages waiting beyond its
 position, none in flight and the position unchanged for as many checks is fetched again from its
 position (a seek resets the fetcher's state for it).
+
+A fourth: **fetched but never delivered**. The consumer's position moved past messages Faust never
+handed to a stream (nothing read since the partition was assigned, or a jump past the last message
+read), none in flight: seen in CI after the two-worker test's rebalance, a dead worker's partitions
+read to their end by the consumer and none of it processed. They are read again from the last offset
+delivered (or committed, or the start).
 """
 
 from __future__ import annotations
