@@ -8,6 +8,7 @@ Patches (``install()``, once, when the app is created):
 1. **Never commit past a message that was not acknowledged** (``Consumer._new_offset``).
 2. **Seek before resuming after a rebalance** (``Recovery.on_recovery_completed``).
 3. **No stall of the stream behind the producer buffer** (``ProducerBuffer.max_messages``).
+4. **No commit over messages fetched and never delivered** (``Consumer._add_gap``).
 
 Reads and writes of private state (the functions below): the current event's context variable
 (``partition_of``), a table's RocksDB database per partition and its raw ``_set``
@@ -23,6 +24,7 @@ its unacknowledged and queued messages and its thread's aiokafka consumer (the c
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,8 +36,11 @@ from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 from faust.transport.producer import ProducerBuffer
 from faust.types import CollectionT, EventT
+from faust.types.enums import ProcessingGuarantee
 
 R = TypeVar("R", bound=faust.Record)
+
+log = logging.getLogger("flights_app.faust_internals")
 
 #: The faust-streaming versions this module was read from and the test suite passed on.
 TESTED = ("0.15.3",)
@@ -86,6 +91,37 @@ def _new_offset(self, tp):
     if holds_at_head(self._committed_offset[tp], self._acked[tp], self._gap.get(tp)):
         return None
     return _original_new_offset(self, tp)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. No commit over messages fetched and never delivered.
+#
+# Faust's fetch loop (``Consumer._drain_messages``) takes every jump between two offsets it hands to
+# a stream for a gap (``Consumer._add_gap``) and commits over it. That is right where offsets hold no
+# message: a compacted topic, transaction markers. On a topic with neither (this app's inputs:
+# at-least-once, delete retention) a jump means messages were fetched and dropped before a stream got
+# them (``getmany`` drops the rest of a fetch once the flow stops or a partition leaves the active
+# set), and committing over them loses them for good. There no gap is recorded and a warning names
+# the offsets: the partition's commits wait at the first missing offset (patch 1), and the commit
+# watchdog reads it again from there (flights_app/commit_stall.py, "a dropped message").
+
+_original_add_gap = Consumer._add_gap
+
+
+def offsets_may_jump(app, topic: str) -> bool:
+    """Whether ``topic``'s offsets may skip with no message in between (compaction, transactions)."""
+    if app.conf.processing_guarantee == ProcessingGuarantee.EXACTLY_ONCE:
+        return True
+    channels = app.topics._topic_name_index.get(topic) or ()
+    return not channels or any(getattr(channel, "compacting", False) for channel in channels)
+
+
+async def _add_gap(self, tp, offset_from: int, offset_to: int) -> None:
+    if offsets_may_jump(self.app, tp.topic):
+        return await _original_add_gap(self, tp, offset_from, offset_to)
+    log.warning("%s[%d]: offsets %d..%d were fetched and never delivered to a stream; not committed over "
+                "(the commit watchdog reads them again)", tp.topic, tp.partition, offset_from, offset_to - 1)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,6 +181,7 @@ def install() -> None:
     Consumer._new_offset = _new_offset
     Recovery.on_recovery_completed = on_recovery_completed
     ProducerBuffer.max_messages = PRODUCER_BUFFER_MESSAGES
+    Consumer._add_gap = _add_gap
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import asyncio
 import io
 from collections import defaultdict
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import orjson
 import pytest
@@ -55,6 +56,58 @@ def test_install_patches_the_consumer_class():
 
     faust_internals.install()
     assert Consumer._new_offset is faust_internals._new_offset
+    assert Consumer._add_gap is faust_internals._add_gap
+
+
+# A jump in a stream's offsets is committed over only where offsets may hold no message.
+
+def gap_consumer(compacting=False, guarantee="at_least_once", committed=90, acked=(*range(90, 100), 150, 151)):
+    from faust.types.enums import ProcessingGuarantee
+
+    topic = SimpleNamespace(compacting=compacting)
+    app = SimpleNamespace(conf=SimpleNamespace(processing_guarantee=ProcessingGuarantee(guarantee)),
+                          topics=SimpleNamespace(_topic_name_index={"raw": [topic]}))
+    consumer = bookkeeping(committed, acked)
+    consumer.app = app
+    return consumer
+
+
+class Partition(NamedTuple):  # Faust's TP: equal to (and hashed as) the plain tuple TP
+    topic: str
+    partition: int
+
+
+def jump(add_gap, consumer):
+    """Faust's fetch loop delivered offsets 90..99, then 150 (100..149 fetched and dropped); 90..99, 150 and
+    151 are acknowledged, 90 was the committed offset."""
+    asyncio.run(add_gap(consumer, Partition(*TP), 100, 150))
+
+
+def test_faust_alone_commits_over_messages_fetched_and_dropped():
+    """The defect patch 4 is for: Faust records 100..150 as a gap and commits over 50 messages never processed."""
+    consumer = gap_consumer()
+    jump(faust_internals._original_add_gap, consumer)
+    assert faust_internals._new_offset(consumer, TP) > 149  # over 100..149, never processed
+
+
+def test_a_jump_on_a_topic_without_gaps_is_not_committed_over(caplog):
+    consumer = gap_consumer()
+    with caplog.at_level("WARNING", logger="flights_app.faust_internals"):
+        jump(faust_internals._add_gap, consumer)
+    assert not consumer._gap[TP]
+    assert faust_internals._new_offset(consumer, TP) == 100  # up to the first missing offset
+    consumer._committed_offset[TP] = 100
+    consumer._acked[TP] = [150, 151]
+    assert faust_internals._new_offset(consumer, TP) is None  # then waits there (the watchdog reads it again)
+    assert "raw[0]: offsets 100..149 were fetched and never delivered" in caplog.text
+
+
+@pytest.mark.parametrize("how", [{"compacting": True}, {"guarantee": "exactly_once"}])
+def test_a_jump_where_offsets_may_hold_no_message_is_a_gap_as_in_faust(how):
+    consumer = gap_consumer(**how)
+    jump(faust_internals._add_gap, consumer)
+    assert consumer._gap[TP].overlaps(100)
+    assert faust_internals._new_offset(consumer, TP) > 149  # over 100..149, never processed
 
 
 # After a rebalance the stream partitions are sought to their committed offsets before they resume.
