@@ -83,7 +83,7 @@ class StallDetector(StageMetrics):
                    "(agents/commit_watchdog.py)"),
             Metric("judged", "flights_commit_checks", "Partition checks the commit watchdog made"),
             Metric("refetched", "flights_fetch_stalls", "Partitions fetched again because messages waited and "
-                   "none were fetched (agents/commit_watchdog.py)"),
+                   "none were fetched, or were fetched and never delivered to a stream (agents/commit_watchdog.py)"),
         ])
         self.checks = checks
         self.seen: dict[object, tuple[int, int]] = {}  # tp -> (offset stuck at, checks in a row)
@@ -109,7 +109,7 @@ class StallDetector(StageMetrics):
 
     def _held(self, key, position: int | None, holds: bool) -> bool:
         """Whether ``holds`` has been true at the same ``position`` for ``checks`` checks in a row (then
-        counted as a partition fetched again, and the count starts over)."""
+        counted in ``refetched``, for both ways a partition is fetched again, and the count starts over)."""
         if position is None or not holds:
             self.idle.pop(key, None)
             return False
