@@ -134,6 +134,7 @@ class ScoringStage:
             memories = {icao24: memory_of(entry) for icao24, entry in stored.items()}
             scored, updated = score_batch(self.registry.current, states, memories)
             encoded = [encode(item) for item in scored]  # once: the output record and the table's "last"
+            await self.publish_scored(scored, encoded, outbox)  # first: what the latency is measured to
             newest = newest_scored(scored, encoded, stored)
             behind = self.backlog(event)
             partials, own_windows = windows.count_in_windows(partition, scored, stored, behind=behind)
@@ -142,6 +143,14 @@ class ScoringStage:
                 await writes.put(aircraft, icao24, {"memory": memory.as_dict() if memory else None,
                                                     "last": newest.get(icao24), "windows": own_windows[icao24]},
                                  partition)
+        await windows.send_partials(outbox, partition, partials, behind)
+        if len(outbox) >= 10 * self.settings.score_batch_max:
+            await outbox.sent()
+            writes.persist_offsets()
+
+    async def publish_scored(self, scored: list[ScoredState], encoded: list[bytes], outbox: Outbox) -> None:
+        """Hand each scored state (``encoded[i]`` of ``scored[i]``) to flight-processed-data, and what pages
+        to flight-alerts and the webhook."""
         alert_threshold = self.registry.current.alert_threshold
         processed_topic = processed_states.get_topic_name()
         faults = paged = anomalies = 0
@@ -158,10 +167,6 @@ class ScoringStage:
         self.stats.inc("data_faults", faults)
         self.stats.inc("alerts", paged)
         self.stats.inc("anomalies", anomalies)
-        await windows.send_partials(outbox, partition, partials, behind)
-        if len(outbox) >= 10 * self.settings.score_batch_max:
-            await outbox.sent()
-            writes.persist_offsets()
 
     async def score_events(self, events) -> None:
         """One micro-batch of flight-raw-data: decode, reject what is not a state, score per partition;
