@@ -94,37 +94,6 @@ def _new_offset(self, tp):
 
 
 # ---------------------------------------------------------------------------------------------
-# 4. No commit over messages fetched and never delivered.
-#
-# Faust's fetch loop (``Consumer._drain_messages``) takes every jump between two offsets it hands to
-# a stream for a gap (``Consumer._add_gap``) and commits over it. That is right where offsets hold no
-# message: a compacted topic, transaction markers. On a topic with neither (this app's inputs:
-# at-least-once, delete retention) a jump means messages were fetched and dropped before a stream got
-# them (``getmany`` drops the rest of a fetch once the flow stops or a partition leaves the active
-# set), and committing over them loses them for good. There no gap is recorded and a warning names
-# the offsets: the partition's commits wait at the first missing offset (patch 1), and the commit
-# watchdog reads it again from there (flights_app/commit_stall.py, "a dropped message").
-
-_original_add_gap = Consumer._add_gap
-
-
-def offsets_may_jump(app, topic: str) -> bool:
-    """Whether ``topic``'s offsets may skip with no message in between (compaction, transactions)."""
-    if app.conf.processing_guarantee == ProcessingGuarantee.EXACTLY_ONCE:
-        return True
-    channels = app.topics._topic_name_index.get(topic) or ()
-    return not channels or any(getattr(channel, "compacting", False) for channel in channels)
-
-
-async def _add_gap(self, tp, offset_from: int, offset_to: int) -> None:
-    if offsets_may_jump(self.app, tp.topic):
-        return await _original_add_gap(self, tp, offset_from, offset_to)
-    log.warning("%s[%d]: offsets %d..%d were fetched and never delivered to a stream; not committed over "
-                "(the commit watchdog reads them again)", tp.topic, tp.partition, offset_from, offset_to - 1)
-    return None
-
-
-# ---------------------------------------------------------------------------------------------
 # 2. After a rebalance, seek the stream partitions to their committed offsets before resuming them.
 #
 # Faust's ``Recovery.on_recovery_completed`` resumes the stream partitions and then seeks them to
@@ -169,6 +138,37 @@ async def on_recovery_completed(self, generation_id: int = 0) -> None:
         self.tables.on_standbys_ready()
     self.app.on_rebalance_end()
     self.log.info("Worker ready")
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. No commit over messages fetched and never delivered.
+#
+# Faust's fetch loop (``Consumer._drain_messages``) takes every jump between two offsets it hands to
+# a stream for a gap (``Consumer._add_gap``) and commits over it. That is right where offsets hold no
+# message: a compacted topic, transaction markers. On a topic with neither (this app's inputs:
+# at-least-once, delete retention) a jump means messages were fetched and dropped before a stream got
+# them (``getmany`` drops the rest of a fetch once the flow stops or a partition leaves the active
+# set), and committing over them loses them for good. There no gap is recorded and a warning names
+# the offsets: the partition's commits wait at the first missing offset (patch 1), and the commit
+# watchdog reads it again from there (flights_app/commit_stall.py, "a dropped message").
+
+_original_add_gap = Consumer._add_gap
+
+
+def offsets_may_jump(app, topic: str) -> bool:
+    """Whether ``topic``'s offsets may skip with no message in between (compaction, transactions)."""
+    if app.conf.processing_guarantee == ProcessingGuarantee.EXACTLY_ONCE:
+        return True
+    channels = app.topics._topic_name_index.get(topic) or ()
+    return not channels or any(getattr(channel, "compacting", False) for channel in channels)
+
+
+async def _add_gap(self, tp, offset_from: int, offset_to: int) -> None:
+    if offsets_may_jump(self.app, tp.topic):
+        return await _original_add_gap(self, tp, offset_from, offset_to)
+    log.warning("%s[%d]: offsets %d..%d were fetched and never delivered to a stream; not committed over "
+                "(the commit watchdog reads them again)", tp.topic, tp.partition, offset_from, offset_to - 1)
+    return None
 
 
 def install() -> None:

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import orjson
 import pytest
 from faust.tables.recovery import Recovery
+from faust.types.enums import ProcessingGuarantee
 from intervaltree import IntervalTree
 
 from flights_app import faust_internals
@@ -62,8 +63,6 @@ def test_install_patches_the_consumer_class():
 # A jump in a stream's offsets is committed over only where offsets may hold no message.
 
 def gap_consumer(compacting=False, guarantee="at_least_once", committed=90, acked=(*range(90, 100), 150, 151)):
-    from faust.types.enums import ProcessingGuarantee
-
     topic = SimpleNamespace(compacting=compacting)
     app = SimpleNamespace(conf=SimpleNamespace(processing_guarantee=ProcessingGuarantee(guarantee)),
                           topics=SimpleNamespace(_topic_name_index={"raw": [topic]}))
