@@ -42,6 +42,10 @@ from tables.partitions import by_partition, partition_of
 log = logging.getLogger("flights_app.scoring")
 
 
+#: A batch waits for its sends' acknowledgements once this many records are on their way (a chunk of
+#: FLIGHTS_SCORE_BATCH states sends one to two records a state), so its memory stays bounded.
+IN_FLIGHT_MAX = 10_000
+
 #: The scoring stage's counters (exported by /metrics, read by /model/).
 SCORER_METRICS = (
     Metric("batches", "flights_scorer_batches", "Batches scored"),
@@ -126,7 +130,7 @@ class ScoringStage:
                               writes: TableWrites) -> None:
         """Score ``states`` of one partition (the last of them came in ``event``), write each aircraft's
         entry once (its last states and its windows), and send everything; wait for the acknowledgements
-        once the batch has ten times FLIGHTS_SCORE_BATCH records on their way (its memory stays bounded)."""
+        once the batch has ``IN_FLIGHT_MAX`` records on their way (its memory stays bounded)."""
         windows = self.windows
         with partition_of(event):
             stored = {icao24: read(aircraft, icao24, partition)
@@ -144,7 +148,7 @@ class ScoringStage:
                                                     "last": newest.get(icao24), "windows": own_windows[icao24]},
                                  partition)
         await windows.send_partials(outbox, partition, partials, behind)
-        if len(outbox) >= 10 * self.settings.score_batch_max:
+        if len(outbox) >= IN_FLIGHT_MAX:
             await outbox.sent()
             writes.persist_offsets()
 

@@ -576,7 +576,7 @@ class Settings:
     model_path: Path = setting("FLIGHTS_MODEL",
                                _path(PROJECT_ROOT / "ml" / "models" / "default.joblib", "ml/models/default.joblib"),
                                "anomaly model (its arrays `.npz` and manifest `.json` beside it)", main=True)
-    score_batch_max: int = setting("FLIGHTS_SCORE_BATCH", Int(1000, 1, 100_000),
+    score_batch_max: int = setting("FLIGHTS_SCORE_BATCH", Int(4000, 1, 100_000),
                                    "most states the scorer takes at once")
     score_batch_within_s: float = setting("FLIGHTS_SCORE_WITHIN", Measure(0.05, 0.001, 60),
                                           "longest a message waits for its batch to fill, seconds")
