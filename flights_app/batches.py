@@ -16,6 +16,9 @@ consumer costs about 136 us per message before any work is done.
 
 A single state (the object itself, without ``kind``) is still a valid message
 of the topic: older data and other tools may write them (``flights_app.decode``).
+
+The scoring agent gathers a partition's decoded states in a ``Chunk`` and scores
+them together, up to a number of states or of distinct aircraft.
 """
 
 from __future__ import annotations
@@ -59,3 +62,27 @@ def pack_states(states: Iterable[StateVector], partitions: int,
                 max_bytes: int = MAX_BATCH_BYTES) -> Iterator[tuple[int, bytes, bytes]]:
     """``pack`` for validated states, encoded as the topic carries them."""
     return pack(((state.icao24, encode(state)) for state in states), partitions, max_bytes)
+
+
+class Chunk:
+    """The states of one partition scored together, gathered message by message: full at
+    ``most_states`` states or ``most_aircraft`` distinct aircraft (checked after each message, so a
+    chunk ends at a message's end), whatever the messages hold: the memory of a chunk stays bounded."""
+
+    def __init__(self, most_states: int, most_aircraft: int):
+        self.most_states, self.most_aircraft = most_states, most_aircraft
+        self.states: list[StateVector] = []
+        self.aircraft: set[str] = set()
+
+    def add(self, states: list[StateVector]) -> None:
+        self.states += states
+        self.aircraft.update(s.icao24 for s in states)
+
+    def full(self) -> bool:
+        return len(self.states) >= self.most_states or len(self.aircraft) >= self.most_aircraft
+
+    def take(self) -> list[StateVector]:
+        """The chunk's states; the chunk starts again empty."""
+        states, self.states = self.states, []
+        self.aircraft.clear()
+        return states

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flights_app.batches import pack_states
+from flights_app.batches import Chunk, pack_states
 from flights_app.decode import decode_raw, decode_state
 from flights_app.partitioner import partition_for
 from flights_app.publish import encode
@@ -56,6 +56,26 @@ def decode(value: bytes | None, key: bytes | None = b"a65527"):
 
 def test_a_state_as_the_source_publishes_it_decodes_to_the_same_state():
     assert decode(MESSAGE) == STATE
+
+
+def test_a_chunk_is_full_at_its_states_or_its_aircraft_and_starts_again_empty():
+    def states(*aircraft: str) -> list[StateVector]:
+        return [STATE.derive(icao24=a) for a in aircraft]
+
+    chunk = Chunk(most_states=4, most_aircraft=3)
+    chunk.add(states("a00001", "a00001", "a00001"))  # three states of one aircraft: room for more
+    assert not chunk.full()
+    chunk.add(states("a00001"))
+    assert chunk.full() and len(chunk.take()) == 4
+    assert chunk.states == [] and not chunk.full()  # empty again: its aircraft forgotten too
+    chunk.add(states("a00001", "a00002"))
+    assert not chunk.full()
+    chunk.add(states("a00003"))  # three distinct aircraft in three states
+    assert chunk.full()
+    taken = chunk.take()
+    assert [s.icao24 for s in taken] == ["a00001", "a00002", "a00003"]  # in the order they came
+    chunk.add(states("a00004", "a00005"))
+    assert not chunk.full()  # the aircraft of the chunk taken before do not count
 
 
 @pytest.mark.parametrize("value, reason, words", [
