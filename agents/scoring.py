@@ -46,7 +46,8 @@ log = logging.getLogger("flights_app.scoring")
 #: A chunk of states (``Chunk``) ends once it holds FLIGHTS_SCORE_BATCH states or this many aircraft.
 #: Each aircraft is read, written and sent to the windows once per chunk, so a chunk repeating aircraft
 #: is cheaper the longer it is; one of distinct aircraft gains nothing from growing, and holds every
-#: one's entry in memory (the 40,000-aircraft run: 510 MB peak in chunks of 4,000 states, 440 MB in 1,000).
+#: one's entry in memory (the 40,000-aircraft run peaks at 510 MB in chunks of 4,000 of its states, and
+#: at 440 MB with chunks ending at 1,000 aircraft).
 CHUNK_AIRCRAFT_MAX = 1000
 
 #: A batch waits for its sends' acknowledgements once this many records are on their way (a chunk of
