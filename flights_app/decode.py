@@ -23,7 +23,7 @@ from flights_app.batches import KIND as BATCH_KIND
 from flights_app.metrics import Metric, StageMetrics
 from flights_app.partitioner import icao24_partition
 from flights_app.records import STATE_FIELDS, InvalidState, StateVector
-from flights_app.validation import parse_icao24, validate_state
+from flights_app.validation import Rejection, parse_icao24, validate_fields
 
 log = logging.getLogger("flights_app.decode")
 
@@ -31,6 +31,7 @@ log = logging.getLogger("flights_app.decode")
 MAX_RAW_CHARS = 2000
 #: The fields a state message must have, besides the state vector's (category is optional).
 _REQUIRED = (*STATE_FIELDS[:17], "ingest_time", "poll_id")
+_REQUIRED_SET = frozenset(_REQUIRED)
 
 
 def where(topic: str, partition: int, offset: int) -> str:
@@ -82,8 +83,8 @@ def _state_of(data: Any, value: bytes | None, key: bytes | None, place: str,
     (keeping ``raw`` as what arrived, else the message's text)."""
     if not isinstance(data, dict):
         return reject("malformed_message", f"expected a JSON object, got {type(data).__name__}", value, key, place, raw)
-    missing = [name for name in _REQUIRED if name not in data]
-    if missing:
+    if not _REQUIRED_SET <= data.keys():
+        missing = [name for name in _REQUIRED if name not in data]
         return reject("malformed_message", f"missing field(s): {', '.join(missing)}", value, key, place, raw)
     ingest_time, poll_id = data["ingest_time"], data["poll_id"]
     if not isinstance(ingest_time, (int, float)) or isinstance(ingest_time, bool) or ingest_time != ingest_time:
@@ -92,9 +93,8 @@ def _state_of(data: Any, value: bytes | None, key: bytes | None, place: str,
     if not isinstance(poll_id, str):
         return reject("malformed_message", f"poll_id={poll_id!r} is not a string", value, key, place, raw,
                       field_name="poll_id")
-    row = [data.get(name) for name in STATE_FIELDS]
-    checked = validate_state(row, None, ingest_time=float(ingest_time), poll_id=poll_id)
-    if isinstance(checked, InvalidState):
+    checked = validate_fields(data, ingest_time=float(ingest_time), poll_id=poll_id)
+    if isinstance(checked, Rejection):
         return reject(checked.reason, checked.detail, value, key, place, field_name=checked.field_name,
                       raw=data)
     return checked

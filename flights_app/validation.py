@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,41 +54,45 @@ class _Reject(Exception):
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int) and not isinstance(value, bool)  # an int is finite, however large
 
 
-def _number(row: dict, name: str, required: bool) -> float | None:
-    value = row[name]
-    if value is None:
-        if required:
-            raise _Reject(f"missing_{name}", f"{name} is null", name)
-        return None
-    if not _is_number(value):
+def _number(value: Any, name: str, required: bool, lo: float = -math.inf, hi: float = math.inf,
+            unit: str = "") -> float | None:
+    """``value`` (the field ``name``) as a finite float within lo..hi; None if it is null and not required."""
+    if type(value) is not float:  # noqa: E721 - the common case first: JSON's fractions
+        if value is None:
+            if required:
+                raise _Reject(f"missing_{name}", f"{name} is null", name)
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Reject(f"invalid_{name}", f"{name}={value!r} is not a number", name)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond any float
+            raise _Reject(f"invalid_{name}", f"{name}={value!r} is not a number", name) from None
+    if not math.isfinite(value):
         raise _Reject(f"invalid_{name}", f"{name}={value!r} is not a number", name)
-    return float(value)
-
-
-def _timestamp(row: dict, name: str, required: bool) -> int | None:
-    value = _number(row, name, required)
-    if value is None:
-        return None
-    if value < MIN_PLAUSIBLE_UNIX_S:
-        raise _Reject(f"invalid_{name}", f"{name}={row[name]!r} is not a plausible Unix time", name)
-    return int(value)
-
-
-def _optional_str(row: dict, name: str) -> str | None:
-    value = row[name]
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise _Reject(f"invalid_{name}", f"{name}={value!r} is not a string", name)
+    if not lo <= value <= hi:
+        raise _Reject(f"{name}_out_of_range", f"{name}={value:g} {unit} is outside {lo:g}..{hi:g}", name)
     return value
 
 
-def _check_range(name: str, value: float | None, lo: float, hi: float, unit: str) -> None:
-    if value is not None and not lo <= value <= hi:
-        raise _Reject(f"{name}_out_of_range", f"{name}={value:g} {unit} is outside {lo:g}..{hi:g}", name)
+def _timestamp(value: Any, name: str, required: bool) -> int | None:
+    number = _number(value, name, required)
+    if number is None:
+        return None
+    if number < MIN_PLAUSIBLE_UNIX_S:
+        raise _Reject(f"invalid_{name}", f"{name}={value!r} is not a plausible Unix time", name)
+    return int(number)
+
+
+def _optional_str(value: Any, name: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise _Reject(f"invalid_{name}", f"{name}={value!r} is not a string", name)
+    return value
 
 
 def clean_callsign(value: str | None) -> str | None:
@@ -100,66 +105,59 @@ def clean_callsign(value: str | None) -> str | None:
     return callsign
 
 
-def _validate(row: Any, response_time: int | None) -> dict:
-    if not isinstance(row, list) or len(row) not in ROW_LENGTHS:
-        kind = type(row).__name__ if not isinstance(row, list) else f"list of {len(row)}"
-        raise _Reject("malformed_row", f"expected a list of 17 or 18 values, got a {kind}")
-    named = dict(zip(STATE_FIELDS, row, strict=False))
-    named.setdefault("category", None)
+def _validate(named: Mapping[str, Any], response_time: int | None) -> dict:
+    """The fields of a state (``named``: its values by ``STATE_FIELDS`` name, category optional),
+    checked and converted; raises ``_Reject`` for the first fault found."""
+    icao24 = named["icao24"]
+    if not (type(icao24) is str and _ICAO24_RE.fullmatch(icao24)):  # noqa: E721 - else as parse_icao24 reads it
+        icao24 = parse_icao24(icao24)
+        if icao24 is None:
+            raise _Reject("invalid_icao24", f"icao24={named['icao24']!r} is not 6 hex digits", "icao24")
 
-    icao24 = parse_icao24(named["icao24"])
-    if icao24 is None:
-        raise _Reject("invalid_icao24", f"icao24={named['icao24']!r} is not 6 hex digits", "icao24")
-
-    callsign = clean_callsign(_optional_str(named, "callsign"))
+    callsign = clean_callsign(_optional_str(named["callsign"], "callsign"))
     country = named["origin_country"]
     if not isinstance(country, str):
         raise _Reject("invalid_origin_country", f"origin_country={country!r} is not a string", "origin_country")
 
-    last_contact = _timestamp(named, "last_contact", required=True)
-    time_position = _timestamp(named, "time_position", required=False)
-    for name, stamp in (("last_contact", last_contact), ("time_position", time_position)):
-        if stamp is None or response_time is None:
-            continue
-        if stamp > response_time + FUTURE_TOLERANCE_S:
-            raise _Reject("timestamp_in_future",
-                          f"{name}={stamp} is {stamp - response_time} s after the response time", name)
-        if stamp < response_time - MAX_CONTACT_AGE_S:
-            raise _Reject("timestamp_too_old",
-                          f"{name}={stamp} is {response_time - stamp} s before the response time", name)
+    last_contact = _timestamp(named["last_contact"], "last_contact", required=True)
+    time_position = _timestamp(named["time_position"], "time_position", required=False)
+    if response_time is not None:
+        for name, stamp in (("last_contact", last_contact), ("time_position", time_position)):
+            if stamp is None:
+                continue
+            if stamp > response_time + FUTURE_TOLERANCE_S:
+                raise _Reject("timestamp_in_future",
+                              f"{name}={stamp} is {stamp - response_time} s after the response time", name)
+            if stamp < response_time - MAX_CONTACT_AGE_S:
+                raise _Reject("timestamp_too_old",
+                              f"{name}={stamp} is {response_time - stamp} s before the response time", name)
 
-    latitude = _number(named, "latitude", required=True)
-    longitude = _number(named, "longitude", required=True)
-    _check_range("latitude", latitude, -90, 90, "deg")
-    _check_range("longitude", longitude, -180, 180, "deg")
+    latitude = _number(named["latitude"], "latitude", True, -90, 90, "deg")
+    longitude = _number(named["longitude"], "longitude", True, -180, 180, "deg")
 
     on_ground = named["on_ground"]
     if not isinstance(on_ground, bool):
         raise _Reject("invalid_on_ground", f"on_ground={on_ground!r} is not true/false", "on_ground")
 
-    velocity = _number(named, "velocity", required=True)
-    _check_range("velocity", velocity, 0, MAX_VELOCITY_MPS, "m/s")
+    velocity = _number(named["velocity"], "velocity", True, 0, MAX_VELOCITY_MPS, "m/s")
 
-    baro_altitude = _number(named, "baro_altitude", required=False)
-    geo_altitude = _number(named, "geo_altitude", required=False)
-    _check_range("baro_altitude", baro_altitude, MIN_ALTITUDE_M, MAX_ALTITUDE_M, "m")
-    _check_range("geo_altitude", geo_altitude, MIN_ALTITUDE_M, MAX_ALTITUDE_M, "m")
+    baro_altitude = _number(named["baro_altitude"], "baro_altitude", False, MIN_ALTITUDE_M, MAX_ALTITUDE_M, "m")
+    geo_altitude = _number(named["geo_altitude"], "geo_altitude", False, MIN_ALTITUDE_M, MAX_ALTITUDE_M, "m")
     if baro_altitude is None and geo_altitude is None and not on_ground:
         raise _Reject("missing_altitude", "airborne state has neither baro_altitude nor geo_altitude", "baro_altitude")
 
-    true_track = _number(named, "true_track", required=False)
     # FLARM receivers report tracks as -180..180; the same direction, another convention.
-    _check_range("true_track", true_track, -360, 360, "deg")
+    true_track = _number(named["true_track"], "true_track", False, -360, 360, "deg")
     if true_track is not None:
         true_track %= 360.0
-    vertical_rate = _number(named, "vertical_rate", required=False)
-    _check_range("vertical_rate", vertical_rate, -MAX_ABS_VERTICAL_RATE_MPS, MAX_ABS_VERTICAL_RATE_MPS, "m/s")
+    vertical_rate = _number(named["vertical_rate"], "vertical_rate", False,
+                            -MAX_ABS_VERTICAL_RATE_MPS, MAX_ABS_VERTICAL_RATE_MPS, "m/s")
 
     sensors = named["sensors"]
     if sensors is not None and not (isinstance(sensors, list) and all(_is_number(s) for s in sensors)):
         raise _Reject("invalid_sensors", f"sensors={sensors!r} is not a list of receiver ids", "sensors")
 
-    squawk = _optional_str(named, "squawk")
+    squawk = _optional_str(named["squawk"], "squawk")
     if squawk is not None:
         squawk = squawk.strip() or None
     if squawk is not None and not _SQUAWK_RE.match(squawk):
@@ -171,7 +169,7 @@ def _validate(row: Any, response_time: int | None) -> dict:
     position_source = named["position_source"]
     if not (isinstance(position_source, int) and not isinstance(position_source, bool) and 0 <= position_source <= 3):
         raise _Reject("invalid_position_source", f"position_source={position_source!r} is not 0..3", "position_source")
-    category = named["category"]
+    category = named.get("category")
     if category is not None and not (isinstance(category, int) and not isinstance(category, bool)
                                      and 0 <= category <= 20):
         raise _Reject("invalid_category", f"category={category!r} is not 0..20", "category")
@@ -210,7 +208,10 @@ def validate_state(
     a reason code, the offending field and a sentence.
     """
     try:
-        fields = _validate(row, response_time)
+        if not isinstance(row, list) or len(row) not in ROW_LENGTHS:
+            kind = type(row).__name__ if not isinstance(row, list) else f"list of {len(row)}"
+            raise _Reject("malformed_row", f"expected a list of 17 or 18 values, got a {kind}")
+        fields = _validate(dict(zip(STATE_FIELDS, row, strict=False)), response_time)
     except _Reject as rejected:
         r = rejected.rejection
         icao24 = parse_icao24(row[0]) if isinstance(row, list) and row else None
@@ -225,3 +226,14 @@ def validate_state(
         )
     fields["ingest_time"], fields["poll_id"] = ingest_time, poll_id
     return built(StateVector, fields)  # every field checked and converted above
+
+
+def validate_fields(named: Mapping[str, Any], *, ingest_time: float, poll_id: str) -> StateVector | Rejection:
+    """A state already on the raw topic (``named``: every one of ``STATE_FIELDS`` but category, by
+    name) as a StateVector, or why not: ``validate_state`` without the poll's time checks."""
+    try:
+        fields = _validate(named, None)
+    except _Reject as rejected:
+        return rejected.rejection
+    fields["ingest_time"], fields["poll_id"] = ingest_time, poll_id
+    return built(StateVector, fields)

@@ -61,6 +61,8 @@ def test_rejections_carry_a_reason_the_field_and_the_original_row():
         (with_field(5, "east"), "invalid_longitude", "longitude"),
         (with_field(9, None), "missing_velocity", "velocity"),
         (with_field(9, 5000.0), "velocity_out_of_range", "velocity"),
+        (with_field(9, 10**400), "invalid_velocity", "velocity"),  # an integer beyond any float
+        (with_field(12, [10**400]), None, None),  # a receiver id of any size is one
         (with_field(7, 40000.0), "baro_altitude_out_of_range", "baro_altitude"),
         (with_field(13, None, with_field(7, None)), "missing_altitude", "baro_altitude"),
         (with_field(11, 603.88), "vertical_rate_out_of_range", "vertical_rate"),
@@ -75,6 +77,9 @@ def test_rejections_carry_a_reason_the_field_and_the_original_row():
     ]
     for row, reason, field in cases:
         rejected = check(row)
+        if reason is None:
+            assert isinstance(rejected, StateVector), rejected.detail
+            continue
         assert isinstance(rejected, InvalidState), (row, reason)
         assert (rejected.reason, rejected.field_name) == (reason, field), rejected.detail
         assert rejected.raw == row and rejected.poll_id == "p-1"
