@@ -164,10 +164,10 @@ class ScoringStage:
         """Hand each scored state (``encoded[i]`` of ``scored[i]``) to flight-processed-data, and what pages
         to flight-alerts and the webhook."""
         alert_threshold = self.registry.current.alert_threshold
-        processed_topic = processed_states.get_topic_name()
+        keyed = [(item.state.icao24.encode(), record) for item, record in zip(scored, encoded, strict=True)]
+        await outbox.send_many(processed_states.get_topic_name(), keyed)
         faults = paged = anomalies = 0
-        for item, record in zip(scored, encoded, strict=True):
-            await outbox.send_bytes(processed_topic, item.state.icao24.encode(), record)
+        for item in scored:
             faults += bool(item.data_faults)
             alert = alert_for(item, alert_threshold, self.settings.alert_score)
             if alert is not None:

@@ -15,7 +15,8 @@ Reads and writes of private state (the functions below): the current event's con
 (``rocksdb_of``, ``store_set``), a record built and read without its per-field descriptors (``built``, ``fields_of``),
 the consumer's bookkeeping of committed and acknowledged offsets,
 its unacknowledged and queued messages and its thread's aiokafka consumer (the commit watchdog,
-``/health``), and the running aiokafka producer's client (``/health``).
+``/health``), and the running aiokafka producer (its client for ``/health``, its record batches
+for ``Outbox.send_many``).
 
 ``check_version()`` refuses a faust-streaming version other than the ones these were read from
 (``TESTED``) unless ``FLIGHTS_FAUST_UNTESTED=1``: the private names may have moved or changed meaning.
@@ -315,3 +316,9 @@ async def broker_committed_offset(consumer, tp) -> int | None:
 def producer_client(app: faust.App):
     """The running aiokafka producer's client (its metadata says whether the brokers answer)."""
     return app.producer._producer.client
+
+
+def aiokafka_producer(app: faust.App):
+    """The running aiokafka producer under Faust's: ``Outbox.send_many`` hands it whole record batches
+    (its ``create_batch``/``send_batch``), which Faust's producer does not offer."""
+    return app.producer._ensure_producer()

@@ -7,19 +7,28 @@ each encoded record to aiokafka at once (which batches them per partition) and
 keeps the delivery futures; ``await outbox.sent()`` before the batch's offsets
 commit keeps at-least-once. Keys route through the app's partitioner like any
 other send.
+
+``send_many`` hands many records of one topic at once: it fills aiokafka's
+record batches itself (one per partition, a new one when full) and queues each
+whole, with one delivery future per batch. A record sent alone costs about
+7 us in aiokafka's ``send`` (a coroutine, a future, the accumulator) and more
+through Faust's; in a batch about 2.5 us. The scoring agent sends every scored
+state this way.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import faust
 import orjson
 from faust.types import AppT, TopicT
 
-from flights_app.faust_internals import fields_of
+from flights_app.faust_internals import aiokafka_producer, fields_of
+from flights_app.partitioner import partition_for
 
 #: Records handed to the producer by every Outbox of this process, by topic (for /metrics).
 sent_by_topic: Counter[str] = Counter()
@@ -40,6 +49,7 @@ class Outbox:
     """Records of one micro-batch on their way; ``sent()`` waits for every acknowledgement."""
 
     def __init__(self, app: AppT):
+        self.app = app
         self.producer = app.producer
         self.pending: list[asyncio.Future] = []
 
@@ -53,6 +63,28 @@ class Outbox:
         self.pending.append(future)
         sent_by_topic[topic] += 1
         return future
+
+    async def send_many(self, topic: str, records: Iterable[tuple[bytes, bytes]]) -> None:
+        """Hand ``records`` (key, encoded value) to the producer in whole record batches, each record in
+        its key's partition (``partition_for``, as the app's partitioner routes it), in order within a
+        partition; their acknowledgements are awaited by ``sent()``."""
+        producer = aiokafka_producer(self.app)
+        partitions = len(await producer.partitions_for(topic))
+        open_batches = {}
+        count = 0
+        for key, value in records:
+            partition = partition_for(key, partitions)
+            batch = open_batches.get(partition)
+            if batch is None or batch.append(key=key, value=value, timestamp=None) is None:
+                if batch is not None:  # full: queued whole, and a new one started
+                    self.pending.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = open_batches[partition] = producer.create_batch()
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    raise ValueError(f"a record of {len(value)} bytes is larger than a batch of {topic}")
+            count += 1
+        for partition, batch in open_batches.items():
+            self.pending.append(await producer.send_batch(batch, topic, partition=partition))
+        sent_by_topic[topic] += count
 
     async def sent(self) -> None:
         pending, self.pending = self.pending, []
