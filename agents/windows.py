@@ -37,7 +37,7 @@ from flights_app.records import InvalidState, ScoredState
 from flights_app.settings import Settings
 from flights_app.topics import aggregated_stats, invalid_states, raw_states, window_partials
 from ml.rules import EMERGENCY_SQUAWKS
-from tables.aircraft import aircraft, mark_seen, newest_seen, windows_of
+from tables.aircraft import WindowCount, aircraft, newest_seen, windows_of
 from tables.clock import Window, WindowClock
 from tables.dimensions import DIMENSIONS, Dimension
 from tables.direct import TableWrites, read
@@ -152,7 +152,7 @@ class WindowStage:
         counts = dict.fromkeys(("states", "expired_events", "duplicates_dropped", "late_events",
                                 "aircraft_windows_dropped", "partials_sent", "watermark_ticks"), 0)
         windows = {icao24: windows_of(entry) for icao24, entry in stored.items()}
-        touched: dict[tuple[str, int], dict] = {}  # (icao24, window start) -> its entry, changed by the batch
+        touched: dict[tuple[str, int], WindowCount] = {}  # (icao24, window start) -> its window, counted into
         # The partials carry the lowest watermark any state of the batch was judged by (the one after its
         # first state), so none of them holds a window that its own watermark expires (tables.watermarks).
         stamp = None
@@ -166,26 +166,27 @@ class WindowStage:
             if clock.expired(start, watermark):  # its window is gone: neither counted nor windowed
                 counts["expired_events"] += 1
                 continue
-            own = windows[state.icao24]
-            entry = own.get(str(start)) or self._new_aircraft_window(state)
-            for dimension in self.dimensions:  # an entry written before a dimension was declared
-                if dimension.name not in entry:
-                    entry[dimension.name] = dimension.group_of(state)
-            own[str(start)] = touched[(state.icao24, start)] = entry
-            if not mark_seen(entry, start, event_time):
+            count = touched.get((state.icao24, start))
+            if count is None:
+                own = windows[state.icao24]
+                entry = own.get(str(start)) or self._new_aircraft_window(state)
+                for dimension in self.dimensions:  # an entry written before a dimension was declared
+                    if dimension.name not in entry:
+                        entry[dimension.name] = dimension.group_of(state)
+                own[str(start)] = entry
+                count = touched[(state.icao24, start)] = WindowCount(entry, start)
+            if not count.mark(event_time):
                 # Not counted again, but its partial is sent again: after a crash the
                 # entry's mark may have reached the changelog while the partial did not.
                 counts["duplicates_dropped"] += 1
                 continue
-            partial = Partial.from_dict(entry["partial"])
             if clock.late(event_time, watermark):
-                partial.late += 1
+                count.partial.late += 1
                 counts["late_events"] += 1
             else:
                 altitude = state.baro_altitude if state.baro_altitude is not None else state.geo_altitude
-                partial.add(state.velocity, altitude, scored.ml_is_anomaly, state.on_ground,
-                            state.squawk in EMERGENCY_SQUAWKS)
-            entry["partial"] = partial.as_dict()
+                count.partial.add(state.velocity, altitude, scored.ml_is_anomaly, state.on_ground,
+                                  state.squawk in EMERGENCY_SQUAWKS)
         mark = clock.sources.get(partition)
         for own in windows.values():  # windows the partition's watermark has expired leave the entry
             gone = [start for start in own if clock.expired(int(start), mark)]
@@ -193,7 +194,8 @@ class WindowStage:
                 del own[start]
             counts["aircraft_windows_dropped"] += len(gone)
         updates = defaultdict(list)  # (dimension, name) -> the partials of its aircraft updated in the batch
-        for (icao24, start), entry in touched.items():
+        for (icao24, start), count in touched.items():
+            entry = count.close()
             for dimension in self.dimensions:
                 name = entry[dimension.name]
                 if name:

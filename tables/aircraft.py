@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from ml.features import AircraftMemory
 from tables.store import table
+from tables.windows import Partial
 
 aircraft = table("aircraft", help="icao24 -> the aircraft's last two states, last scored state and window counts")
 
@@ -47,15 +48,28 @@ def seen_mask(window: dict, start: int) -> int:
     return mask
 
 
-def mark_seen(window: dict, start: int, event_time: int) -> bool:
-    """Count ``event_time`` in the window (of an aircraft's entry) starting at ``start``; False if it
-    was counted already."""
-    mask = seen_mask(window, start)
-    bit = 1 << (event_time - start)
-    if mask & bit:
-        return False
-    window["seen"] = format(mask | bit, "x")
-    return True
+class WindowCount:
+    """One window of an aircraft's entry while a batch counts states into it: its seen mask and its
+    partial held as an int and a ``Partial``, written back into the entry once (``close``), not per state."""
+
+    def __init__(self, window: dict, start: int):
+        self.window, self.start = window, start
+        self.mask = seen_mask(window, start)
+        self.partial = Partial.from_dict(window["partial"])
+
+    def mark(self, event_time: int) -> bool:
+        """Count ``event_time`` in the window; False if it was counted already."""
+        bit = 1 << (event_time - self.start)
+        if self.mask & bit:
+            return False
+        self.mask |= bit
+        return True
+
+    def close(self) -> dict:
+        """The window's entry, holding what was counted."""
+        self.window["seen"] = format(self.mask, "x")
+        self.window["partial"] = self.partial.as_dict()
+        return self.window
 
 
 def newest_seen(entry: dict | None) -> float | None:

@@ -103,10 +103,13 @@ def test_a_batch_s_partials_split_into_messages_of_at_most_so_many_partials_in_o
 
 
 def test_an_aircraft_window_counts_each_event_time_once_in_its_bitmask():
-    from tables.aircraft import mark_seen, newest_seen, seen_mask
+    from tables.aircraft import WindowCount, newest_seen, seen_mask
 
-    window = {"seen": ""}
-    assert [mark_seen(window, 600, t) for t in (605, 610, 605, 1199, 600)] == [True, True, False, True, True]
+    window = {"seen": "", "partial": {}}
+    count = WindowCount(window, 600)
+    assert [count.mark(t) for t in (605, 610, 605, 1199, 600)] == [True, True, False, True, True]
+    count.partial.count += 4
+    assert count.close() is window and window["partial"]["count"] == 4
     assert isinstance(window["seen"], str) and len(window["seen"]) <= 600 // 4
     assert seen_mask(window, 600) == (1 << 0) | (1 << 5) | (1 << 10) | (1 << 599)
     assert newest_seen({"windows": {"600": window, "0": {"seen": format(1 << 7, "x")}}}) == 1199
@@ -114,10 +117,12 @@ def test_an_aircraft_window_counts_each_event_time_once_in_its_bitmask():
 
 
 def test_an_entry_written_with_a_list_of_event_times_reads_and_counts_alike():
-    from tables.aircraft import mark_seen, newest_seen, seen_mask
+    from tables.aircraft import WindowCount, newest_seen, seen_mask
 
-    old = {"seen": [605, 610]}
+    old = {"seen": [605, 610], "partial": {"count": 2}}
     assert seen_mask(old, 600) == (1 << 5) | (1 << 10)
     assert newest_seen({"windows": {"600": dict(old)}}) == 610
-    assert not mark_seen(old, 600, 610) and mark_seen(old, 600, 615)
-    assert seen_mask(old, 600) == (1 << 5) | (1 << 10) | (1 << 15)
+    count = WindowCount(old, 600)
+    assert not count.mark(610) and count.mark(615)
+    count.close()
+    assert seen_mask(old, 600) == (1 << 5) | (1 << 10) | (1 << 15) and old["partial"]["count"] == 2
