@@ -1,7 +1,7 @@
 """Feature rows from simulated traffic or a recording, computed as the worker computes them.
 
 Used by ``flights-app train`` and ``flights-app evaluate``: the same validator,
-the same ``feature_vector`` and rules, polls in time order with per-aircraft memory.
+the same features and rules (``ml.track``), polls in time order with per-aircraft memory.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import numpy as np
 from flights_app.fake_opensky.anomalies import ANOMALY_KINDS, inject, unit
 from flights_app.records import StateVector
 from flights_app.validation import validate_state
-from ml.features import AircraftMemory, feature_vector, previous_for
-from ml.rules import Flags, remember_after, rule_flags
+from ml.features import AircraftMemory
+from ml.rules import Flags, flags_of
+from ml.track import track
 
 # Indices of OpenSky's state vector arrays that an injected anomaly touches.
 _ICAO, _TP, _LC, _LON, _LAT, _BARO, _GROUND, _VEL, _VR, _SQUAWK = 0, 3, 4, 5, 6, 7, 8, 9, 11, 14
@@ -114,17 +115,15 @@ class Row(NamedTuple):
 
 
 def feature_rows(polls: Iterable[Poll], progress=None) -> Iterator[Row]:
-    """Rows in stream order, keeping per-aircraft memory exactly as the scoring agent does."""
+    """Rows in stream order, keeping per-aircraft memory exactly as the scoring agent does (``ml.track``)."""
     memories: dict[str, AircraftMemory] = {}
     for poll in polls:
-        for state in valid_states(poll):
-            memory = memories.get(state.icao24)
-            features = feature_vector(state, previous_for(memory, state))
-            flags = rule_flags(state, features)
-            yield Row(state, features, flags, poll.labels.get((state.icao24, state.last_contact)), poll.time)
-            after = remember_after(state, memory, flags.faults)
-            if after is not None:
-                memories[state.icao24] = after
+        states = valid_states(poll)
+        rows, faults, changed = track(states, memories)
+        for state, features, bits in zip(states, rows, faults.tolist(), strict=True):
+            yield Row(state, features, flags_of(state, features, bits),
+                      poll.labels.get((state.icao24, state.last_contact)), poll.time)
+        memories.update(changed)
         if progress is not None:
             progress.update(1)
 

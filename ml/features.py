@@ -15,7 +15,7 @@ aircraft's last good state predicts.
 The predictor carries the last good state on at its reported speed along its track, turning
 at the turn rate it had (an alpha-beta filter with alpha = beta = 1: the aircraft reports its
 own velocity, so none needs estimating). A
-state that fails a rule's gate is not remembered (``ml.rules.remember_after``), so a
+state that fails a rule's gate is not remembered (``ml.track``), so a
 glitch neither poisons the prediction nor makes its return look like a second glitch.
 A new track (the first state, or one after a gap over ``NEW_TRACK_GAP_S``) has no
 residuals: they are 0 and ``new_track`` is 1.
@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from flights_app.geo import angle_between, bearing_deg, destination, haversine_m
 
@@ -79,6 +79,11 @@ FEATURES: tuple[str, ...] = RAW_FEATURES + CONTEXT_FEATURES + MODEL_FEATURES
 N_FEATURES = len(FEATURES)
 N_MODEL_FEATURES = len(MODEL_FEATURES)
 I = {name: i for i, name in enumerate(FEATURES)}  # noqa: E741 - the index of a feature by name
+#: Indices of features, as compiled code reads them.
+I_NEW_TRACK, I_POSITION_GAP, I_IMPLIED_SPEED, I_CLIMB_RATE, I_PREDICTION_ERROR, I_TRACK_RESIDUAL = (
+    I[name] for name in CONTEXT_FEATURES)
+I_SPEED_LOG_RATIO, I_ALTITUDE_RESIDUAL, I_INNOVATION, I_SPEED_ACCEL, I_VERTICAL_ACCEL, I_TURN_RATE, I_BARO_GEO, \
+    I_POSITION_AGE = (I[name] for name in MODEL_FEATURES)
 MODEL_COLUMNS = np.array([I[name] for name in MODEL_FEATURES])
 
 #: The model sees this many of a state's largest normalised residuals.
@@ -179,73 +184,141 @@ def baro_minus_geo(state) -> float | None:
     return float(state.baro_altitude) - float(state.geo_altitude)
 
 
-def remember(state, previous: PreviousState | None = None) -> PreviousState:
-    """``state`` as the aircraft's last good state: the running median moves one step towards it,
-    and the turn rate is the track change since ``previous`` (for the predictor)."""
+# -- the computation, compiled: a state and a previous state as rows of floats (NaN: none) -----------
+
+#: A state's columns (``state_columns``).
+S_TIME, S_CONTACT, S_POSITION_TIME, S_LAT, S_LON, S_VELOCITY, S_ALTITUDE, S_BARO_GEO, S_VERTICAL, S_TRACK, \
+    S_GROUND = range(11)
+N_STATE_COLUMNS = 11
+#: A previous state's columns: ``PreviousState``'s fields in order.
+P_TIME, P_CONTACT, P_LAT, P_LON, P_VELOCITY, P_ALTITUDE, P_TRACK, P_VERTICAL, P_GROUND, P_BARO_GEO, P_TURN = range(11)
+N_PREVIOUS_COLUMNS = len(PreviousState._fields)
+_NAN = math.nan
+
+
+def _or_nan(value: float | None) -> float:
+    return _NAN if value is None else value
+
+
+def state_columns(state) -> tuple[float, ...]:
+    """What the features read of a StateVector, as ``S_*`` columns."""
     offset = baro_minus_geo(state)
-    median = previous.baro_geo_m if previous is not None else None
-    if offset is not None:
-        median = offset if median is None else median + max(-BARO_GEO_STEP_M, min(BARO_GEO_STEP_M, offset - median))
+    return (state.event_time, state.last_contact, _or_nan(state.time_position), state.latitude, state.longitude,
+            state.velocity, altitude_of(state), _NAN if offset is None else offset, _or_nan(state.vertical_rate),
+            _or_nan(state.true_track), float(state.on_ground))
+
+
+def previous_columns(previous: PreviousState) -> tuple[float, ...]:
+    return (previous.time_position, previous.last_contact, previous.latitude, previous.longitude, previous.velocity,
+            previous.altitude_m, _or_nan(previous.track), _or_nan(previous.vertical_rate), float(previous.on_ground),
+            _or_nan(previous.baro_geo_m), previous.turn_rate)
+
+
+def _or_none(value: float) -> float | None:
+    return None if value != value else value
+
+
+def previous_of(row) -> PreviousState:
+    """The ``PreviousState`` of ``P_*`` columns (``previous_columns`` back)."""
+    (when, contact, lat, lon, velocity, altitude, track, vertical, ground, baro_geo, turn) = row.tolist()
+    return PreviousState(int(when), int(contact), lat, lon, velocity, altitude, _or_none(track), _or_none(vertical),
+                         bool(ground), _or_none(baro_geo), turn)
+
+
+@njit(cache=True)
+def remember_into(s, has_previous, p, out):  # pragma: no cover - compiled
+    """``s`` (state columns) as the aircraft's last good state, into ``out`` (previous columns): the running
+    median moves one step towards it, and the turn rate is the track change since ``p`` (for the predictor)."""
+    offset = s[S_BARO_GEO]
+    median = p[P_BARO_GEO] if has_previous else _NAN
+    if offset == offset:
+        median = offset if median != median else median + max(-BARO_GEO_STEP_M, min(BARO_GEO_STEP_M, offset - median))
     turn_rate = 0.0
-    if previous is not None and state.true_track is not None and previous.track is not None:
-        gap = state.event_time - previous.time_position
-        if 0 < gap <= MAX_TURN_GAP_S and min(state.velocity, previous.velocity) >= MIN_TRACK_SPEED_MPS:
-            turn_rate = angle_between(state.true_track, previous.track) / max(gap, RATE_MIN_GAP_S)
-    return PreviousState(state.event_time, state.last_contact, state.latitude, state.longitude, state.velocity,
-                         altitude_of(state), state.true_track, state.vertical_rate, state.on_ground, median, turn_rate)
+    if has_previous and s[S_TRACK] == s[S_TRACK] and p[P_TRACK] == p[P_TRACK]:
+        gap = s[S_TIME] - p[P_TIME]
+        if 0 < gap <= MAX_TURN_GAP_S and min(s[S_VELOCITY], p[P_VELOCITY]) >= MIN_TRACK_SPEED_MPS:
+            turn_rate = angle_between(s[S_TRACK], p[P_TRACK]) / max(gap, RATE_MIN_GAP_S)
+    out[P_TIME], out[P_CONTACT] = s[S_TIME], s[S_CONTACT]
+    out[P_LAT], out[P_LON], out[P_VELOCITY], out[P_ALTITUDE] = s[S_LAT], s[S_LON], s[S_VELOCITY], s[S_ALTITUDE]
+    out[P_TRACK], out[P_VERTICAL], out[P_GROUND] = s[S_TRACK], s[S_VERTICAL], s[S_GROUND]
+    out[P_BARO_GEO], out[P_TURN] = median, turn_rate
+
+
+@njit(cache=True)
+def features_into(s, has_previous, p, out):  # pragma: no cover - compiled
+    """The features of ``s`` (state columns) given the aircraft's last good state ``p`` (previous columns,
+    if ``has_previous``), into ``out`` (``FEATURES`` order)."""
+    out[:] = 0.0
+    velocity, altitude, when = s[S_VELOCITY], s[S_ALTITUDE], s[S_TIME]
+    vertical, before_vertical = s[S_VERTICAL], p[P_VERTICAL]
+    out[0] = velocity
+    out[1] = altitude
+    out[2] = vertical if vertical == vertical else 0.0
+    out[3] = (when // 3600) % 24  # the hour and weekday (1970-01-01 was a Thursday) of whole UTC seconds
+    out[4] = (when // 86400 + 3) % 7
+    if s[S_POSITION_TIME] == s[S_POSITION_TIME]:
+        out[I_POSITION_AGE] = s[S_CONTACT] - s[S_POSITION_TIME]
+    gap = when - p[P_TIME]
+    if not has_previous or gap > NEW_TRACK_GAP_S:
+        out[I_NEW_TRACK] = 1.0
+        out[I_IMPLIED_SPEED] = velocity
+        return
+    out[I_POSITION_GAP] = gap
+    airborne = s[S_GROUND] == 0.0 and p[P_GROUND] == 0.0
+    if airborne and p[P_BARO_GEO] == p[P_BARO_GEO] and s[S_BARO_GEO] == s[S_BARO_GEO]:
+        out[I_BARO_GEO] = s[S_BARO_GEO] - p[P_BARO_GEO]
+    if gap <= 0:  # the same or an older position: no rate to infer
+        out[I_IMPLIED_SPEED] = velocity
+        return
+    dt = gap
+    rate_dt = max(dt, RATE_MIN_GAP_S)
+    out[I_SPEED_ACCEL] = (velocity - p[P_VELOCITY]) / rate_dt
+    if airborne:
+        rate = ((vertical if vertical == vertical else 0.0)
+                + (before_vertical if before_vertical == before_vertical else 0.0)) / 2
+        out[I_CLIMB_RATE] = (altitude - p[P_ALTITUDE]) / dt
+        out[I_ALTITUDE_RESIDUAL] = (altitude - p[P_ALTITUDE] - rate * dt) / rate_dt
+        if vertical == vertical and before_vertical == before_vertical:
+            out[I_VERTICAL_ACCEL] = (vertical - before_vertical) / rate_dt
+    track, before = s[S_TRACK], p[P_TRACK]
+    has_tracks = track == track and before == before
+    if has_tracks and min(velocity, p[P_VELOCITY]) >= MIN_TRACK_SPEED_MPS:
+        out[I_TURN_RATE] = angle_between(track, before) / rate_dt
+    if dt < MIN_IMPLIED_SPEED_GAP_S:
+        out[I_IMPLIED_SPEED] = velocity
+        return
+    lat0, lon0, lat1, lon1 = p[P_LAT], p[P_LON], s[S_LAT], s[S_LON]
+    distance = haversine_m(lat0, lon0, lat1, lon1)
+    implied = distance / dt
+    out[I_IMPLIED_SPEED] = implied
+    out[I_SPEED_LOG_RATIO] = math.log((velocity + MIN_TRACK_SPEED_MPS) / (implied + MIN_TRACK_SPEED_MPS))
+    if track == track and distance >= MIN_BEARING_DISTANCE_M and velocity >= MIN_TRACK_SPEED_MPS:
+        out[I_TRACK_RESIDUAL] = angle_between(track, bearing_deg(lat0, lon0, lat1, lon1))
+    if before == before:  # on along the last track, turning at the last turn rate (the mean heading of the arc)
+        heading = before + p[P_TURN] * min(dt, MAX_TURN_GAP_S) / 2
+        lat, lon = destination(lat0, lon0, heading, p[P_VELOCITY] * dt)
+    else:
+        lat, lon = lat0, lon0
+    error = haversine_m(lat, lon, lat1, lon1)
+    out[I_PREDICTION_ERROR] = error
+    out[I_INNOVATION] = error / (PREDICTION_ERROR_M + PREDICTION_ACCEL_MPS2 * dt * dt / 2)
+
+
+def remember(state, previous: PreviousState | None = None) -> PreviousState:
+    """``state`` as the aircraft's last good state after ``previous`` (``remember_into``)."""
+    out = np.empty(N_PREVIOUS_COLUMNS)
+    p = np.array(previous_columns(previous)) if previous is not None else _NO_PREVIOUS
+    remember_into(np.array(state_columns(state)), previous is not None, p, out)
+    return previous_of(out)
 
 
 def feature_vector(state, previous: PreviousState | None) -> np.ndarray:
-    """The features of ``state`` (a StateVector) given the aircraft's last good state (``FEATURES`` order)."""
-    out = np.zeros(N_FEATURES, dtype=np.float64)
-    altitude = altitude_of(state)
-    when = datetime.fromtimestamp(state.event_time, tz=UTC)
-    velocity = state.velocity
-    out[0:5] = velocity, altitude, state.vertical_rate or 0.0, when.hour, when.weekday()
-    if state.time_position is not None:
-        out[I["position_age_s"]] = float(state.last_contact - state.time_position)
-    gap = None if previous is None else state.event_time - previous.time_position
-    if gap is None or gap > NEW_TRACK_GAP_S:
-        out[I["new_track"]] = 1.0
-        out[I["implied_speed_mps"]] = velocity
-        return out
-    out[I["position_gap_s"]] = gap
-    airborne = not state.on_ground and not previous.on_ground
-    if airborne and previous.baro_geo_m is not None:
-        offset = baro_minus_geo(state)
-        if offset is not None:
-            out[I["baro_geo_residual_m"]] = offset - previous.baro_geo_m
-    if gap <= 0:  # the same or an older position: no rate to infer
-        out[I["implied_speed_mps"]] = velocity
-        return out
-    dt = float(gap)
-    rate_dt = max(dt, RATE_MIN_GAP_S)
-    out[I["speed_accel_mps2"]] = (velocity - previous.velocity) / rate_dt
-    if airborne:
-        rate = ((state.vertical_rate or 0.0) + (previous.vertical_rate or 0.0)) / 2
-        out[I["climb_rate_mps"]] = (altitude - previous.altitude_m) / dt
-        out[I["altitude_residual_mps"]] = (altitude - previous.altitude_m - rate * dt) / rate_dt
-        if state.vertical_rate is not None and previous.vertical_rate is not None:
-            out[I["vertical_accel_mps2"]] = (state.vertical_rate - previous.vertical_rate) / rate_dt
-    track, before = state.true_track, previous.track
-    if track is not None and before is not None and min(velocity, previous.velocity) >= MIN_TRACK_SPEED_MPS:
-        out[I["turn_rate_dps"]] = angle_between(track, before) / rate_dt
-    if dt < MIN_IMPLIED_SPEED_GAP_S:
-        out[I["implied_speed_mps"]] = velocity
-        return out
-    distance = haversine_m(previous.latitude, previous.longitude, state.latitude, state.longitude)
-    implied = distance / dt
-    out[I["implied_speed_mps"]] = implied
-    out[I["speed_log_ratio"]] = math.log((velocity + MIN_TRACK_SPEED_MPS) / (implied + MIN_TRACK_SPEED_MPS))
-    if track is not None and distance >= MIN_BEARING_DISTANCE_M and velocity >= MIN_TRACK_SPEED_MPS:
-        flown = bearing_deg(previous.latitude, previous.longitude, state.latitude, state.longitude)
-        out[I["track_residual_deg"]] = angle_between(track, flown)
-    if before is not None:  # on along the last track, turning at the last turn rate (the mean heading of the arc)
-        heading = before + previous.turn_rate * min(dt, MAX_TURN_GAP_S) / 2
-        lat, lon = destination(previous.latitude, previous.longitude, heading, previous.velocity * dt)
-    else:
-        lat, lon = previous.latitude, previous.longitude
-    error = haversine_m(lat, lon, state.latitude, state.longitude)
-    out[I["prediction_error_m"]] = error
-    out[I["innovation"]] = error / (PREDICTION_ERROR_M + PREDICTION_ACCEL_MPS2 * dt * dt / 2)
+    """The features of ``state`` (a StateVector) given the aircraft's last good state (``FEATURES`` order):
+    ``features_into`` for one state (``ml.track`` computes a batch's)."""
+    out = np.empty(N_FEATURES, dtype=np.float64)
+    p = np.array(previous_columns(previous)) if previous is not None else _NO_PREVIOUS
+    features_into(np.array(state_columns(state)), previous is not None, p, out)
     return out
+
+
+_NO_PREVIOUS = np.full(N_PREVIOUS_COLUMNS, _NAN)

@@ -12,11 +12,25 @@ Two kinds of flag, each a sentence with its numbers:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
-from ml.features import RATE_MIN_GAP_S, AircraftMemory, I, remember
+from ml.features import (
+    I_ALTITUDE_RESIDUAL,
+    I_CLIMB_RATE,
+    I_IMPLIED_SPEED,
+    I_NEW_TRACK,
+    I_POSITION_AGE,
+    I_POSITION_GAP,
+    RATE_MIN_GAP_S,
+    S_GROUND,
+    S_VELOCITY,
+    S_VERTICAL,
+    state_columns,
+)
 
 EMERGENCY_SQUAWKS = {"7500": "hijack", "7600": "radio failure", "7700": "general emergency"}
 #: A position step implying more than this, and more than twice the reported speed, is a bad fix.
@@ -41,56 +55,61 @@ class Flags(NamedTuple):
     faults: list[str]
 
 
-def rule_flags(state, features: np.ndarray) -> Flags:
-    """The alerts and data faults of one state, given its features (``ml.features.feature_vector``)."""
+#: The data faults, as bits of ``fault_bits`` (in the order their sentences are listed).
+POSITION_JUMP, FROZEN_POSITION, SPEED_SPIKE, ALTITUDE_JUMP, IMPOSSIBLE_VERTICAL_RATE, STALE_POSITION = (
+    1 << k for k in range(6))
+
+
+@njit(cache=True)
+def fault_bits(s, f) -> int:  # pragma: no cover - compiled
+    """The data faults of a state (``s``: its columns, ``ml.features.state_columns``) given its features ``f``."""
+    bits = 0
+    airborne = s[S_GROUND] == 0.0
+    gap = f[I_POSITION_GAP]
+    if f[I_NEW_TRACK] == 0.0 and gap > 0:
+        implied, velocity = f[I_IMPLIED_SPEED], s[S_VELOCITY]
+        if implied > MAX_IMPLIED_SPEED_MPS and implied > SPEED_RATIO * velocity:
+            bits |= POSITION_JUMP
+        elif (airborne and gap <= MAX_SPEED_CHECK_GAP_S and velocity > SPEED_RATIO * implied
+              and velocity - implied > MAX_SPEED_EXCESS_MPS):
+            bits |= FROZEN_POSITION if implied < FROZEN_SPEED_MPS else SPEED_SPIKE
+        if abs(f[I_ALTITUDE_RESIDUAL]) > MAX_ALTITUDE_RESIDUAL_MPS:
+            bits |= ALTITUDE_JUMP
+        vertical = s[S_VERTICAL]
+        if vertical == vertical and abs(vertical) > MAX_VERTICAL_RATE_MPS and airborne:
+            # A zero-g parabola really climbs at 100 m/s: only a rate the altitude does not follow is a fault.
+            if f[I_CLIMB_RATE] * vertical < vertical * vertical / 2:
+                bits |= IMPOSSIBLE_VERTICAL_RATE
+    if f[I_POSITION_AGE] > STALE_POSITION_S and airborne:
+        bits |= STALE_POSITION
+    return bits
+
+
+def flags_of(state, features: Sequence[float], bits: int) -> Flags:
+    """The alerts and data faults of one state, in words, given its features and ``fault_bits``."""
     alerts, faults = [], []
     if state.squawk in EMERGENCY_SQUAWKS:
         alerts.append(f"emergency squawk {state.squawk} ({EMERGENCY_SQUAWKS[state.squawk]})")
-    airborne = not state.on_ground
-    gap = features[I["position_gap_s"]]
-    if not features[I["new_track"]] and gap > 0:
-        implied = features[I["implied_speed_mps"]]
-        velocity = state.velocity
-        if implied > MAX_IMPLIED_SPEED_MPS and implied > SPEED_RATIO * velocity:
-            faults.append(f"position jump: moved at {implied:.0f} m/s over {gap:.0f} s, reported {velocity:.0f} m/s")
-        elif (airborne and gap <= MAX_SPEED_CHECK_GAP_S and velocity > SPEED_RATIO * implied
-              and velocity - implied > MAX_SPEED_EXCESS_MPS):
-            if implied < FROZEN_SPEED_MPS:
-                faults.append(f"frozen position: reported {velocity:.0f} m/s but moved {implied * gap:.0f} m "
-                              f"in {gap:.0f} s")
-            else:
-                faults.append(f"speed spike: reported {velocity:.0f} m/s but moved at {implied:.0f} m/s "
-                              f"over {gap:.0f} s")
-        residual = features[I["altitude_residual_mps"]]
-        if abs(residual) > MAX_ALTITUDE_RESIDUAL_MPS:
-            unexplained = residual * max(gap, RATE_MIN_GAP_S)
-            faults.append(f"altitude jump: {unexplained:+.0f} m in {gap:.0f} s more than its vertical rate explains")
-        vertical = state.vertical_rate
-        if vertical is not None and abs(vertical) > MAX_VERTICAL_RATE_MPS and airborne:
-            # A zero-g parabola really climbs at 100 m/s: only a rate the altitude does not follow is a fault.
-            climbed = features[I["climb_rate_mps"]]
-            if climbed * vertical < vertical * vertical / 2:
-                faults.append(f"impossible vertical rate: reported {vertical:+.0f} m/s, altitude changed "
-                              f"{climbed:+.0f} m/s")
-    age = features[I["position_age_s"]]
-    if age > STALE_POSITION_S and airborne:
-        faults.append(f"stale position: {age:.0f} s older than the last contact")
+    if not bits:
+        return Flags(alerts, faults)
+    gap, implied, velocity = features[I_POSITION_GAP], features[I_IMPLIED_SPEED], state.velocity
+    if bits & POSITION_JUMP:
+        faults.append(f"position jump: moved at {implied:.0f} m/s over {gap:.0f} s, reported {velocity:.0f} m/s")
+    if bits & FROZEN_POSITION:
+        faults.append(f"frozen position: reported {velocity:.0f} m/s but moved {implied * gap:.0f} m in {gap:.0f} s")
+    if bits & SPEED_SPIKE:
+        faults.append(f"speed spike: reported {velocity:.0f} m/s but moved at {implied:.0f} m/s over {gap:.0f} s")
+    if bits & ALTITUDE_JUMP:
+        unexplained = features[I_ALTITUDE_RESIDUAL] * max(gap, RATE_MIN_GAP_S)
+        faults.append(f"altitude jump: {unexplained:+.0f} m in {gap:.0f} s more than its vertical rate explains")
+    if bits & IMPOSSIBLE_VERTICAL_RATE:
+        faults.append(f"impossible vertical rate: reported {state.vertical_rate:+.0f} m/s, altitude changed "
+                      f"{features[I_CLIMB_RATE]:+.0f} m/s")
+    if bits & STALE_POSITION:
+        faults.append(f"stale position: {features[I_POSITION_AGE]:.0f} s older than the last contact")
     return Flags(alerts, faults)
 
 
-def remember_after(state, memory: AircraftMemory | None, faults: list[str]) -> AircraftMemory | None:
-    """The aircraft's memory after ``state``.
-
-    A data fault is not remembered: the next state is compared with the last good one,
-    so the return from a glitch is not flagged as a second fault. A state already
-    remembered, or older than the latest, changes nothing.
-    """
-    if faults:
-        return memory
-    if memory is None:
-        return AircraftMemory(remember(state))
-    latest = memory.latest
-    if state.last_contact < latest.last_contact or memory.previous_for(state) is not latest:
-        return memory  # older, or the latest seen again
-    new = remember(state, latest)
-    return memory if new == latest else AircraftMemory(new, latest)
+def rule_flags(state, features: np.ndarray) -> Flags:
+    """The alerts and data faults of one state, given its features (``ml.features.feature_vector``)."""
+    return flags_of(state, features, fault_bits(np.array(state_columns(state)), features))

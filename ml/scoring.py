@@ -14,17 +14,11 @@ import numpy as np
 
 from flights_app.faust_internals import built
 from flights_app.records import ScoredState, StateVector
-from ml.features import (
-    FEATURES,
-    REPORT_RESIDUALS,
-    AircraftMemory,
-    altitude_of,
-    feature_vector,
-    previous_for,
-)
+from ml.features import FEATURES, REPORT_RESIDUALS, AircraftMemory, altitude_of
 from ml.model import LoadedModel, explain
 from ml.phase import flight_phase
-from ml.rules import Flags, remember_after, rule_flags
+from ml.rules import Flags, flags_of
+from ml.track import track
 
 #: A report residual this many times its typical size in an anomaly makes the anomaly a data fault.
 INCONSISTENT_SIZE = 5.0
@@ -67,29 +61,21 @@ def score_batch(
 
     Returns the scored states and the memories that changed (to write back, once per aircraft).
     """
-    latest: dict[str, AircraftMemory | None] = dict(memories)
-    touched: list[str] = []
-    rows = np.empty((len(states), len(FEATURES)), dtype=np.float64)
-    flags = []
-    for i, state in enumerate(states):
-        memory = latest.get(state.icao24)
-        rows[i] = feature_vector(state, previous_for(memory, state))
-        flags.append(rule_flags(state, rows[i]))
-        after = remember_after(state, memory, flags[i].faults)
-        if after is not memory:
-            latest[state.icao24] = after
-            touched.append(state.icao24)
+    rows, faults, changed = track(states, memories)
+    features = rows.tolist()
+    flags = [flags_of(state, row, bits) for state, row, bits in zip(states, features, faults.tolist(), strict=True)]
     scores = model.score(rows) if len(states) else np.empty(0)
+    score = scores.tolist()
     emitted = time.time() if now is None else now
     out = []
     for i, state in enumerate(states):
-        verdict = judge(model, rows[i], flags[i], float(scores[i]))
+        verdict = judge(model, rows[i], flags[i], score[i])
         out.append(built(ScoredState, dict(
             state=state,
-            features=dict(zip(FEATURES, rows[i].tolist(), strict=True)),
+            features=dict(zip(FEATURES, features[i], strict=True)),
             flight_phase=flight_phase(state.on_ground, altitude_of(state) if not state.on_ground else None,
                                       state.vertical_rate, state.velocity),
-            ml_anomaly_score=float(scores[i]),
+            ml_anomaly_score=score[i],
             ml_is_anomaly=verdict.is_anomaly,
             anomaly_reason=verdict.reason,
             alerts=flags[i].alerts,
@@ -97,4 +83,4 @@ def score_batch(
             model_version=model.version,
             processed_time=emitted,
         )))
-    return out, {icao: latest[icao] for icao in touched}
+    return out, changed

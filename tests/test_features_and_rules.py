@@ -17,8 +17,9 @@ from ml.features import (
     remember,
 )
 from ml.phase import PHASES, flight_phase
-from ml.rules import Flags, remember_after, rule_flags
+from ml.rules import Flags, rule_flags
 from ml.scoring import judge, pages, score_batch
+from ml.track import remember_after
 
 T = 1_700_000_000  # a Tuesday, 22:13 UTC
 F = {name: i for i, name in enumerate(FEATURES)}
