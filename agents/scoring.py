@@ -150,11 +150,12 @@ class ScoringStage:
             newest = newest_scored(scored, encoded, stored)
             behind = self.backlog(event)
             partials, own_windows = windows.count_in_windows(partition, scored, stored, behind=behind)
-            for icao24 in stored:  # one write per aircraft per batch: its memory and its windows, together
+            entries = []  # one write per aircraft per batch: its memory and its windows, together
+            for icao24 in stored:
                 memory = updated.get(icao24) or memories[icao24]
-                await writes.put(aircraft, icao24, {"memory": memory.as_dict() if memory else None,
-                                                    "last": newest.get(icao24), "windows": own_windows[icao24]},
-                                 partition)
+                entries.append((icao24, {"memory": memory.as_dict() if memory else None,
+                                         "last": newest.get(icao24), "windows": own_windows[icao24]}))
+            await writes.put_many(aircraft, entries, partition)
         await windows.send_partials(outbox, partition, partials, behind)
         if len(outbox) >= IN_FLIGHT_MAX:
             await outbox.sent()

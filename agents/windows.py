@@ -276,8 +276,7 @@ class WindowStage:
                     await outbox.send(invalid_states, "", message)
                     continue
                 if isinstance(message, WindowClose):
-                    for key, entry in touched.items():  # the summary reads the table: write first
-                        await writes.put(groups, key, entry, partition)
+                    await writes.put_many(groups, touched.items(), partition)  # the summary reads the table: first
                     touched.clear()
                     self.dirty.update(changed)
                     changed.clear()
@@ -314,8 +313,7 @@ class WindowStage:
                             continue
                         touched[key] = entry
                         changed.add((dimension, name, start))
-            for key, entry in touched.items():  # one write per window shard touched
-                await writes.put(groups, key, entry, partition)
+            await writes.put_many(groups, touched.items(), partition)  # one write per window shard touched
             self.dirty.update(changed)
             if stale:
                 self.stats.inc("stale_partials", stale)

@@ -52,6 +52,7 @@ class Outbox:
         self.app = app
         self.producer = app.producer
         self.pending: list[asyncio.Future] = []
+        self.records = 0  # records on their way (a future may be a whole batch's)
 
     async def send(self, topic: TopicT, key: str | None, value: Any, partition: int | None = None) -> None:
         await self.send_bytes(topic.get_topic_name(), None if key is None else key.encode(), encode(value), partition)
@@ -61,35 +62,52 @@ class Outbox:
         """Hand one encoded record to the producer; its acknowledgement is awaited by ``sent()``."""
         future = await self.producer.send(topic, key, value, partition, None, None)
         self.pending.append(future)
+        self.records += 1
         sent_by_topic[topic] += 1
         return future
 
-    async def send_many(self, topic: str, records: Iterable[tuple[bytes, bytes]]) -> None:
+    async def send_many(self, topic: str, records: Iterable[tuple[bytes, bytes]],
+                        partition: int | None = None) -> list[tuple[asyncio.Future, int]]:
         """Hand ``records`` (key, encoded value) to the producer in whole record batches, each record in
-        its key's partition (``partition_for``, as the app's partitioner routes it), in order within a
-        partition; their acknowledgements are awaited by ``sent()``."""
+        ``partition`` or else its key's (``partition_for``, as the app's partitioner routes it), in order
+        within a partition. Returns each batch's delivery future (its result holds the offset of the
+        batch's first record) and how many records it holds; ``sent()`` awaits them."""
         producer = aiokafka_producer(self.app)
-        partitions = len(await producer.partitions_for(topic))
-        open_batches = {}
-        count = 0
+        partitions = len(await producer.partitions_for(topic)) if partition is None else 0
+        open_batches: dict[int, Any] = {}
+        counts: dict[int, int] = {}
+        queued: list[tuple[asyncio.Future, int]] = []
+
+        async def queue(target: int) -> None:  # whole: closed, so it goes without lingering
+            batch = open_batches.pop(target)
+            batch.close()
+            queued.append((await producer.send_batch(batch, topic, partition=target), counts.pop(target)))
+
         for key, value in records:
-            partition = partition_for(key, partitions)
-            batch = open_batches.get(partition)
-            if batch is None or batch.append(key=key, value=value, timestamp=None) is None:
-                if batch is not None:  # full: queued whole, and a new one started
-                    self.pending.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = open_batches[partition] = producer.create_batch()
+            target = partition_for(key, partitions) if partition is None else partition
+            batch = open_batches.get(target)
+            if batch is not None and batch.append(key=key, value=value, timestamp=None) is None:
+                await queue(target)  # full
+                batch = None
+            if batch is None:
+                batch = open_batches[target] = producer.create_batch()
                 if batch.append(key=key, value=value, timestamp=None) is None:
                     raise ValueError(f"a record of {len(value)} bytes is larger than a batch of {topic}")
-            count += 1
-        for partition, batch in open_batches.items():
-            self.pending.append(await producer.send_batch(batch, topic, partition=partition))
+            counts[target] = counts.get(target, 0) + 1
+        for target in list(open_batches):
+            await queue(target)
+        self.pending += [future for future, _ in queued]
+        count = sum(count for _, count in queued)
+        self.records += count
         sent_by_topic[topic] += count
+        return queued
 
     async def sent(self) -> None:
         pending, self.pending = self.pending, []
+        self.records = 0
         if pending:
             await asyncio.gather(*pending)
 
     def __len__(self) -> int:
-        return len(self.pending)
+        """Records on their way."""
+        return self.records

@@ -17,6 +17,7 @@ first), so a committed input always has its table changes on the changelog.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -40,29 +41,39 @@ class TableWrites:
 
     def __init__(self, outbox: Outbox):
         self.outbox = outbox
-        self.sent: list[tuple[CollectionT, Any]] = []
+        #: each changelog batch: its table, its delivery future and how many records it holds
+        self.sent: list[tuple[CollectionT, Any, int]] = []
 
-    async def put(self, table: CollectionT, key: str, value: Any, partition: int) -> None:
-        """Write ``key`` (in ``partition``'s context: see tables.partitions.partition_of)."""
-        key_bytes, value_bytes = key.encode(), encode(value)
-        if rocksdb_of(table, partition) is not None:
-            store_set(table, key_bytes, value_bytes)  # the current event's partition, as Faust's set
-        else:  # the memory store keeps the value as a read gives it back (not an orjson.Fragment)
-            table.data[key] = orjson.loads(value_bytes)
-        future = await self.outbox.send_bytes(table.changelog_topic.get_topic_name(), key_bytes, value_bytes, partition)
-        self.sent.append((table, future))
+    async def put_many(self, table: CollectionT, entries: Iterable[tuple[str, Any]], partition: int) -> None:
+        """Write each (key, value) of ``entries`` (in ``partition``'s context: see tables.partitions.partition_of),
+        and hand their changelog records to the outbox in whole batches."""
+        in_rocksdb = rocksdb_of(table, partition) is not None
+        records = []
+        for key, value in entries:
+            key_bytes, value_bytes = key.encode(), encode(value)
+            if in_rocksdb:
+                store_set(table, key_bytes, value_bytes)  # the current event's partition, as Faust's set
+            else:  # the memory store keeps the value as a read gives it back (not an orjson.Fragment)
+                table.data[key] = orjson.loads(value_bytes)
+            records.append((key_bytes, value_bytes))
+        if not records:
+            return
+        changelog = table.changelog_topic.get_topic_name()
+        self.sent += [(table, future, count) for future, count
+                      in await self.outbox.send_many(changelog, records, partition)]
         state = table.app.monitor.tables.get(table.name)
         if state is not None:
-            state.keys_updated += 1
+            state.keys_updated += len(records)
 
     def persist_offsets(self) -> None:
         """After the outbox's acknowledgements: the highest changelog offset per table and partition."""
         highest: dict[tuple[int, Any], tuple[CollectionT, Any, int]] = {}
-        for table, future in self.sent:
+        for table, future, count in self.sent:
             meta = future.result()
+            offset = meta.offset + count - 1  # the batch's last record
             slot = (id(table), meta.partition)
-            if slot not in highest or meta.offset > highest[slot][2]:
-                highest[slot] = (table, meta.topic_partition, meta.offset)
+            if slot not in highest or offset > highest[slot][2]:
+                highest[slot] = (table, meta.topic_partition, offset)
         for table, tp, offset in highest.values():
             table.data.set_persisted_offset(tp, offset)
         self.sent.clear()
