@@ -257,3 +257,20 @@ def test_a_record_encodes_to_the_json_faust_s_own_representation_gives():
         made = record_type(**fields)
         faust_json = orjson.dumps(made.to_representation(), default=lambda r: r.to_representation())
         assert orjson.loads(encode(made)) == orjson.loads(faust_json)
+
+
+def test_the_producer_under_faust_s_is_aiokafka_s_the_same_one_each_time(kafka):
+    """``Outbox.send_many`` hands record batches to the aiokafka producer Faust's producer runs."""
+    import faust
+    from aiokafka import AIOKafkaProducer
+
+    async def producers():
+        app = faust.App("internals-producer", broker=kafka.url)
+        await app.producer.start()
+        try:
+            return faust_internals.aiokafka_producer(app), faust_internals.aiokafka_producer(app)
+        finally:
+            await app.producer.stop()
+
+    first, again = asyncio.run(producers())
+    assert isinstance(first, AIOKafkaProducer) and again is first
