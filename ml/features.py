@@ -151,11 +151,6 @@ class AircraftMemory:
     latest: PreviousState
     earlier: PreviousState | None = None
 
-    def previous_for(self, state) -> PreviousState | None:
-        if state.last_contact == self.latest.last_contact and state.event_time == self.latest.time_position:
-            return self.earlier
-        return self.latest
-
     def as_dict(self) -> dict:
         return {"latest": self.latest.as_dict(), "earlier": self.earlier.as_dict() if self.earlier else None}
 
@@ -163,10 +158,6 @@ class AircraftMemory:
     def from_dict(cls, data: dict) -> AircraftMemory:
         earlier = data.get("earlier")
         return cls(PreviousState.from_dict(data["latest"]), PreviousState.from_dict(earlier) if earlier else None)
-
-
-def previous_for(memory: AircraftMemory | None, state) -> PreviousState | None:
-    return memory.previous_for(state) if memory is not None else None
 
 
 def altitude_of(state) -> float:

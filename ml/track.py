@@ -6,8 +6,7 @@ with the last good one. The chain runs in stream order, one aircraft's states de
 earlier ones in the batch, so it is one compiled loop over the batch (``_track``): the
 features, the faults and each aircraft's memory after every state, without a Python call per
 state. The worker (``ml.scoring.score_batch``), training and the evaluation
-(``ml.dataset.feature_rows``) all go through ``track``; ``remember_after`` is the same
-gate for one state.
+(``ml.dataset.feature_rows``) all go through ``track``.
 """
 
 from __future__ import annotations
@@ -104,11 +103,3 @@ def track(states: Sequence, memories: Mapping[str, AircraftMemory | None]) -> Tr
                                previous_of(memory[k, EARLIER]) if known[k, EARLIER] else None)
         for icao24, k in slot_of.items() if changed[k]})
 
-
-def remember_after(state, memory: AircraftMemory | None, faults: list[str]) -> AircraftMemory | None:
-    """The aircraft's memory after ``state`` (``track``'s gate for one state): a state with data faults
-    (``faults``, as ``ml.rules.rule_flags`` finds them) is not remembered, nor one already remembered or
-    older than the latest."""
-    if faults:
-        return memory
-    return track([state], {state.icao24: memory}).memories.get(state.icao24, memory)

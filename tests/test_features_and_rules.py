@@ -13,13 +13,12 @@ from ml.features import (
     AircraftMemory,
     PreviousState,
     feature_vector,
-    previous_for,
     remember,
 )
 from ml.phase import PHASES, flight_phase
-from ml.rules import Flags, rule_flags
+from ml.rules import Flags, flags_of, rule_flags
 from ml.scoring import judge, pages, score_batch
-from ml.track import remember_after
+from ml.track import track
 
 T = 1_700_000_000  # a Tuesday, 22:13 UTC
 F = {name: i for i, name in enumerate(FEATURES)}
@@ -44,14 +43,9 @@ def east(seconds: float, **kw) -> StateVector:
 
 
 def features_after(*states):
-    """The features of the last state, each earlier one remembered as the scoring agent would."""
-    memory = None
-    for state in states[:-1]:
-        f = feature_vector(state, previous_for(memory, state))
-        memory = remember_after(state, memory, rule_flags(state, f).faults) or memory
-    last = states[-1]
-    f = feature_vector(last, previous_for(memory, last))
-    return f, rule_flags(last, f)
+    """The features and flags of the last state, each earlier one remembered as the scoring agent would."""
+    tracked = track(states, {})
+    return tracked.rows[-1], flags_of(states[-1], tracked.rows[-1], tracked.faults[-1])
 
 
 @pytest.mark.parametrize("args, phase", [
@@ -146,27 +140,26 @@ def test_a_steep_climb_the_altitude_follows_is_no_fault():
 def test_a_glitch_is_not_remembered_so_its_return_is_not_a_second_fault():
     memory = AircraftMemory(remember(east(0)))
     jumped = east(5, lon=10.0)
-    flags = rule_flags(jumped, feature_vector(jumped, memory.latest))
-    assert flags.faults and remember_after(jumped, memory, flags.faults) is memory
+    glitch = track([jumped], {jumped.icao24: memory})
+    assert flags_of(jumped, glitch.rows[0], glitch.faults[0]).faults and glitch.memories == {}
     _, back = features_after(east(0), jumped, east(10))
     assert back == Flags([], [])
-    assert remember_after(sv(t=T - 100), memory, []) is memory
+    assert track([sv(t=T - 100)], {"abc123": memory}).memories == {}  # older than the latest: nothing changes
     newer = east(5)
-    assert remember_after(newer, memory, []) == AircraftMemory(remember(newer, memory.latest), memory.latest)
-    assert remember_after(newer, None, []) == AircraftMemory(remember(newer))
-    assert remember_after(newer, None, ["a fault"]) is None
+    assert track([newer], {newer.icao24: memory}).memories == {
+        newer.icao24: AircraftMemory(remember(newer, memory.latest), memory.latest)}
+    assert track([newer], {}).memories == {newer.icao24: AircraftMemory(remember(newer))}
 
 
 def test_a_state_seen_again_gets_the_same_features():
     """OpenSky repeats snapshots and at-least-once delivery replays: the same state, the same features."""
     first, second = east(0), east(10, velocity=240.0)
-    memory = remember_after(first, None, [])
-    features = feature_vector(second, previous_for(memory, second))
-    memory = remember_after(second, memory, [])
-    again = feature_vector(second, previous_for(memory, second))
-    np.testing.assert_array_equal(again, features)
-    assert remember_after(second, memory, []) is memory
-    assert features[F["speed_accel_mps2"]] == 1.0
+    once = track([first, second], {})
+    again = track([second], {second.icao24: once.memories[second.icao24]})
+    np.testing.assert_array_equal(again.rows[0], once.rows[1])
+    assert again.memories == {}  # and it changes nothing
+    assert once.rows[1][F["speed_accel_mps2"]] == 1.0
+    np.testing.assert_array_equal(track([first, second, second], {}).rows[2], once.rows[1])
 
 
 @pytest.fixture(scope="module")
