@@ -58,13 +58,11 @@ class Outbox:
         await self.send_bytes(topic.get_topic_name(), None if key is None else key.encode(), encode(value), partition)
 
     async def send_bytes(self, topic: str, key: bytes | None, value: bytes | None,
-                         partition: int | None = None) -> asyncio.Future:
+                         partition: int | None = None) -> None:
         """Hand one encoded record to the producer; its acknowledgement is awaited by ``sent()``."""
-        future = await self.producer.send(topic, key, value, partition, None, None)
-        self.pending.append(future)
+        self.pending.append(await self.producer.send(topic, key, value, partition, None, None))
         self.records += 1
         sent_by_topic[topic] += 1
-        return future
 
     async def send_many(self, topic: str, records: Iterable[tuple[bytes, bytes]],
                         partition: int | None = None) -> list[tuple[asyncio.Future, int]]:
@@ -75,13 +73,12 @@ class Outbox:
         producer = aiokafka_producer(self.app)
         partitions = len(await producer.partitions_for(topic)) if partition is None else 0
         open_batches: dict[int, Any] = {}
-        counts: dict[int, int] = {}
         queued: list[tuple[asyncio.Future, int]] = []
 
         async def queue(target: int) -> None:  # whole: closed, so it goes without lingering
             batch = open_batches.pop(target)
             batch.close()
-            queued.append((await producer.send_batch(batch, topic, partition=target), counts.pop(target)))
+            queued.append((await producer.send_batch(batch, topic, partition=target), batch.record_count()))
 
         for key, value in records:
             target = partition_for(key, partitions) if partition is None else partition
@@ -92,7 +89,6 @@ class Outbox:
             if batch is None:
                 batch = open_batches[target] = producer.create_batch()
                 batch.append(key=key, value=value, timestamp=None)  # an empty batch takes any one record
-            counts[target] = counts.get(target, 0) + 1
         for target in list(open_batches):
             await queue(target)
         self.pending += [future for future, _ in queued]
