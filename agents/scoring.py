@@ -38,6 +38,7 @@ from ml.registry import ModelRegistry
 from ml.scoring import pages, score_batch
 from tables.aircraft import aircraft, memory_of
 from tables.direct import TableWrites, read
+from tables.entry import AircraftEntry
 from tables.partitions import by_partition, partition_of
 
 log = logging.getLogger("flights_app.scoring")
@@ -82,14 +83,14 @@ def alert_for(scored: ScoredState, alert_threshold: float, alert_score: float) -
 
 
 def newest_scored(scored: list[ScoredState], encoded: list[bytes],
-                  stored: dict[str, dict | None]) -> dict[str, dict | orjson.Fragment | None]:
+                  stored: dict[str, AircraftEntry]) -> dict[str, dict | orjson.Fragment | None]:
     """Per aircraft, its newest scored state (by event time) of the batch (as its encoded record,
     ``encoded[i]`` of ``scored[i]``) or of the table: what ``/aircraft/{icao24}/`` shows. A replayed
     older state does not replace a newer one."""
     newest: dict[str, dict | orjson.Fragment | None] = {}
     newest_time: dict[str, int | None] = {}
-    for icao24, value in stored.items():
-        last = (value or {}).get("last")
+    for icao24, entry in stored.items():
+        last = entry.last
         newest[icao24], newest_time[icao24] = last, None if last is None else event_time_of(last["state"])
     for item, record in zip(scored, encoded, strict=True):
         icao24, when = item.state.icao24, item.state.event_time
@@ -125,15 +126,6 @@ class ScoringStage:
         if self.registry.current is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.registry.reload)
 
-    def backlog(self, event) -> bool:
-        """Whether more messages wait in ``event``'s partition after it (the consumer's high watermark)."""
-        message = event.message
-        try:
-            highwater = self.app.consumer.highwater(message.tp)
-        except Exception:  # noqa: BLE001 - not known yet: say busy, the safe side
-            return True
-        return highwater is None or highwater > message.offset + 1
-
     async def score_states_of(self, partition: int, event, states: list[StateVector], outbox: Outbox,
                               writes: TableWrites) -> None:
         """Score ``states`` of one partition (the last of them came in ``event``), write each aircraft's
@@ -141,22 +133,21 @@ class ScoringStage:
         once the batch has ``IN_FLIGHT_MAX`` records on their way (its memory stays bounded)."""
         windows = self.windows
         with partition_of(event):
-            stored = {icao24: read(aircraft, icao24, partition)
-                      for icao24 in dict.fromkeys(s.icao24 for s in states)}
-            memories = {icao24: memory_of(entry) for icao24, entry in stored.items()}
+            entries = {icao24: AircraftEntry.from_stored(read(aircraft, icao24, partition))
+                       for icao24 in dict.fromkeys(s.icao24 for s in states)}
+            memories = {icao24: memory_of(entry) for icao24, entry in entries.items()}
             scored, updated = score_batch(self.registry.current, states, memories)
             encoded = [encode(item) for item in scored]  # once: the output record and the table's "last"
             await self.publish_scored(scored, encoded, outbox)  # first: what the latency is measured to
-            newest = newest_scored(scored, encoded, stored)
-            behind = self.backlog(event)
-            partials, own_windows = windows.count_in_windows(partition, scored, stored, behind=behind)
-            entries = []  # one write per aircraft per batch: its memory and its windows, together
-            for icao24 in stored:
+            partials = windows.count_in_windows(partition, scored, entries)  # the windows' field
+            newest = newest_scored(scored, encoded, entries)
+            for icao24, entry in entries.items():  # the model's field and the scoring's
                 memory = updated.get(icao24) or memories[icao24]
-                entries.append((icao24, {"memory": memory.as_dict() if memory else None,
-                                         "last": newest.get(icao24), "windows": own_windows[icao24]}))
-            await writes.put_many(aircraft, entries, partition)
-        await windows.send_partials(outbox, partition, partials, behind)
+                entry.memory = memory.as_dict() if memory else None
+                entry.last = newest[icao24]
+            # one write per aircraft per batch: its memory, last state and windows together
+            await writes.put_many(aircraft, ((icao24, entry.stored()) for icao24, entry in entries.items()), partition)
+        await windows.send_partials(outbox, partition, partials)
         if len(outbox) >= IN_FLIGHT_MAX:
             await outbox.sent()
             writes.persist_offsets()

@@ -1,20 +1,19 @@
 """The window stage: deduplicated, event-time tumbling-window statistics per group of every declared
-dimension (tables/dimensions.py: country, airline).
+dimension (tables/dimensions.py: country, airline, category, altitude band).
+
+Every decision is the window core's (tables/window_core.py, pure, tested without Kafka): this module
+only drives it: reads the tables, calls the core, writes, sends and commits.
 
     scored states, in the scoring agent's batch (by icao24, partition of flight-raw-data)
-      --> aircraft stage (WindowStage.count_in_windows): drop states already counted; update the
-          aircraft's window partial (in its entry of the aircraft table, written with its memory)
-      --> flight-window-partials (one message per partition and batch: the partials of the groups
-          living there, each the aircraft's whole partial, an upsert), with its sender's event-time
-          watermark (a tick, without partials, to the partitions a sender has not written to lately)
-      --> group stage (WindowStage.apply_partials): store the partial by icao24 (replacing any copy)
+      --> aircraft stage (core.AircraftWindows.count): dedup, each aircraft's window partials (in its
+          entry of the aircraft table, written with its memory by the scoring agent)
+      --> flight-window-partials (one message per partials partition and batch) with its sender's
+          event-time watermark (a tick, without partials, to the partitions it has not written to lately)
+      --> group stage (core.GroupWindows.apply): store each partial by icao24 (replacing any copy)
       --> flight-aggregated-data: at most once per key per flush interval, and a final record when
           the window closes (the watermark of its partials partition past end + grace)
 
 When windows close and expire is the window clock's (tables/clock.py, docs/window-clock.md).
-Windows closed for FLIGHTS_WINDOW_EXPIRY of event time are deleted from the group table and its
-changelog, and leave an aircraft's entry when it is next written (an aircraft whose windows have
-all expired is deleted); states that old are counted as expired and not windowed.
 """
 
 from __future__ import annotations
@@ -22,51 +21,49 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 
-import faust
 from faust.types import AppT, CollectionT
 
 from flights_app.app import app, settings
 from flights_app.decode import rejections, where
+from flights_app.faust_internals import committed_offset
 from flights_app.metrics import Metric, StageMetrics
 from flights_app.partitioner import partition_for
 from flights_app.publish import Outbox
-from flights_app.records import InvalidState, ScoredState
+from flights_app.records import InvalidState
 from flights_app.settings import Settings
 from flights_app.topics import aggregated_stats, invalid_states, raw_states, window_partials
-from ml.rules import EMERGENCY_SQUAWKS
-from tables.aircraft import WindowCount, aircraft, newest_seen, windows_of
+from tables.aircraft import aircraft
 from tables.clock import Window, WindowClock
 from tables.dimensions import DIMENSIONS, Dimension
 from tables.direct import TableWrites, read
-from tables.expiry import expire, owned_partitions
-from tables.keys import FINAL, SHARDS, final_key, group_key, group_name, parse_group_key, shard_of, window_of_key
-from tables.partials import (
-    GroupPartials,
-    WindowClose,
-    close_message,
-    decode_partial,
-    group_partials,
-    partial_update,
-    partials_message,
-)
+from tables.entry import AircraftEntry
+from tables.expiry import expired_keys, owned_partitions
+from tables.keys import final_key, group_name
+from tables.partials import decode_partial
 from tables.partitions import by_partition, partition_of
+from tables.window_core import (
+    AircraftWindows,
+    GroupStep,
+    GroupWindows,
+    HeldWindows,
+    Outgoing,
+    WindowClose,
+    aircraft_expired,
+    newest_seen,
+    windows_of_keys,
+)
 from tables.window_tables import group_windows
-from tables.windows import Partial, summarize, upsert_partial
 
 log = logging.getLogger("flights_app.windows")
 
-#: Aircraft partials per message of flight-window-partials at most (about 250 bytes each: a batch
-#: of a busy feed holds thousands of one country's aircraft, and Kafka refuses messages over 1 MiB).
-MAX_PARTIALS = 1000
-
 #: Window summaries a flush computes before it lets the agents run (each reads its 16 shards).
 YIELD_EVERY = 20
-
-#: A message for flight-window-partials: (key, value, partition).
-Message = tuple[str | None, faust.Record, int | None]
+#: Final records the group stage computes before it lets the agents run (each reads its window's 16 shards).
+FINALS_PER_STEP = 20
+#: Expired keys a flush deletes from each table at most (the rest at the next flushes).
+EXPIRE_PER_FLUSH = 5000
 
 
 #: The window stage's counters (exported by /metrics, read by /stats/windows/ and the dashboard).
@@ -86,7 +83,8 @@ WINDOW_METRICS = (
            "stage held a newer one (more states) of the same aircraft and window"),
     Metric("watermark_ticks", "flights_watermark_ticks", "Watermark ticks sent with a batch's partials"),
     Metric("watermark_ticks_between_batches", "flights_watermark_ticks_between_batches", "Watermark ticks sent by "
-                                              "the timer, where a source's watermark rose since"),
+                                              "the timer (each source held, to each partition not written to "
+                                              "in the last second), saying whether the source is idle"),
 )
 
 
@@ -95,26 +93,9 @@ def key_partition(key: str) -> int:
     return partition_for(key.encode(), settings.topic_partitions)
 
 
-def _chunks(groups: list[GroupPartials], most: int) -> list[list[GroupPartials]]:
-    """``groups`` split so that no chunk holds more than ``most`` partials (Kafka refuses messages
-    over 1 MiB); a group split across chunks appears in each with a part of its partials."""
-    chunks: list[list[GroupPartials]] = [[]]
-    room = most
-    for group in groups:
-        partials = group.partials
-        while partials:
-            if room == 0:
-                chunks.append([])
-                room = most
-            part, partials = partials[:room], partials[room:]
-            chunks[-1].append(group if len(part) == len(group.partials) else
-                              group_partials(group.dimension, group.name, part))
-            room -= len(part)
-    return chunks
-
-
 class WindowStage:
-    """Both window stages of this worker, their tables, clock and counters.
+    """Both window stages of this worker: the core that decides (its clock, aircraft and group steps),
+    the tables, the counters, and what this worker keeps in memory between batches.
 
     The web layer asks it through ``summaries``, ``windows_of_group``, ``counters`` and ``clock``."""
 
@@ -123,259 +104,159 @@ class WindowStage:
         self.app = app
         self.dimensions = tuple(dimensions)
         self.aircraft, self.groups = aircraft, groups
-        self.size_s = settings.window_s
+        self.partitions, self.size_s = settings.topic_partitions, settings.window_s
         self.clock = WindowClock(settings.window_s, settings.window_grace_s, settings.window_expiry_s,
                                  settings.topic_partitions, settings.watermark_idle_s)
+        self.aircraft_step = AircraftWindows(self.clock, self.dimensions, key_partition)
+        self.group_step = GroupWindows(self.clock, settings.window_s)
         self.stats = StageMetrics(WINDOW_METRICS)
         #: windows updated since the last flush, on this worker
         self.dirty: set[Window] = set()
+        #: the group windows held here, kept as they are written (rebuilt after every rebalance)
+        self.held = HeldWindows()
+        #: expired aircraft left for the next flush (more than one flush deletes)
+        self.aircraft_left = False
         #: icao24 -> the newest window start of its aircraft entry as this worker last wrote it (None: no
         #: window left), so that an expiry scan need not read every entry; forgotten at every rebalance
         #: (a partition that moved away and back may have been written elsewhere in between)
         self.newest_window: dict[str, int | None] = {}
 
-    def _new_aircraft_window(self, state) -> dict:
-        return {"seen": "", "partial": Partial().as_dict(), **{d.name: d.group_of(state) for d in self.dimensions}}
-
-    # -- the aircraft stage, run by the scoring agent --------------------------------------------
-    def count_in_windows(self, partition: int, items: Sequence[ScoredState], stored: dict[str, dict | None],
-                         behind: bool = False) -> tuple[list[Message], dict[str, dict]]:
-        """The aircraft stage, for scored states of one partition of flight-raw-data (run by the scoring
-        agent in that partition's table context): drop states already counted and update each aircraft's
-        window partial. ``stored``: each aircraft's entry of the aircraft table (tables.aircraft), for every
-        aircraft of ``items``. Returns the messages to send to flight-window-partials: one per partials
-        partition holding its groups' partial updates, and a tick carrying only the watermark to each
-        partials partition not written to for a while; and each aircraft's windows after the batch
-        (window start -> entry), without those the watermark expired.
-        ``behind``: the partition has more states waiting (so it must not be taken for idle downstream)."""
-        clock = self.clock
-        counts = dict.fromkeys(("states", "expired_events", "duplicates_dropped", "late_events",
-                                "aircraft_windows_dropped", "partials_sent", "watermark_ticks"), 0)
-        windows = {icao24: windows_of(entry) for icao24, entry in stored.items()}
-        touched: dict[tuple[str, int], WindowCount] = {}  # (icao24, window start) -> its window, counted into
-        # The partials carry the lowest watermark any state of the batch was judged by (the one after its
-        # first state), so none of them holds a window that its own watermark expires (tables.watermarks).
-        stamp = None
-        for scored in items:
-            state = scored.state
-            event_time = state.event_time
-            watermark = clock.saw(partition, event_time)
-            stamp = watermark if stamp is None else stamp
-            start = clock.window_of(event_time)
-            counts["states"] += 1
-            if clock.expired(start, watermark):  # its window is gone: neither counted nor windowed
-                counts["expired_events"] += 1
-                continue
-            count = touched.get((state.icao24, start))
-            if count is None:
-                own = windows[state.icao24]
-                entry = own.get(str(start)) or self._new_aircraft_window(state)
-                for dimension in self.dimensions:  # an entry written before a dimension was declared
-                    if dimension.name not in entry:
-                        entry[dimension.name] = dimension.group_of(state)
-                own[str(start)] = entry
-                count = touched[(state.icao24, start)] = WindowCount(entry, start)
-            if not count.mark(event_time):
-                # Not counted again, but its partial is sent again: after a crash the
-                # entry's mark may have reached the changelog while the partial did not.
-                counts["duplicates_dropped"] += 1
-                continue
-            if clock.late(event_time, watermark):
-                count.partial.late += 1
-                counts["late_events"] += 1
-            else:
-                altitude = state.baro_altitude if state.baro_altitude is not None else state.geo_altitude
-                count.partial.add(state.velocity, altitude, scored.ml_is_anomaly, state.on_ground,
-                                  state.squawk in EMERGENCY_SQUAWKS)
-        mark = clock.sources.get(partition)
-        for own in windows.values():  # windows the partition's watermark has expired leave the entry
-            gone = [start for start in own if clock.expired(int(start), mark)]
-            for start in gone:
-                del own[start]
-            counts["aircraft_windows_dropped"] += len(gone)
-        updates = defaultdict(list)  # (dimension, name) -> the partials of its aircraft updated in the batch
-        for (icao24, start), count in touched.items():
-            entry = count.close()
-            for dimension in self.dimensions:
-                name = entry[dimension.name]
-                if name:
-                    updates[(dimension.name, name)].append(partial_update(start, icao24, entry["partial"]))
-        by_target: dict[int, list[GroupPartials]] = defaultdict(list)  # partials partition -> its groups' updates
-        for (dimension, name), partials in updates.items():
-            by_target[key_partition(group_name(dimension, name))].append(group_partials(dimension, name, partials))
-            counts["partials_sent"] += len(partials)
-        messages: list[Message] = []
-        now = time.monotonic()
-        for target, groups in sorted(by_target.items()):  # one message per partials partition and batch
-            for chunk in _chunks(groups, MAX_PARTIALS):
-                messages.append((None, partials_message(partition, stamp, behind, chunk), target))
-            clock.ticks.wrote(partition, target, now, stamp)
-        if stamp is not None:  # after the partials, so the batch's newest watermark may go
-            newest = clock.sources[partition]
-            for target in clock.ticks.due(partition, now, newest):
-                messages.append((None, partials_message(partition, newest, behind), target))
-                counts["watermark_ticks"] += 1
+    def _count(self, counts) -> None:
         for key, n in counts.items():
             self.stats.inc(key, n)
-        for icao24, own in windows.items():  # what the scoring stage writes to each entry
-            self.newest_window[icao24] = max(map(int, own), default=None)
-        return messages, windows
 
-    async def send_partials(self, outbox: Outbox, partition: int, messages: list[Message], behind: bool) -> None:
+    # -- the aircraft stage, run by the scoring agent --------------------------------------------
+    def count_in_windows(self, partition: int, items: Sequence, entries: dict[str, AircraftEntry]) -> list[Outgoing]:
+        """The aircraft stage for scored states of one partition of flight-raw-data (the core's
+        ``AircraftWindows.count``): each aircraft's ``entries[icao24].windows`` are replaced by its
+        windows after the batch. Returns the messages for flight-window-partials, in order."""
+        step = self.aircraft_step.count(partition, items, {icao24: e.windows for icao24, e in entries.items()})
+        for icao24, own in step.windows.items():
+            entries[icao24].windows = own
+            self.newest_window[icao24] = max(map(int, own), default=None)
+        self._count(step.counts)
+        return step.messages
+
+    async def send_partials(self, outbox: Outbox, partition: int, messages: list[Outgoing]) -> None:
         """Hand ``count_in_windows``' messages to the producer, in order; then the timer may tick the
         partition's newest watermark."""
-        for key, value, target in messages:
-            await outbox.send(window_partials, key, value, target)
-        self.clock.handed_over(partition, behind)
+        for target, message in messages:
+            await outbox.send(window_partials, None, message, target)
+        self.aircraft_step.handed_over(partition)
 
     def recover_watermarks(self) -> None:
         """After a restart, each partition's watermark is the newest event time its table entries hold.
         (The group stage's comes back with the next partials.)"""
         if not self.clock.sources:
-            self.clock.recover((key_partition(icao24), seen) for icao24, entry in list(self.aircraft.items())
-                               if (seen := newest_seen(entry)) is not None)
+            self.aircraft_step.recover(
+                (key_partition(icao24), seen) for icao24, value in list(self.aircraft.items())
+                if (seen := newest_seen(AircraftEntry.from_stored(value).windows)) is not None)
+
+    def waiting(self, tp) -> bool | None:
+        """Whether messages of ``tp`` (a partition of flight-raw-data) wait to be processed: its high
+        watermark beyond the committed offset. None while that is not known (recovering, rebalancing)."""
+        if getattr(self.app, "rebalancing", False) or getattr(self.app, "in_recovery", False):
+            return None
+        try:
+            highwater = self.app.consumer.highwater(tp)
+        except Exception:  # noqa: BLE001 - not fetched yet
+            return None
+        if highwater is None:
+            return None
+        return highwater > (committed_offset(self.app.consumer, tp) or 0)
 
     async def tick_watermarks(self) -> None:
-        """Between batches, tick the partials partitions with each source's newest watermark sent, where
-        it rose since (so a source's last batch's watermark reaches every partition, e.g. at a stream's
-        end). Only for the partitions of flight-raw-data this worker holds now."""
+        """Between batches, tick the partials partitions with each held source's newest watermark handed
+        over and whether it is idle. Only for the partitions of flight-raw-data this worker holds now."""
         try:
-            held = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == raw_states.get_topic_name()}
+            held = {tp.partition: tp for tp in self.app.consumer.assignment()
+                    if tp.topic == raw_states.get_topic_name()}
         except Exception:  # noqa: BLE001 - the consumer is not up yet
             return
         outbox = Outbox(self.app)
-        now = time.monotonic()
-        for source, (watermark, behind) in list(self.clock.sent.items()):
-            if source in held:
-                for target in self.clock.ticks.due(source, now, watermark, rose_only=True):
-                    await outbox.send(window_partials, None, partials_message(source, watermark, behind), target)
-                    self.stats.inc("watermark_ticks_between_batches")
+        for target, message in self.aircraft_step.ticks(held, lambda source: self.waiting(held[source])):
+            await outbox.send(window_partials, None, message, target)
+            self.stats.inc("watermark_ticks_between_batches")
         await outbox.sent()
 
     # -- the group stage -------------------------------------------------------------------
     async def apply_partials(self, events: Sequence) -> None:
-        """The group stage, for messages of one partition of flight-window-partials: store each aircraft's
-        partial in its window (one write per window shard touched), publish a closed window's final record.
-        Every write and record is acknowledged before the messages' offsets commit."""
-        groups, clock = self.groups, self.clock
-        finals: list[Window] = []
+        """The group stage, for messages of one partition of flight-window-partials (the core's
+        ``GroupWindows.apply``): write the window shards touched, publish the finals asked for. Every
+        write and record is acknowledged before the messages' offsets commit; a final is marked only
+        once acknowledged (a crash in between publishes the same final again rather than losing it)."""
         outbox = Outbox(self.app)
         writes = TableWrites(outbox)
         partition = events[0].message.partition
+        messages = []
+        for event in events:
+            raw = event.message
+            message = decode_partial(raw.value, raw.key, where(raw.topic, raw.partition, raw.offset))
+            if isinstance(message, InvalidState):  # not a partial: counted, sent on with its reason
+                rejections.note(raw.topic, message)
+                await outbox.send(invalid_states, "", message)
+            else:
+                messages.append(message)
+        batch = GroupStep({}, [], set())
+        for step in self.group_step.steps(partition, messages, lambda key: read(self.groups, key, partition),
+                                          FINALS_PER_STEP):
+            batch.add(step)
+            if step.finals:  # every window closes at once: the other agents run between a few finals
+                await asyncio.sleep(0)
         with partition_of(events[-1]):
-            touched: dict[str, dict] = {}
-            # Windows changed, marked for the flush only once their entries are in RocksDB: writes await
-            # the producer, and a flush in between would publish the window without the change and forget it.
-            changed: set[Window] = set()
-            stale = 0
-            for event in events:
-                raw = event.message
-                message = decode_partial(raw.value, raw.key, where(raw.topic, raw.partition, raw.offset))
-                if isinstance(message, InvalidState):  # not a partial: counted, sent on with its reason
-                    rejections.note(raw.topic, message)
-                    await outbox.send(invalid_states, "", message)
-                    continue
-                if isinstance(message, WindowClose):
-                    await writes.put_many(groups, touched.items(), partition)  # the summary reads the table: first
-                    touched.clear()
-                    self.dirty.update(changed)
-                    changed.clear()
-                    window = (message.dimension, message.name, message.close)
-                    if window not in finals and not read(groups, final_key(*window), partition):
-                        summary = self.window_summary(*window)
-                        finals.append(window)
-                        if summary is not None:
-                            await outbox.send(aggregated_stats, group_name(*window[:2]), {
-                                **summary, "final": True, "emitted_at": time.time()})
-                            self.stats.inc("finals_published")
-                        await asyncio.sleep(0)  # every window closes at once: let the other agents run between
-                    continue
-                if message.source is not None:  # (partials written before watermarks travelled with them lack it)
-                    clock.heard(partition, message.source, message.watermark, message.behind, time.monotonic())
-                # Until this worker knows the partition's watermark (just after a start), the sender's
-                # own watermark judges expiry. A partial of an expired window is dropped only if the
-                # window is gone (a replayed partial must not bring a deleted window back); one whose
-                # window is still here is applied (its close comes after it, in order).
-                mark = clock.group_mark(partition)
-                if mark is None:
-                    mark = message.watermark
-                for group in message.groups:
-                    dimension, name = group.dimension, group.name
-                    for update in group.partials:
-                        start = update.window_start
-                        if clock.expired(start, mark) and not self._window_exists(dimension, name, start,
-                                                                                  touched, partition):
-                            continue  # a replayed partial of a window already deleted
-                        key = group_key(dimension, name, start, shard_of(update.icao24))
-                        entry = touched.get(key) or read(groups, key, partition) or {"partials": {}}
-                        if not upsert_partial(entry["partials"], update.icao24, update.partial):
-                            stale += 1  # an older copy of a partial the window holds
-                            continue
-                        touched[key] = entry
-                        changed.add((dimension, name, start))
-            await writes.put_many(groups, touched.items(), partition)  # one write per window shard touched
-            self.dirty.update(changed)
-            if stale:
-                self.stats.inc("stale_partials", stale)
-                log.warning("Kept %d aircraft partials that older copies arrived for (partition %d)", stale, partition)
+            await writes.put_many(self.groups, batch.writes.items(), partition)  # one write per shard touched
+        self.held.wrote(batch.writes)
+        # Marked for the flush only once in RocksDB: a flush before would publish without the change.
+        self.dirty.update(batch.changed)
+        for window, record in batch.finals:
+            if record is not None:
+                await outbox.send(aggregated_stats, group_name(*window[:2]), {**record, "emitted_at": time.time()})
+                self.stats.inc("finals_published")
+        if batch.stale:
+            self.stats.inc("stale_partials", batch.stale)
+            log.warning("Kept %d aircraft partials that older copies arrived for (partition %d)", batch.stale,
+                        partition)
         await outbox.sent()
         writes.persist_offsets()
-        if finals:
-            # Marked only once the final record is acknowledged: a crash in between
-            # publishes the (same) final again rather than losing it.
+        if batch.finals:
             with partition_of(events[-1]):
-                for window in finals:
-                    groups[final_key(*window)] = {"final": True}
-                    clock.finished(window)
-
-    def _window_exists(self, dimension: str, name: str, start: int, touched: dict[str, dict], partition: int) -> bool:
-        """Whether the group stage still holds the window (any shard, or its final mark)."""
-        keys = [group_key(dimension, name, start, shard) for shard in range(SHARDS)]
-        keys.append(final_key(dimension, name, start))
-        return any(key in touched or read(self.groups, key, partition) for key in keys)
+                for window, _ in batch.finals:
+                    self.groups[final_key(*window)] = {"final": True}
+                    self.clock.finished(window)
+            self.held.wrote(final_key(*window) for window, _ in batch.finals)
 
     def rebalanced(self) -> None:
         self.clock.rebalanced()
         self.newest_window.clear()
+        self.held.stale = True
 
     # -- queries (the web layer's) -------------------------------------------------------------
+    def _reader(self, window: Window):
+        """The group table of the window's partition, read from its database. Not through Faust's table
+        lookup: outside an event that searches every database the worker has open, a partition's that
+        was revoked and opened again among them (stale copies)."""
+        partition = key_partition(group_name(*window[:2]))
+        return lambda key: read(self.groups, key, partition)
+
     def window_summary(self, dimension: str, name: str, start: int) -> dict | None:
-        """The window's statistics, from its 16 shards in its partition's database (None if nothing was
-        counted). Not through Faust's table lookup: outside an event that searches every database the
-        worker has open, a partition's that was revoked and opened again among them (stale copies)."""
-        partition = key_partition(group_name(dimension, name))
-        partials: dict[str, dict] = {}
-        found = False
-        for shard in range(SHARDS):
-            entry = read(self.groups, group_key(dimension, name, start, shard), partition)
-            if entry:
-                found = True
-                partials.update(entry["partials"])
-        if not found:
-            return None
-        return {"dimension": dimension, "name": name, "window_start": start, "window_end": start + self.size_s,
-                **summarize(partials)}
+        """The window's statistics (None if nothing was counted)."""
+        window = (dimension, name, start)
+        return self.group_step.summary(*window, self._reader(window))
+
+    def _owned_keys(self) -> list[str]:
+        """The group table's keys of the partitions this worker holds now (a database of a partition moved
+        to another worker may still be open here, with a stale copy)."""
+        owned = owned_partitions(self.groups)
+        return [key for key in list(self.groups.keys()) if key_partition(key) in owned]
 
     def known_windows(self) -> set[Window]:
-        """Every (dimension, name, window_start) of the partitions this worker holds now (a database of a
-        partition moved to another worker may still be open here, with a stale copy)."""
-        owned = owned_partitions(self.groups)
-        out = set()
-        for key in list(self.groups.keys()):
-            if key_partition(key) not in owned:
-                continue
-            dimension, name, start, shard = parse_group_key(key)
-            if shard != FINAL:
-                out.add((dimension, name, start))
-        return out
+        """The windows held here (read from the table: the web layer's queries)."""
+        return windows_of_keys(self._owned_keys())[0]
 
     def summaries(self, dimension: str) -> list[dict]:
         """Every window summary of ``dimension`` this worker holds."""
-        rows = []
-        for dim, name, start in self.known_windows():
-            if dim == dimension and (summary := self.window_summary(dim, name, start)) is not None:
-                rows.append(summary)
-        return rows
+        return [summary for window in self.known_windows() if window[0] == dimension
+                if (summary := self.window_summary(*window)) is not None]
 
     def windows_of_group(self, dimension: str, name: str) -> list[dict]:
         """The windows of one group this worker holds, newest first."""
@@ -389,38 +270,40 @@ class WindowStage:
                 "watermarks": {str(p): mark for p, mark in sorted(marks.marks.items())}}
 
     # -- the flush timer -------------------------------------------------------------------
-    def expire_windows(self) -> None:
-        """Delete the windows past their expiry from both tables. Each table is scanned only when what
-        decides its expiry moved (WindowClock.aircraft_scan_due, groups_scan_due)."""
+    async def expire_windows(self) -> None:
+        """Delete the windows past their expiry from both tables (their tombstones sent in whole batches),
+        at most ``EXPIRE_PER_FLUSH`` keys of each table per flush: every window expires at once, and a
+        flush must not stop the scoring for long. The aircraft table is scanned only when a source's
+        watermark crossed into a window that may expire (WindowClock.aircraft_scan_due) or deletes were
+        left for the next flush; the group table not at all (``HeldWindows``)."""
         clock = self.clock
+        outbox = Outbox(self.app)
+        writes = TableWrites(outbox)
         removed = 0
-        if clock.aircraft_scan_due():
-            def aircraft_gone(icao24: str) -> bool:  # every window expired, judged by its partition's watermark
+        if self.aircraft_left or clock.aircraft_scan_due():
+            def aircraft_gone(icao24: str) -> bool:
                 partition = key_partition(icao24)
-                mark = clock.sources.get(partition)
-                if mark is None:
-                    return False
-                if icao24 not in self.newest_window:  # not written here since the last rebalance: read it
-                    own = windows_of(read(self.aircraft, icao24, partition))
+                if icao24 not in self.newest_window and clock.sources.get(partition) is not None:
+                    # not written here since the last rebalance: read it
+                    own = AircraftEntry.from_stored(read(self.aircraft, icao24, partition)).windows
                     self.newest_window[icao24] = max(map(int, own), default=None)
-                newest = self.newest_window[icao24]  # a window expires after every older one
-                return newest is None or clock.expired(newest, mark)
+                return aircraft_expired(clock, self.newest_window.get(icao24), partition)
 
-            gone = expire(self.aircraft, aircraft_gone, settings.topic_partitions)
+            gone = expired_keys(self.aircraft, aircraft_gone, EXPIRE_PER_FLUSH + 1)
+            self.aircraft_left = len(gone) > EXPIRE_PER_FLUSH
+            gone = gone[:EXPIRE_PER_FLUSH]
+            for partition, keys in by_key_partition(gone).items():
+                await writes.delete_many(self.aircraft, keys, partition)
             for icao24 in gone:
                 self.newest_window.pop(icao24, None)
             removed += len(gone)
-        if clock.groups_scan_due(self.stats.finals_published):
-            # A group's window goes only once its final record is out (a close may still be on its way),
-            # judged by the watermark of its own partials partition.
-            finished = {(d, n, s) for d, n, s, shard in map(parse_group_key, list(self.groups.keys()))
-                        if shard == FINAL}
-
-            def group_gone(key: str) -> bool:
-                return clock.expired(window_of_key(key), clock.group_mark(key_partition(key))) \
-                    and parse_group_key(key)[:3] in finished
-
-            removed += len(expire(self.groups, group_gone, settings.topic_partitions))
+        gone = self.held.expired_keys(clock, lambda w: key_partition(group_name(*w[:2])), EXPIRE_PER_FLUSH)
+        for partition, keys in by_key_partition(gone).items():
+            await writes.delete_many(self.groups, keys, partition)
+        self.held.deleted(gone)
+        removed += len(gone)
+        await outbox.sent()
+        writes.persist_offsets()
         if removed:
             self.stats.inc("windows_expired", removed)
             log.info("Expired %d window entries", removed)
@@ -429,31 +312,41 @@ class WindowStage:
         """Publish the windows updated since the last flush (at most once per key per interval),
         ask for the final record of every window the watermark has passed, and expire old windows."""
         settled = not getattr(self.app, "rebalancing", False) and not getattr(self.app, "in_recovery", False)
+        if self.held.stale and settled:  # once per rebalance, after the tables are recovered
+            self.held.rebuild(self._owned_keys())
         if self.clock.take_republish(settled):
             # The set of windows updated since the last flush lives in memory, so a worker killed between
             # a commit and its flush would leave a window's newest record behind its table for good;
             # closed windows too: late states may have changed one after its final record.
-            self.dirty.update(self.known_windows())
+            self.dirty.update(self.held.held())
         owned = owned_partitions(self.groups)  # the windows of partitions moved away are the new owner's
         updated = [window for window in self.dirty if key_partition(group_name(*window[:2])) in owned]
         self.dirty.clear()
         outbox = Outbox(self.app)
-        for i, (dimension, name, start) in enumerate(updated):
+        for i, record in enumerate(self.group_step.records(updated, self._reader)):
             if i % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # hundreds of summaries at a window's close: let the agents run between
-            summary = self.window_summary(dimension, name, start)
-            if summary is not None:
-                await outbox.send(aggregated_stats, group_name(dimension, name),
-                                  {**summary, "final": False, "emitted_at": time.time()})
-                self.stats.inc("records_published")
+            await outbox.send(aggregated_stats, group_name(record["dimension"], record["name"]),
+                              {**record, "emitted_at": time.time()})
+            self.stats.inc("records_published")
         self.recover_watermarks()
-        due = self.clock.to_close(self.known_windows(), lambda w: key_partition(group_name(*w[:2])),
-                                  lambda w: bool(self.groups.get(final_key(*w))), time.monotonic())
-        for dimension, name, start in due:
-            # Through the partials topic, so the final is written in its partition's context.
-            await outbox.send(window_partials, group_name(dimension, name), close_message(dimension, name, start))
+        if not self.held.stale:
+            due = self.clock.to_close(self.held.held(), lambda w: key_partition(group_name(*w[:2])),
+                                      self.held.finished.__contains__)
+            for dimension, name, start in due:
+                # Through the partials topic, so the final is written in its partition's context.
+                await outbox.send(window_partials, group_name(dimension, name), WindowClose(dimension, name, start))
         await outbox.sent()
-        self.expire_windows()
+        if not self.held.stale:
+            await self.expire_windows()
+
+
+def by_key_partition(keys: list[str]) -> dict[int, list[str]]:
+    """``keys`` by the partition they live in."""
+    out: dict[int, list[str]] = {}
+    for key in keys:
+        out.setdefault(key_partition(key), []).append(key)
+    return out
 
 
 #: The window stage of this worker (the one object holding its state).

@@ -40,6 +40,9 @@ app = faust.App(
     # group.min.session.timeout.ms is 6 s); heartbeats every tenth of it.
     broker_session_timeout=settings.session_timeout_s,
     broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 10),
+    # Static membership (FLIGHTS_WORKER_ID): a worker back within the session timeout (a kill -9 and a
+    # restart, a deploy) gets its own partitions again and the others keep working: no rebalance.
+    consumer_group_instance_id=settings.worker_id,
     Worker="flights_app.worker:Worker",
     # Broker not reachable yet: keep retrying with a clear log line instead of dying.
     broker_request_timeout=90.0,

@@ -12,11 +12,12 @@ Patches (``install()``, once, when the app is created):
 
 Reads and writes of private state (the functions below): the current event's context variable
 (``partition_of``), a table's RocksDB database per partition and its raw ``_set``
-(``rocksdb_of``, ``store_set``), a record built and read without its per-field descriptors (``built``, ``fields_of``),
+(``rocksdb_of``, ``store_set``, ``store_delete``), a record built and read without its per-field
+descriptors (``built``, ``fields_of``),
 the consumer's bookkeeping of committed and acknowledged offsets,
 its unacknowledged and queued messages and its thread's aiokafka consumer (the commit watchdog,
-``/health``), and the running aiokafka producer (its client for ``/health``, its record batches
-for ``Outbox.send_many``).
+``/health``; leaving the group on a clean stop as a static member), and the running aiokafka
+producer (its client for ``/health``, its record batches for ``Outbox.send_many``).
 
 ``check_version()`` refuses a faust-streaming version other than the ones these were read from
 (``TESTED``) unless ``FLIGHTS_FAUST_UNTESTED=1``: the private names may have moved or changed meaning.
@@ -211,6 +212,16 @@ def store_set(table: CollectionT, key: bytes, value: bytes) -> None:
     table.data._set(key, value)
 
 
+def store_delete(table: CollectionT, partition: int, key: bytes) -> None:
+    """Delete encoded ``key`` from ``partition``'s database (the memory store: from its dict), as Faust's
+    ``del table[key]`` does before its changelog send."""
+    db = rocksdb_of(table, partition)
+    if db is None:
+        table.data.data.pop(key.decode(), None)
+    else:
+        db.delete(key)
+
+
 # ---------------------------------------------------------------------------------------------
 # Records: built from values already checked.
 
@@ -311,6 +322,18 @@ async def broker_committed_offset(consumer, tp) -> int | None:
     """The offset the broker holds committed for ``tp`` (None: none), asked of the consumer's thread."""
     thread = consumer._thread
     return await thread.call_thread(thread._ensure_consumer().committed, tp)
+
+
+def leave_group_when_stopping(app: faust.App) -> None:
+    """A static member (``consumer_group_instance_id``) does not leave its group when it stops: its
+    partitions wait for it for the session timeout (aiokafka sends no LeaveGroup then). Called on a clean
+    stop, this makes the consumer leave as a dynamic member would (LeaveGroup by member id), so the others
+    take its partitions at once; a kill -9 sends nothing, and a worker back in time keeps its partitions."""
+    thread = getattr(app._consumer, "_thread", None)  # (not app.consumer: that would make one)
+    client = getattr(thread, "_consumer", None)
+    coordinator = getattr(client, "_coordinator", None)
+    if coordinator is not None:
+        coordinator._group_instance_id = None
 
 
 def producer_client(app: faust.App):

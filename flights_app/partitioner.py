@@ -16,8 +16,8 @@ from functools import lru_cache
 
 from aiokafka.partitioner import murmur2
 
-#: Separates the partitioning part of a table key from the rest.
-SEP = "@"
+from flights_app.topic_names import KEY_SEP as SEP
+
 _SEP = SEP.encode()
 
 

@@ -64,11 +64,11 @@ class Outbox:
         self.records += 1
         sent_by_topic[topic] += 1
 
-    async def send_many(self, topic: str, records: Iterable[tuple[bytes, bytes]],
+    async def send_many(self, topic: str, records: Iterable[tuple[bytes, bytes | None]],
                         partition: int | None = None) -> list[tuple[asyncio.Future, int]]:
-        """Hand ``records`` (key, encoded value) to the producer in whole record batches, each record in
-        ``partition`` or else its key's (``partition_for``, as the app's partitioner routes it), in order
-        within a partition. Returns each batch's delivery future (its result holds the offset of the
+        """Hand ``records`` (key, encoded value; None: a tombstone) to the producer in whole record batches,
+        each record in ``partition`` or else its key's (``partition_for``, as the app's partitioner routes
+        it), in order within a partition. Returns each batch's delivery future (its result holds the offset of the
         batch's first record) and how many records it holds; ``sent()`` awaits them."""
         producer = aiokafka_producer(self.app)
         partitions = len(await producer.partitions_for(topic)) if partition is None else 0

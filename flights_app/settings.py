@@ -9,6 +9,7 @@ traceback.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -419,6 +420,23 @@ def _origins(env: _Reader, name: str, before: Before) -> tuple[str, ...]:
     return origins
 
 
+def _worker_id(env: _Reader, name: str, before: Before) -> str | None:
+    # Kafka's static group membership (KIP-345): a worker restarted with the same id within the session
+    # timeout gets its partitions back without a rebalance of the whole group. The same host, data
+    # directory (one worker's tables: RocksDB locks it) and web address is the same worker. The address
+    # is always part of the id: the group hands a returning member its previous assignment, which names
+    # its web address, and Faust refuses an assignment made for another address.
+    raw = env.raw(name)
+    if raw is not None and raw.strip().lower() == "none":
+        return None
+    if raw and not re.match(r"^[A-Za-z0-9._:\-]{1,160}$", raw):
+        raise SettingsError(f"{name}={raw!r} must be letters, digits and . _ : - (at most 160), or none")
+    host = socket.gethostname()
+    address = f"{before['web_host']}:{before['web_port']}"
+    where = f"{host}:{Path(before['datadir']).resolve()}:{address}"
+    return f"{raw or 'worker-' + host[:40]}-{hashlib.sha256(where.encode()).hexdigest()[:12]}"
+
+
 def _worker_url(env: _Reader, name: str, before: Before) -> str:
     return env.url(name, _local_url(before["web_bind"], before["web_port"]))
 
@@ -528,6 +546,11 @@ class Settings:
     session_timeout_s: float = setting("FLIGHTS_SESSION_TIMEOUT", Measure(60.0, 6, 90),
                                        "seconds without a heartbeat before a worker's partitions go to the others "
                                        "(how long a crashed worker's partitions wait)")
+    worker_id: str | None = setting("FLIGHTS_WORKER_ID", Custom(_worker_id, "from the host"),
+                                    "the worker's static member id in its Kafka group (with a hash of the host, "
+                                    "FLIGHTS_DATADIR and the web address): restarted within "
+                                    "FLIGHTS_SESSION_TIMEOUT with all three unchanged, it keeps its partitions "
+                                    "without a rebalance; `none`: a dynamic member (every restart rebalances)")
     opensky_url: str = setting("OPENSKY_URL", Url(OPENSKY_API_URL), "OpenSky REST API base URL", main=True)
     opensky_token_url: str = setting("OPENSKY_TOKEN_URL", Url(OPENSKY_TOKEN_URL, "OpenSky's auth server"),
                                      "OAuth2 token endpoint (client credentials)")
@@ -594,8 +617,9 @@ class Settings:
     window_expiry_s: int = setting("FLIGHTS_WINDOW_EXPIRY", Int(3600, 1, 30 * 86400),
                                    "how long windows are kept after they close, seconds")
     watermark_idle_s: float = setting("FLIGHTS_WATERMARK_IDLE", Measure(10.0, 0.1, 86400),
-                                      "a partition that sent nothing for this long (wall clock, s) stops holding the "
-                                      "event-time watermark back")
+                                      "a partition of flight-raw-data with nothing waiting that had no batch for this "
+                                      "long (wall clock, s) says it is idle and stops holding the event-time watermark "
+                                      "back (one nobody consumes holds it)")
     aggregate_flush_s: float = setting("FLIGHTS_AGGREGATE_FLUSH", Measure(5.0, 0.05, 3600),
                                        "at most one flight-aggregated-data record per key per this many seconds")
     alert_webhook: str | None = setting("FLIGHTS_ALERT_WEBHOOK",

@@ -5,7 +5,7 @@ against that declaration and builds the record (its nested records too), or says
 It never raises. Types a field may have:
 
     bool, int, float, str      the JSON value of that type (an int is a float; bool is neither; not NaN)
-    NonNegative                an int that is not negative (a count)
+    NonNegative                an int that is not negative (a count; flights_app.counts)
     X | None                   X, or null (Faust gives such a field the default None: it may be absent)
     list[X]                    a list of X
     dict                       any object
@@ -34,9 +34,6 @@ import faust
 from flights_app.faust_internals import built
 
 R = TypeVar("R", bound=faust.Record)
-
-#: A count: an int that is not negative.
-NonNegative = Annotated[int, "not negative"]
 
 
 class Invalid(ValueError):

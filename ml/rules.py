@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from flights_app.squawks import EMERGENCY_SQUAWKS
 from ml.features import (
     I_ALTITUDE_RESIDUAL,
     I_CLIMB_RATE,
@@ -32,7 +33,6 @@ from ml.features import (
     state_columns,
 )
 
-EMERGENCY_SQUAWKS = {"7500": "hijack", "7600": "radio failure", "7700": "general emergency"}
 #: A position step implying more than this, and more than twice the reported speed, is a bad fix.
 MAX_IMPLIED_SPEED_MPS = 350.0
 #: Altitude change per second that the vertical rate does not explain and no aircraft can fly.

@@ -6,11 +6,12 @@ One object holds every piece of event time the window stage keeps in memory:
   seen there; recovered from the aircraft table after a restart);
 - the group stage's watermark per partition of flight-window-partials
   (``tables.watermarks.PartitionWatermarks``: the lowest of the working sources' as heard there);
-- the tick schedule (``tables.watermarks.TickSchedule``) and each source's newest watermark
-  handed to the producer, which the tick timer sends on between batches;
+- the tick schedule (``tables.watermarks.TickSchedule``), each source's newest watermark handed
+  to the producer (which the tick timer sends on between batches) and when, and since when this
+  worker holds each source (so the timer can tell an idle source);
 - the windows whose final record has been asked for (a close message on its way);
 - whether the next flush must republish every window (after every rebalance);
-- what each expiry scan last saw, so a table is scanned only when that moved.
+- what the aircraft table's expiry scan last saw, so it is scanned only when that moved.
 
 Pure: no Faust, no Kafka. ``agents/windows.py`` drives it.
 """
@@ -31,14 +32,17 @@ class WindowClock:
         #: the aircraft stage's watermark, per partition of flight-raw-data
         self.sources: dict[int, float] = {}
         #: the group stage's watermarks, per partition of flight-window-partials
-        self.partials = PartitionWatermarks(partitions, idle_s)
+        self.idle_s = idle_s
+        self.partials = PartitionWatermarks(partitions)
         self.ticks = TickSchedule(partitions, min(1.0, idle_s / 3))
-        #: each source's newest watermark (and backlog flag) whose partials were handed to the producer
-        self.sent: dict[int, tuple[float, bool]] = {}
+        #: each source's newest watermark whose partials were handed to the producer, and when
+        self.sent: dict[int, tuple[float, float]] = {}
+        #: when this worker first ticked each source it holds (monotonic)
+        self.held_since: dict[int, float] = {}
         #: windows whose final record was asked for (not asked twice while the first is on its way)
         self.closing: set[Window] = set()
         self.republish_pending = False
-        self._scanned: dict[str, tuple | None] = {"aircraft": None, "groups": None}
+        self._scanned: tuple | None = None
 
     # -- the arithmetic of one window ------------------------------------------------------------
     def window_of(self, event_time: float) -> int:
@@ -68,24 +72,31 @@ class WindowClock:
         for source, newest in newest_by_source:
             self.sources[source] = max(self.sources.get(source, newest), newest)
 
-    def handed_over(self, source: int, behind: bool) -> None:
+    def handed_over(self, source: int, now: float) -> None:
         """The source's partials are with the producer: the tick timer may send its watermark on (sent
         before them, it could expire a window they hold)."""
         if source in self.sources:
-            self.sent[source] = (self.sources[source], behind)
+            self.sent[source] = (self.sources[source], now)
+
+    def tick_of(self, source: int, now: float, waiting: bool | None) -> tuple[float | None, bool]:
+        """What a tick of ``source`` between batches says: its watermark handed over (None: none since this
+        worker started), and whether it is idle: nothing waits in it (``waiting`` False; None: not known)
+        and no batch of it handed over for the idle time."""
+        since = self.held_since.setdefault(source, now)
+        watermark, last = self.sent.get(source, (None, since))
+        return watermark, waiting is False and now - last >= self.idle_s
 
     # -- the group stage --------------------------------------------------------------------
-    def heard(self, partition: int, source: int, watermark: float, behind: bool, now: float) -> None:
-        self.partials.hear(partition, source, watermark, behind, now)
+    def heard(self, partition: int, source: int, watermark: float | None, idle: bool) -> None:
+        self.partials.hear(partition, source, watermark, idle)
 
     def group_mark(self, partition: int) -> float | None:
         return self.partials.mark(partition)
 
     def to_close(self, known: Iterable[Window], partition_of: Callable[[Window], int],
-                 finished: Callable[[Window], bool], now: float) -> list[Window]:
+                 finished: Callable[[Window], bool]) -> list[Window]:
         """The windows whose final record to ask for now: closed by their partition's watermark, not
         finished, not already asked for. Windows no longer held here are forgotten."""
-        self.partials.advance(now)  # sources fall idle without a message
         known = set(known)
         self.closing.intersection_update(known)
         due = [w for w in sorted(known - self.closing)
@@ -115,15 +126,10 @@ class WindowClock:
                             for p, m in marks.items()))
 
     def aircraft_scan_due(self) -> bool:
-        """Whether a source's watermark crossed into a window that may expire since the last scan."""
-        return self._due("aircraft", self._horizons(self.sources))
-
-    def groups_scan_due(self, finals_published: int) -> bool:
-        """The same for the group stage's watermarks, or a final record published since."""
-        return self._due("groups", (self._horizons(self.partials.marks), finals_published))
-
-    def _due(self, table: str, horizons: tuple) -> bool:
-        if not (horizons[0] if table == "groups" else horizons) or horizons == self._scanned[table]:
+        """Whether a source's watermark crossed into a window that may expire since the last scan of the
+        aircraft table. (The group windows need no scan: ``window_core.HeldWindows``.)"""
+        horizons = self._horizons(self.sources)
+        if not horizons or horizons == self._scanned:
             return False
-        self._scanned[table] = horizons
+        self._scanned = horizons
         return True

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from faust.types import CollectionT
 
-from flights_app.faust_internals import rocksdb_of, store_set
+from flights_app.faust_internals import rocksdb_of, store_delete, store_set
 from flights_app.publish import Outbox, encode
 
 
@@ -64,6 +64,20 @@ class TableWrites:
         state = table.app.monitor.tables.get(table.name)
         if state is not None:
             state.keys_updated += len(records)
+
+    async def delete_many(self, table: CollectionT, keys: Iterable[str], partition: int) -> None:
+        """Delete each of ``keys`` (all of ``partition``) from the table, and hand their tombstones to the
+        changelog in whole batches (Faust's ``del table[key]`` sends each alone: about 200 us a key)."""
+        records = []
+        for key in keys:
+            key_bytes = key.encode()
+            store_delete(table, partition, key_bytes)
+            records.append((key_bytes, None))
+        if not records:
+            return
+        changelog = table.changelog_topic.get_topic_name()
+        self.sent += [(table, future, count) for future, count
+                      in await self.outbox.send_many(changelog, records, partition)]
 
     def persist_offsets(self) -> None:
         """After the outbox's acknowledgements: the highest changelog offset per table and partition."""

@@ -1,10 +1,9 @@
-"""Removing expired windows from a table: from RocksDB, and from its changelog (a tombstone).
+"""Finding expired entries of a table: the keys of the partitions the worker holds now.
 
-Scans the keys the worker holds now, so keys restored from the changelog after
-a rebalance expire like the others (faust-streaming #385: Faust's own windowed
-tables only expire keys they wrote themselves). Each delete is sent to the
-changelog partition the key lives in (``flights_app.partitioner``), without
-needing an event in context, so it runs from a timer.
+Scans the keys, so keys restored from the changelog after a rebalance expire like the others
+(faust-streaming #385: Faust's own windowed tables only expire keys they wrote themselves).
+``tables.direct.TableWrites.delete_many`` deletes them, from RocksDB and from the changelog
+partition each lives in (tombstones in whole batches), from a timer.
 """
 
 from __future__ import annotations
@@ -21,17 +20,14 @@ def owned_partitions(table: TableT) -> set[int]:
     return {tp.partition for tp in table.app.assignor.assigned_actives() if tp.topic == changelog}
 
 
-def expire(table: TableT, expired: Callable[[str], bool], partitions: int) -> list[str]:
-    """Delete every key of this worker's active partitions for which ``expired(key)``; the keys deleted."""
+def expired_keys(table: TableT, expired: Callable[[str], bool], most: int) -> list[str]:
+    """Up to ``most`` keys of this worker's active partitions for which ``expired(key)``."""
     owned = owned_partitions(table)
-    removed = []
+    partitions = table.partitions
+    found = []
     for key in list(table.keys()):
-        if not expired(key):
-            continue
-        partition = partition_for(key.encode(), partitions)
-        if partition not in owned:
-            continue
-        table.send_changelog(partition, key, None, value_serializer="raw")  # tombstone: compaction drops the key
-        del table.data[key]
-        removed.append(key)
-    return removed
+        if partition_for(key.encode(), partitions) in owned and expired(key):
+            found.append(key)
+            if len(found) >= most:
+                break
+    return found

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 
-from flights_app.partitioner import SEP
+from flights_app.topic_names import KEY_SEP as SEP
 
 #: A country's window is split over this many group-windows keys, by icao24.
 SHARDS = 16

@@ -1,5 +1,7 @@
 """The protocol of flight-window-partials: two records, each with its ``kind``, declared once here.
 
+The window core (tables/window_core.py) writes them as plain dataclasses of the same fields.
+
 - ``WindowPartials`` (kind ``partials``): the aircraft partials (``PartialUpdate``, each an aircraft's
   whole ``Partial`` of one window) of the groups (``GroupPartials``) living in one partition, stamped
   with their sender's partition of flight-raw-data and its event-time watermark; without groups, a
@@ -14,13 +16,11 @@ per group, a tick, a close, without ``kind``) are read as these.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import faust
 
 from flights_app.decode import load_json, reject
-from flights_app.faust_internals import built
 from flights_app.records import InvalidState
 from flights_app.typed import parse
 from tables.dimensions import BY_NAME
@@ -55,19 +55,21 @@ class GroupPartials(faust.Record, serializer="json", include_metadata=False):
 
 
 class WindowPartials(faust.Record, serializer="json", include_metadata=False):
-    """The groups' partials from partition ``source`` of flight-raw-data at its ``watermark``
-    (``behind``: more states wait there); no groups: a tick. Partials an older worker wrote before
-    watermarks travelled with them have neither source nor watermark."""
+    """The groups' partials from partition ``source`` of flight-raw-data at its ``watermark`` (None: the
+    source knows none yet); no groups: a tick; ``idle``: the source has nothing to process. Partials an
+    older worker wrote before watermarks travelled with them have neither source nor watermark."""
 
     source: int | None
     watermark: float | None
     groups: list[GroupPartials]
-    behind: bool = False
+    idle: bool = False
     kind: str = "partials"
 
     def problem(self) -> str | None:
-        if (self.source is None) != (self.watermark is None):
-            return "source and watermark must be a partition and an event time"
+        if self.source is None and self.watermark is not None:
+            return "a watermark needs its source partition"
+        if self.source is not None and self.watermark is None and self.groups:
+            return "partials need their source's watermark (only a tick may have none)"
         return None
 
 
@@ -87,39 +89,18 @@ WindowMessage = WindowPartials | WindowClose
 KINDS: dict[str, type[WindowPartials] | type[WindowClose]] = {"partials": WindowPartials, "close": WindowClose}
 
 
-def partial_update(window_start: int, icao24: str, partial: dict) -> PartialUpdate:
-    return built(PartialUpdate, {"window_start": window_start, "icao24": icao24, "partial": partial})
-
-
-def group_partials(dimension: str, name: str, partials: list[PartialUpdate]) -> GroupPartials:
-    return built(GroupPartials, {"dimension": dimension, "name": name, "partials": partials})
-
-
-def partials_message(source: int, watermark: float, behind: bool,
-                     groups: Sequence[GroupPartials] = ()) -> WindowPartials:
-    """The partials of ``groups`` from partition ``source`` of flight-raw-data at its ``watermark``
-    (``behind``: more states wait there); no groups: a tick."""
-    return built(WindowPartials, {"source": source, "watermark": watermark, "groups": list(groups),
-                                  "behind": behind, "kind": "partials"})
-
-
-def close_message(dimension: str, name: str, start: int) -> WindowClose:
-    """Ask for the final record of the window of ``(dimension, name)`` starting at ``start``."""
-    return built(WindowClose, {"dimension": dimension, "name": name, "close": start, "kind": "close"})
-
-
 def _current_shape(data: dict) -> dict | str:
     """A message written before ``kind`` (one message per group, a tick, a close) in today's shape."""
     if "tick" in data:
         if data["tick"] is not True:
             return "a tick needs tick=true, a source partition and a watermark"
         return {"kind": "partials", "source": data.get("source"), "watermark": data.get("watermark"),
-                "behind": data.get("behind", False), "groups": []}
+                "groups": []}
     if "close" in data:
         return {**data, "kind": "close"}
     group = {k: data[k] for k in ("dimension", "name", "partials") if k in data}
     return {"kind": "partials", "source": data.get("source"), "watermark": data.get("watermark"),
-            "behind": data.get("behind", False), "groups": [group]}
+            "groups": [group]}
 
 
 def window_message(data: Any) -> WindowMessage | str:

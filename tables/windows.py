@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from flights_app.typed import NonNegative
+from flights_app.counts import NonNegative
 
 _AIRLINE_RE = re.compile(r"^([A-Z]{3})\d")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 
 from flights_app.records import event_time_of
-from tables.aircraft import seen_mask
+from tables.window_core import BY_STATE, seen_mask
 from tests.harness import read_topic_async
 
 Window = tuple[str, str, int]  # (dimension, name, window_start)
@@ -45,11 +45,15 @@ async def stage_holdings(bootstrap: str, app_id: str, windows: set[Window]) -> t
             latest[icao24] = value
     for icao24, value in latest.items():
         for start, entry in (value.get("windows") or {}).items():
+            counted = seen_mask(entry, int(start)).bit_count()
             for dimension in ("country", "airline", "category"):
                 window = (dimension, entry.get(dimension), int(start))
                 if window in windows:
-                    counted = seen_mask(entry, int(start)).bit_count()
                     aircraft[window][icao24] = (counted, _counted(entry.get("partial")))
+            for dimension, by_group in (entry.get(BY_STATE) or {}).items():  # per-state dimensions
+                for name, partial in by_group.items():
+                    if (dimension, name, int(start)) in windows:
+                        aircraft[(dimension, name, int(start))][icao24] = (counted, _counted(partial))
     return groups, aircraft
 
 

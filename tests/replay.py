@@ -40,26 +40,33 @@ def newest_states(recording) -> dict[str, dict]:
 
 
 def expected_per_aircraft(recording, window_s: int = WINDOW_S) -> collections.Counter:
-    """(dimension, name, window, icao24) -> distinct states, for countries and airlines, straight from
-    the files. An aircraft's states of one window count for the airline of its first state in that
-    window (as the worker attributes them: tables.windows.airline_of of the cleaned callsign)."""
-    from flights_app.validation import clean_callsign
+    """(dimension, name, window, icao24) -> distinct states, for countries, airlines and altitude bands,
+    straight from the files. An aircraft's states of one window count for the airline of its first state in
+    that window (as the worker attributes them: tables.windows.airline_of of the cleaned callsign); each
+    state counts in its own altitude band (the first report of an (icao24, event time) is the one counted)."""
+    from flights_app.records import StateVector
+    from flights_app.validation import validate_state
+    from tables.dimensions import altitude_band
     from tables.windows import airline_of
 
     first_airline: dict[tuple[str, int], str | None] = {}
-    distinct = set()
+    distinct: dict[tuple[str, int], tuple[str, int, str | None]] = {}
     for poll in load_recording(recording):
         for row in poll.states or []:
-            event_time = row[3] if row[3] is not None else row[4]
-            start = int(event_time // window_s) * window_s
-            first_airline.setdefault((row[0], start), airline_of(clean_callsign(row[1])))
-            distinct.add((row[2], row[0], event_time, start))
+            state = validate_state(row, poll.time, ingest_time=float(poll.time), poll_id=poll.name)
+            if not isinstance(state, StateVector):
+                continue
+            start = int(state.event_time // window_s) * window_s
+            first_airline.setdefault((state.icao24, start), airline_of(state.callsign))
+            distinct.setdefault((state.icao24, state.event_time), (state.origin_country, start, altitude_band(state)))
     counts = collections.Counter()
-    for country, icao24, _, start in distinct:
+    for (icao24, _), (country, start, band) in distinct.items():
         counts[("country", country, start, icao24)] += 1
         airline = first_airline[(icao24, start)]
         if airline:
             counts[("airline", airline, start, icao24)] += 1
+        if band:
+            counts[("altitude", band, start, icao24)] += 1
     return counts
 
 

@@ -16,15 +16,7 @@ from flights_app.partitioner import partition_for
 from flights_app.publish import encode
 from flights_app.records import STATE_FIELDS, InvalidState, StateBatch, StateVector
 from flights_app.validation import validate_state
-from tables.partials import (
-    WindowClose,
-    WindowPartials,
-    close_message,
-    decode_partial,
-    group_partials,
-    partial_update,
-    partials_message,
-)
+from tables.partials import WindowClose, WindowPartials, decode_partial
 from tables.windows import Partial
 from web import params
 from web.dashboard.model import Traffic
@@ -37,7 +29,7 @@ MESSAGE = encode(STATE)
 PARTIAL = Partial(count=2, velocity_sum=300.0, velocity_min=140.0, velocity_max=160.0).as_dict()
 UPDATES = [{"window_start": T // 600 * 600, "icao24": "a65527", "partial": PARTIAL}]
 #: What the scoring agent sends: one message per partials partition and batch (agents.windows).
-PACKED = {"kind": "partials", "source": 3, "watermark": T, "behind": False, "groups": [
+PACKED = {"kind": "partials", "source": 3, "watermark": T, "idle": False, "groups": [
     {"dimension": "country", "name": "United States", "partials": UPDATES},
     {"dimension": "airline", "name": "UAL", "partials": UPDATES}]}
 #: The shape before partials were packed: one message per group.
@@ -137,16 +129,20 @@ def test_partials_and_close_requests_decode_to_their_records():
     assert isinstance(message, WindowClose) and as_json(message) == close
 
 
-def test_what_the_stage_sends_is_what_it_decodes():
-    sent = partials_message(3, T, False, [group_partials("country", "United States",
-                                                          [partial_update(T // 600 * 600, "a65527", PARTIAL)])])
-    assert decode_partial(encode(sent), None, "p:0:1") == sent
-    assert decode_partial(encode(close_message("airline", "UAL", 600)), None, "p:0:2") == close_message(
-        "airline", "UAL", 600)
+def test_what_the_window_core_sends_is_what_the_stage_decodes():
+    import dataclasses
+
+    from tables import window_core as core
+
+    sent = core.WindowPartials(3, T, [core.GroupPartials("country", "United States",
+                                                         [core.PartialUpdate(T // 600 * 600, "a65527", PARTIAL)])])
+    assert as_json(decode_partial(encode(sent), None, "p:0:1")) == dataclasses.asdict(sent)
+    close = core.WindowClose("airline", "UAL", 600)
+    assert as_json(decode_partial(encode(close), None, "p:0:2")) == dataclasses.asdict(close)
 
 
 def test_the_shapes_before_packing_still_decode_as_packed_messages():
-    one_group = {"kind": "partials", "source": 3, "watermark": T, "behind": False,
+    one_group = {"kind": "partials", "source": 3, "watermark": T, "idle": False,
                  "groups": [{"dimension": "country", "name": "United States", "partials": UPDATES}]}
     assert as_json(decode_partial(orjson.dumps(PARTIALS), b"country|United States", "p:0:1")) == one_group
     unstamped = {k: v for k, v in PARTIALS.items() if k not in ("source", "watermark")}
@@ -156,7 +152,7 @@ def test_the_shapes_before_packing_still_decode_as_packed_messages():
     assert as_json(decode_partial(orjson.dumps(close), None, "p:0:2")) == {"kind": "close", **close}
     tick = {"tick": True, "source": 2, "watermark": T, "behind": True}
     assert as_json(decode_partial(orjson.dumps(tick), None, "p:0:3")) == {
-        "kind": "partials", "source": 2, "watermark": T, "behind": True, "groups": []}
+        "kind": "partials", "source": 2, "watermark": T, "idle": False, "groups": []}
 
 
 BAD_GROUPS = [
@@ -170,8 +166,8 @@ BAD_GROUPS = [
 
 @pytest.mark.parametrize("change", [
     *({"groups": [PACKED["groups"][0], {**PACKED["groups"][1], **bad}]} for bad in BAD_GROUPS),
-    {"groups": None}, {"groups": ["x"]}, {"kind": "partial"}, {"source": "x"}, {"watermark": None},
-    {"source": None}, {"behind": "no"},
+    {"groups": None}, {"groups": ["x"]}, {"kind": "partial"}, {"source": "x"}, {"watermark": "x"},
+    {"source": None}, {"idle": "no"},
 ])
 def test_a_malformed_partials_message_is_rejected_with_what_is_wrong(change):
     rejected = decode_partial(orjson.dumps({**PACKED, **change}), None, "p:1:9")
@@ -210,7 +206,7 @@ def _groups(most: int):
         "partial": st.fixed_dictionaries({k: json_values for k in PARTIAL})}), max_size=3),
     "groups": _groups(3) | json_values,
     "source": json_values, "watermark": json_values, "tick": st.just(True) | json_values,
-    "behind": st.booleans() | json_values}))
+    "idle": st.booleans() | json_values, "behind": st.booleans() | json_values}))
 def test_any_partial_message_decodes_or_is_rejected(data):
     result = decode_partial(json.dumps(data).encode(), None, "p:0:0")
     assert isinstance(result, (WindowPartials, WindowClose, InvalidState))
@@ -226,9 +222,9 @@ def test_any_partial_message_decodes_or_is_rejected(data):
         if result.source is not None:
             from tables.watermarks import PartitionWatermarks
 
-            marks = PartitionWatermarks(sources=1, idle_s=10)
-            marks.hear(0, result.source, result.watermark, result.behind, now=0.0)
-            assert marks.mark(0) == result.watermark
+            marks = PartitionWatermarks(sources=1)
+            marks.hear(0, result.source, result.watermark, result.idle)
+            assert marks.mark(0) == (None if result.idle else result.watermark)
 
 
 @settings(max_examples=300, deadline=None)
@@ -267,10 +263,11 @@ def test_window_parameters():
 
 
 def test_a_tick_decodes_and_a_malformed_one_is_rejected():
-    tick = {"kind": "partials", "source": 2, "watermark": T, "behind": False, "groups": []}
+    tick = {"kind": "partials", "source": 2, "watermark": T, "idle": True, "groups": []}
     assert as_json(decode_partial(orjson.dumps(tick), None, "p:0:3")) == tick
-    legacy = {"tick": True, "source": 2, "watermark": T, "behind": False}
-    for change in ({"tick": 1}, {"source": None}, {"watermark": "late"}, {"behind": "no"}):
+    legacy = {"tick": True, "source": 2, "watermark": T, "behind": False}  # "behind": read, no longer used
+    assert as_json(decode_partial(orjson.dumps(legacy), None, "p:0:3")) == {**tick, "idle": False}
+    for change in ({"tick": 1}, {"source": None}, {"watermark": "late"}):
         rejected = decode_partial(orjson.dumps({**legacy, **change}), None, "p:0:4")
         assert isinstance(rejected, InvalidState) and rejected.reason == "malformed_partial", (change, rejected)
     rejected = decode_partial(orjson.dumps({k: v for k, v in legacy.items() if k != "source"}), None, "p:0:4")

@@ -152,3 +152,19 @@ def test_the_module_state_check_finds_globals_and_shared_class_attributes(tmp_pa
                     "cache = {}\nclass Stats:\n    batches = 0\n\n    def as_dict(self):\n        return {}\n"
                     "stage = object()\nif LIMIT:\n    pending = []\n")
     assert module_state(path) == ["SEEN", "cache", "Stats.batches", "pending"]
+
+
+#: The window core and what it is made of: pure, run and tested without a broker (tests/test_window_core.py).
+WINDOW_CORE = ("tables.window_core", "tables.entry", "tables.clock", "tables.watermarks", "tables.windows",
+               "tables.dimensions", "tables.keys")
+
+
+def test_the_window_core_loads_no_faust_kafka_or_mode():
+    import subprocess
+    import sys
+
+    probe = ("import sys\n"
+             f"for name in {WINDOW_CORE!r}: __import__(name)\n"
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'faust', 'aiokafka', 'mode', 'kafka'}))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -41,12 +41,25 @@ def test_defaults_use_the_embedded_broker_and_the_real_api():
         ({"FLIGHTS_SESSION_TIMEOUT": "3"}, "expected 6..90 seconds"),
         ({"FLIGHTS_STANDBY_REPLICAS": "-1"}, "out of range"),
         ({"FLIGHTS_WORKER_URL": "worker:6066"}, "not an http(s) URL"),
+        ({"FLIGHTS_WORKER_ID": "a b"}, "FLIGHTS_WORKER_ID='a b' must be letters"),
     ],
 )
 def test_a_wrong_value_names_the_variable_and_what_it_accepts(env, words):
     with pytest.raises(SettingsError) as error:
         load_settings(env)
     assert words in str(error.value)
+
+
+def test_a_worker_is_the_same_static_member_while_its_host_data_directory_and_address_stay(tmp_path):
+    same = load_settings({"FLIGHTS_DATADIR": str(tmp_path / "a")}).worker_id
+    assert same and same == load_settings({"FLIGHTS_DATADIR": str(tmp_path / "a")}).worker_id
+    assert same != load_settings({"FLIGHTS_DATADIR": str(tmp_path / "b")}).worker_id
+    # another web address: another member (a returning member is handed the assignment of its old address)
+    assert same != load_settings({"FLIGHTS_DATADIR": str(tmp_path / "a"), "FLIGHTS_WEB_PORT": "6067"}).worker_id
+    named = load_settings({"FLIGHTS_WORKER_ID": "worker-3"}).worker_id
+    assert named.startswith("worker-3-") and named != load_settings(
+        {"FLIGHTS_WORKER_ID": "worker-3", "FLIGHTS_WEB_PORT": "6067"}).worker_id
+    assert load_settings({"FLIGHTS_WORKER_ID": "none"}).worker_id is None
 
 
 def test_a_cluster_gets_production_defaults_and_a_container_advertises_its_host_name(tmp_path):

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import faust
 import pytest
 
-from flights_app.typed import NonNegative, parse
+from flights_app.counts import NonNegative
+from flights_app.typed import parse
 
 
 @dataclass

@@ -10,8 +10,8 @@ import pytest
 
 from flights_app.partitioner import partition_for
 from flights_app.topic_names import AGGREGATED
-from tables.aircraft import newest_seen
 from tables.keys import parse_group_key
+from tables.window_core import newest_seen
 from tests.harness import TestApp, http_get, read_topic, wait_until
 from tests.replay import expected_counts, latest_records, newest_states, produce_recording
 
@@ -103,7 +103,7 @@ def test_expired_windows_leave_rocksdb_and_their_changelogs(kafka, tmp_path, cle
     assert all(newest[k]["event_time"] // window * window + keep_s <= last_event for k in deleted)
     live = {k: v for k, v in aircraft.items() if v is not None}
     for icao24, value in live.items():
-        seen = newest_seen(value)
+        seen = newest_seen(value["windows"])
         assert all(int(start) + keep_s > seen for start in value["windows"]), (icao24, sorted(value["windows"]), seen)
     dropped = http_get(f"{base}/stats/windows/")[2]["aircraft_windows_dropped"]
     assert dropped > 0  # aircraft flying through the whole recording lost their oldest windows
@@ -134,7 +134,7 @@ def test_expired_windows_leave_rocksdb_and_their_changelogs(kafka, tmp_path, cle
     newest_by_source: dict[int, int] = {}
     for icao24, value in live.items():
         source = partition_for(icao24.encode(), app.partitions)
-        newest_by_source[source] = max(newest_by_source.get(source, 0), newest_seen(value))
+        newest_by_source[source] = max(newest_by_source.get(source, 0), newest_seen(value["windows"]))
     floor = min(newest_by_source.values())
 
     last: dict = {}

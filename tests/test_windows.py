@@ -90,39 +90,38 @@ def test_a_table_key_lands_in_the_partition_of_its_stream_key():
 
 
 def test_a_batch_s_partials_split_into_messages_of_at_most_so_many_partials_in_order():
-    from agents.windows import _chunks
-    from tables.partials import group_partials, partial_update
+    from tables.window_core import GroupPartials, PartialUpdate, partials_chunks
 
-    groups = [group_partials("country", f"c{g}", [partial_update(0, f"{g}-{i}", {}) for i in range(n)])
+    groups = [GroupPartials("country", f"c{g}", [PartialUpdate(0, f"{g}-{i}", {}) for i in range(n)])
               for g, n in enumerate([3, 7, 0, 1, 4])]
-    chunks = _chunks(groups, 4)
+    chunks = partials_chunks(groups, 4)
     assert [sum(len(g.partials) for g in chunk) for chunk in chunks] == [4, 4, 4, 3]
     flat = [(g.name, u.icao24) for chunk in chunks for g in chunk for u in g.partials]
     assert flat == [(g.name, u.icao24) for g in groups for u in g.partials]
-    assert _chunks([], 4) == [[]] and _chunks(groups[:1], 1000) == [groups[:1]]
+    assert partials_chunks([], 4) == [[]] and partials_chunks(groups[:1], 1000) == [groups[:1]]
 
 
 def test_an_aircraft_window_counts_each_event_time_once_in_its_bitmask():
-    from tables.aircraft import WindowCount, newest_seen, seen_mask
+    from tables.window_core import WindowCount, newest_seen, seen_mask
 
     window = {"seen": "", "partial": {}}
-    count = WindowCount(window, 600)
+    count = WindowCount(window, 600, ())
     assert [count.mark(t) for t in (605, 610, 605, 1199, 600)] == [True, True, False, True, True]
     count.partial.count += 4
     assert count.close() is window and window["partial"]["count"] == 4
     assert isinstance(window["seen"], str) and len(window["seen"]) <= 600 // 4
     assert seen_mask(window, 600) == (1 << 0) | (1 << 5) | (1 << 10) | (1 << 599)
-    assert newest_seen({"windows": {"600": window, "0": {"seen": format(1 << 7, "x")}}}) == 1199
-    assert newest_seen({"windows": {}}) is None and newest_seen(None) is None
+    assert newest_seen({"600": window, "0": {"seen": format(1 << 7, "x")}}) == 1199
+    assert newest_seen({}) is None
 
 
 def test_an_entry_written_with_a_list_of_event_times_reads_and_counts_alike():
-    from tables.aircraft import WindowCount, newest_seen, seen_mask
+    from tables.window_core import WindowCount, newest_seen, seen_mask
 
     old = {"seen": [605, 610], "partial": {"count": 2}}
     assert seen_mask(old, 600) == (1 << 5) | (1 << 10)
-    assert newest_seen({"windows": {"600": dict(old)}}) == 610
-    count = WindowCount(old, 600)
+    assert newest_seen({"600": dict(old)}) == 610
+    count = WindowCount(old, 600, ())
     assert not count.mark(610) and count.mark(615)
     count.close()
     assert seen_mask(old, 600) == (1 << 5) | (1 << 10) | (1 << 15) and old["partial"]["count"] == 2

@@ -3,6 +3,7 @@
 - broker: a metadata request answered within 2 s (not merely a connection once made);
 - recovery: tables recovered from their changelogs, no rebalance in progress;
 - model: the scorer has a model;
+- membership: the Kafka group generation it joined, its static member id, the partitions it holds;
 - lag: messages of the app's input topics not yet committed, per topic (reported, not judged:
   a burst is not a failure; watch it in /metrics).
 """
@@ -15,9 +16,9 @@ from collections import defaultdict
 from faust import web
 
 from agents.scoring import stage as scoring
-from flights_app.app import app
+from flights_app.app import app, settings
 from flights_app.faust_internals import committed_offset, producer_client
-from flights_app.topics import ALL_TOPICS
+from flights_app.topics import ALL_TOPICS, raw_states
 
 BROKER_TIMEOUT_S = 2.0
 _INPUTS = {topic.get_topic_name() for topic in ALL_TOPICS}
@@ -48,6 +49,14 @@ def consumer_lag() -> dict[tuple[str, int], int]:
     return lag
 
 
+def held_partitions() -> list[int]:
+    """The partitions of flight-raw-data this worker holds (empty before its first assignment)."""
+    try:
+        return sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == raw_states.get_topic_name())
+    except Exception:  # noqa: BLE001 - the consumer is not up yet
+        return []
+
+
 async def broker_status() -> dict:
     try:
         client = producer_client(app)
@@ -74,6 +83,10 @@ async def health(self: web.View, request: web.Request) -> web.Response:
         problems.append("no model loaded")
     body = {"status": "ok" if not problems else "unhealthy", "problems": problems, "broker": broker,
             "recovery_done": recovered, "model_loaded": scoring.registry.current is not None,
+            # The group's generation this worker last joined (a rebalance makes a new one), its static
+            # member id, and the partitions of flight-raw-data it holds.
+            "membership": {"generation": app.consumer_generation_id, "worker_id": settings.worker_id,
+                           "partitions": held_partitions()},
             "lag": {"total": sum(lag_by_topic.values()), "by_topic": dict(lag_by_topic)}}
     return self.json(body, status=200 if not problems else 503)
 

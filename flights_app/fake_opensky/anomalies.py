@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
+from flights_app.squawks import EMERGENCY_SQUAWKS as EMERGENCY_CODES
+
 ANOMALY_KINDS = (
     "speed_spike",
     "altitude_jump",
@@ -17,7 +19,7 @@ ANOMALY_KINDS = (
     "frozen_position",
     "impossible_vertical_rate",
 )
-EMERGENCY_SQUAWKS = ("7500", "7600", "7700")
+EMERGENCY_SQUAWKS = tuple(EMERGENCY_CODES)
 
 
 def unit(*parts: object) -> float:
