@@ -58,9 +58,10 @@ class Outbox:
         await self.send_bytes(topic.get_topic_name(), None if key is None else key.encode(), encode(value), partition)
 
     async def send_bytes(self, topic: str, key: bytes | None, value: bytes | None,
-                         partition: int | None = None) -> None:
-        """Hand one encoded record to the producer; its acknowledgement is awaited by ``sent()``."""
-        self.pending.append(await self.producer.send(topic, key, value, partition, None, None))
+                         partition: int | None = None, headers: list[tuple[str, bytes]] | None = None) -> None:
+        """Hand one encoded record (with Kafka ``headers``) to the producer; its acknowledgement is awaited
+        by ``sent()``."""
+        self.pending.append(await self.producer.send(topic, key, value, partition, None, headers))
         self.records += 1
         sent_by_topic[topic] += 1
 

@@ -558,6 +558,10 @@ class Settings:
                                             "OAuth2 client id; anonymous without it", main=True)
     opensky_client_secret: Secret | None = setting("OPENSKY_CLIENT_SECRET", Custom(_client_secret),
                                                    "OAuth2 client secret (never logged)", main=True, secret=True)
+    catch_up_max: int = setting("FLIGHTS_CATCH_UP_MAX", Int(60, 0, 720),
+                                "past polls a new source leader fetches at most (OpenSky's `time` parameter, "
+                                "authenticated only, within the last hour): the poll times missed since the last "
+                                "poll published; 0: none")
     opensky_timeout_s: float = setting("OPENSKY_TIMEOUT", Measure(20.0, 0.1, 600),
                                        "seconds one OpenSky request may take")
     poll_interval_s: float | None = setting("FLIGHTS_POLL_INTERVAL", Measure(None, 0.01, SECONDS_PER_DAY,

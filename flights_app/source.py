@@ -20,8 +20,28 @@ from flights_app.validation import validate_state
 
 log = logging.getLogger("flights_app.source")
 
-Publisher = Callable[[Sequence[StateVector], Sequence[InvalidState]], Awaitable[None]]
-Fetcher = Callable[[], Awaitable[PollResult]]
+#: Hands a poll's valid and rejected states to Kafka, with the poll's time (OpenSky's ``time``).
+Publisher = Callable[[Sequence[StateVector], Sequence[InvalidState], int], Awaitable[None]]
+#: One request: the states now, or (given a time) OpenSky's snapshot of then.
+Fetcher = Callable[..., Awaitable[PollResult]]
+#: The time of the newest poll published (by any leader before this one); None: none.
+LastPublished = Callable[[], Awaitable[int | None]]
+
+#: How far back OpenSky answers a ``time`` parameter (its REST API keeps the last hour).
+PAST_LIMIT_S = 3600
+
+
+def missed_poll_times(last: int, now: int, step_s: float, most: int, past_limit_s: int = PAST_LIMIT_S) -> list[int]:
+    """The poll times a leader missed between the last poll published (``last``, itself included: a
+    leader that died while publishing it may have published it to some partitions only) and the one it
+    just fetched (``now``), ``step_s`` apart: those OpenSky still answers, the newest ``most`` of them,
+    oldest first."""
+    step = max(1, int(step_s))
+    if most <= 0:
+        return []
+    first = max(int(last), int(last) + step * -(-(int(now) - past_limit_s - int(last)) // step))
+    times = range(first, int(now), step)
+    return list(times[-most:])
 
 
 #: The source's counters (exported by /metrics, read by /source/).
@@ -34,6 +54,10 @@ SOURCE_METRICS = (
     Metric("invalid", "flights_source_invalid", "States rejected to flight-invalid-data", ("reason",)),
     Metric("consecutive_failures", "flights_source_consecutive_failures", "Failed polls since the last good one",
                                    gauge=True),
+    Metric("polls_caught_up", "flights_source_polls_caught_up", "Past polls fetched by a new leader: the poll "
+                              "times missed since the last poll published"),
+    Metric("polls_missed", "flights_source_polls_missed", "Poll times a new leader could not fetch (anonymous, "
+                           "older than OpenSky keeps, beyond FLIGHTS_CATCH_UP_MAX, or failed)"),
 )
 
 
@@ -49,7 +73,8 @@ class SourceStats(StageMetrics):
     def as_dict(self) -> dict:
         counts = super().as_dict()
         return {
-            **{k: counts[k] for k in ("polls", "polls_ok", "failures", "states_received", "valid")},
+            **{k: counts[k] for k in ("polls", "polls_ok", "failures", "states_received", "valid", "polls_caught_up",
+                                      "polls_missed")},
             "invalid": sum(counts["invalid"].values()),
             "invalid_by_reason": counts["invalid"],
             "credits_remaining": self.credits_remaining,
@@ -70,6 +95,9 @@ class StateSource:
         wall_clock: Callable[[], float] = time.time,
         run_id: str | None = None,
         stats: SourceStats | None = None,
+        last_published: LastPublished | None = None,
+        can_ask_past: bool = False,
+        catch_up_max: int = 60,
     ):
         self._fetch = fetch
         self._publish = publish
@@ -80,6 +108,15 @@ class StateSource:
         self.run_id = run_id or secrets.token_hex(4)
         self.stats = stats if stats is not None else SourceStats()
         self._last_failure_logged: str | None = None
+        self._last_published = last_published
+        self.can_ask_past, self.catch_up_max = can_ask_past, catch_up_max
+        #: catch up before the next poll is published (this source just became the leader)
+        self.resuming = last_published is not None
+
+    def resume(self) -> None:
+        """This source (again) becomes the one polling: before its next poll is published, it fetches the
+        poll times missed since the last poll any leader published."""
+        self.resuming = self._last_published is not None
 
     def due(self) -> bool:
         return self.backoff.clock() >= self._next_due
@@ -107,12 +144,10 @@ class StateSource:
             return
 
         response = result.response
-        valid: list[StateVector] = []
-        invalid: list[InvalidState] = []
-        for row in response.rows:
-            checked = validate_state(row, response.time, ingest_time=ingest_time, poll_id=poll_id)
-            (valid if isinstance(checked, StateVector) else invalid).append(checked)
-        await self._publish(valid, invalid)
+        if self.resuming:  # first what the previous leader did not publish, in order
+            self.resuming = False
+            await self._catch_up(response.time)
+        valid, invalid = await self._publish_response(response, poll_id, ingest_time)
 
         self.backoff.success()
         if self._last_failure_logged is not None:
@@ -121,16 +156,59 @@ class StateSource:
         self.stats.set("consecutive_failures", 0)
         self.stats.inc("polls_ok")
         self.stats.last_response_time = response.time
-        self.stats.inc("states_received", len(response.rows))
-        self.stats.inc("valid", len(valid))
-        for reason, n in Counter(r.reason for r in invalid).items():
-            self.stats.inc("invalid", n, reason)
         credits = "" if result.credits_remaining is None else f"; credits left {result.credits_remaining}"
         log.info(
             "poll %s (time %d): %d states -> %d valid, %d invalid%s [total %d valid, %d invalid]",
             poll_id, response.time, len(response.rows), len(valid), len(invalid), credits,
             self.stats.valid, sum(self.stats.invalid.values()),
         )
+
+    async def _publish_response(self, response, poll_id: str, ingest_time: float
+                                ) -> tuple[list[StateVector], list[InvalidState]]:
+        valid: list[StateVector] = []
+        invalid: list[InvalidState] = []
+        for row in response.rows:
+            checked = validate_state(row, response.time, ingest_time=ingest_time, poll_id=poll_id)
+            (valid if isinstance(checked, StateVector) else invalid).append(checked)
+        await self._publish(valid, invalid, response.time)
+        self.stats.inc("states_received", len(response.rows))
+        self.stats.inc("valid", len(valid))
+        for reason, n in Counter(r.reason for r in invalid).items():
+            self.stats.inc("invalid", n, reason)
+        return valid, invalid
+
+    async def _catch_up(self, now: int) -> None:
+        """Fetch and publish, oldest first, the poll times missed since the last poll published (a leader
+        died, or the worker stopped, before it published them): OpenSky's ``time`` parameter, for an
+        authenticated client, within the hour OpenSky keeps and at most FLIGHTS_CATCH_UP_MAX polls."""
+        try:
+            last = await self._last_published()
+        except Exception as error:  # noqa: BLE001 - Kafka not answering: go on live, say so
+            log.warning("Cannot tell which polls a previous leader published (%s): not catching up", error)
+            return
+        if last is None or now <= last:
+            return
+        step = max(1, int(self.interval_s))
+        missed = missed_poll_times(last, now, step, self.catch_up_max if self.can_ask_past else 0)
+        lost = len(range(int(last) + step, int(now), step)) - len([t for t in missed if t != last])
+        if lost:
+            self.stats.inc("polls_missed", lost)
+            why = ("anonymous clients cannot ask OpenSky for past states" if not self.can_ask_past else
+                   f"older than OpenSky keeps ({PAST_LIMIT_S} s) or beyond FLIGHTS_CATCH_UP_MAX={self.catch_up_max}")
+            log.warning("%d poll times between %d and %d were not published and cannot be fetched: %s",
+                        lost, last, now, why)
+        for at_time in missed:
+            self.stats.inc("polls")
+            poll_id = f"{self.run_id}-{self.stats.polls}"
+            result = await self._fetch(at_time)
+            if not result.ok:
+                self.stats.inc("polls_missed")
+                log.warning("Catching up the poll at %d failed (%s): %s", at_time, result.failure, result.detail)
+                continue
+            await self._publish_response(result.response, poll_id, self._wall_clock())
+            self.stats.inc("polls_caught_up")
+        if missed:
+            log.info("Caught up %d poll times missed between %d and %d", len(missed), last, now)
 
     def _on_failure(self, result: PollResult) -> None:
         self.stats.inc("failures", 1, result.failure)

@@ -183,3 +183,12 @@ def test_progress_is_reported_often_on_a_terminal_and_once_a_minute_in_a_log():
         clock[0] += 1.0
         same.tick()
     assert same.stream.getvalue() == "no change\n"  # a line that did not change is not repeated
+
+
+def test_a_past_time_gives_the_newest_snapshot_at_or_before_it_even_when_the_recording_is_out_of_order():
+    from flights_app.fake_opensky.recordings import RecordedPoll
+
+    polls = [RecordedPoll(f"p{i}", t, [[f"a{i}"]]) for i, t in enumerate([10, 14, 12, 14])]  # as real recordings are
+    replay = ReplaySource(polls, pace="request")
+    assert [replay.response(t)[1][0][0] for t in (11, 12, 13, 14, 99)] == ["a0", "a2", "a2", "a3", "a3"]
+    assert replay.response(5)[1][0][0] == "a0"  # before the recording: its first snapshot

@@ -163,3 +163,42 @@ def test_wrong_credentials_log_one_clear_line_and_keep_retrying(kafka, tmp_path,
     log = worker.log_text()
     assert log.count("OpenSky rejected the client credentials for client id 'me'") == 1
     assert "wrong-secret-abc" not in log
+
+
+def test_a_leader_killed_mid_replay_is_followed_by_one_that_publishes_the_polls_it_missed(
+        kafka, tmp_path, cleanup, shared_data):
+    """The leader dies; polls go unpublished meanwhile (here: fetched from the fake server by someone else,
+    as a dying leader fetches a poll it never publishes); the next leader asks OpenSky for each poll time
+    missed since the last poll published (its ``time`` parameter) before it goes on: every state of the
+    recording reaches flight-raw-data."""
+    import urllib.request
+
+    from flights_app.fake_opensky.recordings import load_recording
+
+    recording = shared_data / "opensky_dulles_2023-03-14_450polls.zip"
+    fake = FakeOpenSky(tmp_path, "--replay", str(recording), "--pace", "request", "--client-id", "me",
+                       "--client-secret", "s3cret-catch-up")
+    cleanup.append(fake)
+    app = TestApp(tmp_path, kafka.url, OPENSKY_URL=fake.api_url, OPENSKY_TOKEN_URL=fake.token_url,
+                  OPENSKY_CLIENT_ID="me", OPENSKY_CLIENT_SECRET="s3cret-catch-up", FLIGHTS_POLL_INTERVAL="0.05",
+                  FLIGHTS_CATCH_UP_MAX="720")
+    cleanup.append(app)
+    worker = app.start_worker()
+    wait_until(lambda: app.check_workers() or len(read_states(app.bootstrap, app.topic(RAW))) >= 500, 90,
+               "the first polls published", 0.5)
+    worker.kill()
+    for _ in range(40):  # 40 polls served and never published
+        urllib.request.urlopen(f"{fake.api_url}/states/all", timeout=10).read()
+    worker = app.start_worker()
+    wait_until(lambda: app.check_workers() or fake.stats()["exhausted"], 180, "the whole recording to be served",
+               interval_s=0.5)
+    # OpenSky keeps one snapshot per time: of the recorded polls sharing a time, the last is the one its
+    # `time` parameter gives (the fake server's too), so those are the states a new leader can recover.
+    snapshots = {p.time: p for p in load_recording(recording)}
+    rows = {(r[0], r[4]) for p in snapshots.values() for r in p.states or []}
+
+    def every_row_published():
+        app.check_workers()
+        return {(v["icao24"], v["last_contact"]) for _, v in read_states(app.bootstrap, app.topic(RAW))} >= rows
+    wait_until(every_row_published, 60, "every state of the recording on flight-raw-data", interval_s=1)
+    assert "Caught up" in worker.log_text()

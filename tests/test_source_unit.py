@@ -63,7 +63,7 @@ def make_source(results, clock, interval_s=5.0):
     async def fetch():
         return results.pop(0)
 
-    async def publish(valid, invalid):
+    async def publish(valid, invalid, poll_time):
         published.append((list(valid), list(invalid)))
 
     backoff = Backoff(base_s=interval_s, max_s=60.0, clock=clock, rng=random.Random(3))
@@ -232,7 +232,7 @@ def test_source_waits_out_a_429_before_the_next_request():
     async def body(session, base):
         client = OpenSkyClient(session, base + "/api")
 
-        async def publish(valid, invalid):
+        async def publish(valid, invalid, poll_time):
             pass
 
         source = StateSource(client.fetch_states, publish, Backoff(base_s=HEARTBEAT_S, max_s=5.0),
@@ -264,3 +264,71 @@ def test_the_client_asks_for_each_aircraft_s_category():
     categories = {validate_state(row, result.response.time, ingest_time=T, poll_id="p").category
                   for row in result.response.rows}
     assert categories <= {3, 4, 6} and categories
+
+
+def catching_up_source(last, now_time, can_ask_past=True, catch_up_max=60):
+    """A source whose OpenSky is at ``now_time`` and answers any earlier time, after a leader that published
+    up to ``last``: what it publishes (each poll's time), and what it asked for."""
+    published, asked = [], []
+
+    async def fetch(at_time=None):
+        asked.append(at_time)
+        t = now_time if at_time is None else at_time
+        return rows_response([*AIRBORNE[:3], t, t, *AIRBORNE[5:]], time_=t)
+
+    async def publish(valid, invalid, poll_time):
+        published.append(poll_time)
+
+    async def last_published():  # what Kafka holds: the newest poll published, by anyone
+        return max(published, default=last)
+
+    source = StateSource(fetch, publish, Backoff(base_s=5.0, max_s=60.0, clock=Clock()), interval_s=5.0,
+                         wall_clock=lambda: float(now_time), last_published=last_published,
+                         can_ask_past=can_ask_past, catch_up_max=catch_up_max)
+    return source, published, asked
+
+
+def test_a_new_leader_publishes_the_polls_missed_since_the_last_published_first_then_goes_on():
+    source, published, asked = catching_up_source(last=T + 10, now_time=T + 30)
+    asyncio.run(source.poll())
+    # In order, so the windows see no late state; the last poll published again too (a leader that died
+    # while publishing it may have reached some partitions only: the repeats are deduplicated).
+    assert published == [T + 10, T + 15, T + 20, T + 25, T + 30]
+    assert asked == [None, T + 10, T + 15, T + 20, T + 25]
+    assert source.stats.polls_caught_up == 4 and source.stats.polls_missed == 0
+    asyncio.run(source.poll())  # then live only
+    assert published[5:] == [T + 30] and asked[5:] == [None]
+    source.resume()  # the leader again, nothing missed since
+    asyncio.run(source.poll())
+    assert asked[6:] == [None] and source.stats.polls_caught_up == 4
+
+
+def test_an_anonymous_leader_cannot_ask_for_the_past_and_counts_what_it_missed():
+    source, published, asked = catching_up_source(last=T + 10, now_time=T + 30, can_ask_past=False)
+    asyncio.run(source.poll())
+    assert published == [T + 30] and asked == [None]
+    assert source.stats.polls_missed == 3 and source.stats.polls_caught_up == 0
+
+
+def test_a_leader_catches_up_the_newest_polls_opensky_still_keeps_and_no_more_than_allowed():
+    from flights_app.source import PAST_LIMIT_S, missed_poll_times
+
+    source, published, _ = catching_up_source(last=T - 2 * PAST_LIMIT_S, now_time=T, catch_up_max=4)
+    asyncio.run(source.poll())
+    assert published == [T - 20, T - 15, T - 10, T - 5, T]
+    assert source.stats.polls_missed == 2 * PAST_LIMIT_S // 5 - 1 - 4
+    assert missed_poll_times(T - 100, T, 5, most=1000) == list(range(T - 100, T, 5))
+    assert missed_poll_times(T - 2 * PAST_LIMIT_S, T, 5, most=1000)[0] == T - PAST_LIMIT_S
+    assert missed_poll_times(T - 5, T, 5, most=10) == [T - 5] and missed_poll_times(T + 50, T, 5, most=10) == []
+
+
+def test_the_client_asks_opensky_for_a_past_time_as_its_time_parameter():
+    state = fake_state(client_id="me", client_secret="s3cret-value", require_auth=True)
+
+    async def body(session, base):
+        tokens = TokenProvider(session, base + OPENSKY_TOKEN_PATH, "me", Secret("s3cret-value"))
+        client = OpenSkyClient(session, base + "/api", tokens=tokens)
+        return await client.fetch_states(at_time=T + 7)
+
+    result = asyncio.run(with_fake(state, body))
+    assert result.ok and result.response.time == T + 7  # the recorded poll of that time

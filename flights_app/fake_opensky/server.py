@@ -57,7 +57,10 @@ class ReplaySource:
         self.offset = int(self.started) - first if shift_to_present else 0
         self.served = 0
         self.last_served: tuple[int, int] | None = None  # (loop, poll index) of the last poll served
-        self._times = [p.time for p in polls]
+        # OpenSky's `time` parameter: a recording's times are not always in order (its answers came from
+        # several servers), so the snapshots are looked up by time, the later poll of equal times winning.
+        self._by_time = sorted((p.time, i) for i, p in enumerate(polls))
+        self._times = [t for t, _ in self._by_time]
         self.exhausted = False
         self.states_served = 0
         self.first_served_at: float | None = None
@@ -90,9 +93,9 @@ class ReplaySource:
         return index
 
     def response(self, at_time: int | None) -> tuple[int, list | None]:
-        if at_time is not None:  # OpenSky's `time` parameter: the snapshot at or before it
+        if at_time is not None:  # OpenSky's `time` parameter: the newest snapshot at or before it
             i = bisect_right(self._times, at_time - self.offset) - 1
-            poll = self.polls[max(0, i)]
+            poll = self.polls[self._by_time[max(0, i)][1]]
             return self._shift(poll, 0)
         index = self._index_now()
         n = len(self.polls)

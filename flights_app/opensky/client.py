@@ -72,7 +72,9 @@ class OpenSkyClient:
     def url(self) -> str:
         return self._url
 
-    async def fetch_states(self) -> PollResult:
+    async def fetch_states(self, at_time: int | None = None) -> PollResult:
+        """The states now, or (``at_time``, authenticated clients only) the snapshot OpenSky held then."""
+        params = self._params if at_time is None else {**self._params, "time": str(int(at_time))}
         headers = {"Accept": "application/json"}
         if self._tokens is not None:
             try:
@@ -81,7 +83,7 @@ class OpenSkyClient:
                 return PollResult(failure="auth", detail=str(error), permanent=error.permanent)
         try:
             async with self._session.get(
-                self._url, params=self._params, headers=headers, timeout=self._timeout
+                self._url, params=params, headers=headers, timeout=self._timeout
             ) as response:
                 credits = _header_number(response.headers, "X-Rate-Limit-Remaining")
                 credits = int(credits) if credits is not None else None
