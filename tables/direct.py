@@ -56,11 +56,7 @@ class TableWrites:
             else:  # the memory store keeps the value as a read gives it back (not an orjson.Fragment)
                 table.data[key] = orjson.loads(value_bytes)
             records.append((key_bytes, value_bytes))
-        if not records:
-            return
-        changelog = table.changelog_topic.get_topic_name()
-        self.sent += [(table, future, count) for future, count
-                      in await self.outbox.send_many(changelog, records, partition)]
+        await self._to_changelog(table, records, partition)
         state = table.app.monitor.tables.get(table.name)
         if state is not None:
             state.keys_updated += len(records)
@@ -73,11 +69,15 @@ class TableWrites:
             key_bytes = key.encode()
             store_delete(table, partition, key_bytes)
             records.append((key_bytes, None))
-        if not records:
-            return
-        changelog = table.changelog_topic.get_topic_name()
-        self.sent += [(table, future, count) for future, count
-                      in await self.outbox.send_many(changelog, records, partition)]
+        await self._to_changelog(table, records, partition)
+
+    async def _to_changelog(self, table: CollectionT, records: list[tuple[bytes, bytes | None]],
+                            partition: int) -> None:
+        """Hand ``records`` to ``partition`` of the table's changelog in whole batches."""
+        if records:
+            changelog = table.changelog_topic.get_topic_name()
+            self.sent += [(table, future, count) for future, count
+                          in await self.outbox.send_many(changelog, records, partition)]
 
     def persist_offsets(self) -> None:
         """After the outbox's acknowledgements: the highest changelog offset per table and partition."""
