@@ -149,3 +149,23 @@ def check_worker_endpoints(base: str, recording, counters: dict) -> None:
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 403
+
+
+def test_flights_climbing_and_descending_through_the_bands_give_exact_altitude_band_totals(
+        kafka, tmp_path, cleanup, shared_data):
+    """The legitimate-but-strange flights (calibration patterns, go-arounds, a parabolic flight) replayed
+    through a worker: each state counts in the altitude band it was in (a per-state dimension), beside the
+    per-country and per-airline totals, all equal to what the recording says."""
+    from flights_app.topic_names import RAW
+    from tests.replay import expected_totals, produce_recording, wait_for_exact_totals
+
+    recording = shared_data / "real_unusual_flights_5s.zip"
+    expected = expected_totals(recording)
+    bands = {name for dimension, name, _ in expected if dimension == "altitude"}
+    assert bands == {"below 3000 m", "3000-6000 m", "6000-9000 m", "above 9000 m"}  # (airborne trajectories)
+    app = TestApp(tmp_path, kafka.url, OPENSKY_URL="http://127.0.0.1:9/api", FLIGHTS_POLL_INTERVAL="3600",
+                  FLIGHTS_WINDOW=str(WINDOW_S), FLIGHTS_WINDOW_GRACE="3600", FLIGHTS_AGGREGATE_FLUSH="0.5")
+    cleanup.append(app)
+    app.start_worker()
+    produce_recording(app.bootstrap, app.topic(RAW), recording)
+    wait_for_exact_totals(app, expected, 300, "the totals of every country, airline and altitude band", recording)
