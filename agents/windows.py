@@ -52,7 +52,7 @@ from tables.window_core import (
     WindowClose,
     aircraft_expired,
     newest_seen,
-    windows_of_keys,
+    newest_window_start,
 )
 from tables.window_tables import group_windows
 
@@ -93,6 +93,11 @@ def key_partition(key: str) -> int:
     return partition_for(key.encode(), settings.topic_partitions)
 
 
+def window_partition(window: Window) -> int:
+    """The partition a group window lives in (its group's, on flight-window-partials and group-windows)."""
+    return key_partition(group_name(*window[:2]))
+
+
 class WindowStage:
     """Both window stages of this worker: the core that decides (its clock, aircraft and group steps),
     the tables, the counters, and what this worker keeps in memory between batches.
@@ -104,7 +109,7 @@ class WindowStage:
         self.app = app
         self.dimensions = tuple(dimensions)
         self.aircraft, self.groups = aircraft, groups
-        self.partitions, self.size_s = settings.topic_partitions, settings.window_s
+        self.size_s = settings.window_s
         self.clock = WindowClock(settings.window_s, settings.window_grace_s, settings.window_expiry_s,
                                  settings.topic_partitions, settings.watermark_idle_s)
         self.aircraft_step = AircraftWindows(self.clock, self.dimensions, key_partition)
@@ -121,10 +126,6 @@ class WindowStage:
         #: (a partition that moved away and back may have been written elsewhere in between)
         self.newest_window: dict[str, int | None] = {}
 
-    def _count(self, counts) -> None:
-        for key, n in counts.items():
-            self.stats.inc(key, n)
-
     # -- the aircraft stage, run by the scoring agent --------------------------------------------
     def count_in_windows(self, partition: int, items: Sequence, entries: dict[str, AircraftEntry]) -> list[Outgoing]:
         """The aircraft stage for scored states of one partition of flight-raw-data (the core's
@@ -133,8 +134,9 @@ class WindowStage:
         step = self.aircraft_step.count(partition, items, {icao24: e.windows for icao24, e in entries.items()})
         for icao24, own in step.windows.items():
             entries[icao24].windows = own
-            self.newest_window[icao24] = max(map(int, own), default=None)
-        self._count(step.counts)
+            self.newest_window[icao24] = newest_window_start(own)
+        for key, n in step.counts.items():
+            self.stats.inc(key, n)
         return step.messages
 
     async def send_partials(self, outbox: Outbox, partition: int, messages: list[Outgoing]) -> None:
@@ -148,7 +150,7 @@ class WindowStage:
         """After a restart, each partition's watermark is the newest event time its table entries hold.
         (The group stage's comes back with the next partials.)"""
         if not self.clock.sources:
-            self.aircraft_step.recover(
+            self.clock.recover(
                 (key_partition(icao24), seen) for icao24, value in list(self.aircraft.items())
                 if (seen := newest_seen(AircraftEntry.from_stored(value).windows)) is not None)
 
@@ -235,7 +237,7 @@ class WindowStage:
         """The group table of the window's partition, read from its database. Not through Faust's table
         lookup: outside an event that searches every database the worker has open, a partition's that
         was revoked and opened again among them (stale copies)."""
-        partition = key_partition(group_name(*window[:2]))
+        partition = window_partition(window)
         return lambda key: read(self.groups, key, partition)
 
     def window_summary(self, dimension: str, name: str, start: int) -> dict | None:
@@ -251,7 +253,7 @@ class WindowStage:
 
     def known_windows(self) -> set[Window]:
         """The windows held here (read from the table: the web layer's queries)."""
-        return windows_of_keys(self._owned_keys())[0]
+        return HeldWindows.of_keys(self._owned_keys()).held()
 
     def summaries(self, dimension: str) -> list[dict]:
         """Every window summary of ``dimension`` this worker holds."""
@@ -286,7 +288,7 @@ class WindowStage:
                 if icao24 not in self.newest_window and clock.sources.get(partition) is not None:
                     # not written here since the last rebalance: read it
                     own = AircraftEntry.from_stored(read(self.aircraft, icao24, partition)).windows
-                    self.newest_window[icao24] = max(map(int, own), default=None)
+                    self.newest_window[icao24] = newest_window_start(own)
                 return aircraft_expired(clock, self.newest_window.get(icao24), partition)
 
             gone = expired_keys(self.aircraft, aircraft_gone, EXPIRE_PER_FLUSH + 1)
@@ -297,7 +299,7 @@ class WindowStage:
             for icao24 in gone:
                 self.newest_window.pop(icao24, None)
             removed += len(gone)
-        gone = self.held.expired_keys(clock, lambda w: key_partition(group_name(*w[:2])), EXPIRE_PER_FLUSH)
+        gone = self.held.expired_keys(clock, window_partition, EXPIRE_PER_FLUSH)
         for partition, keys in by_key_partition(gone).items():
             await writes.delete_many(self.groups, keys, partition)
         self.held.deleted(gone)
@@ -320,7 +322,7 @@ class WindowStage:
             # closed windows too: late states may have changed one after its final record.
             self.dirty.update(self.held.held())
         owned = owned_partitions(self.groups)  # the windows of partitions moved away are the new owner's
-        updated = [window for window in self.dirty if key_partition(group_name(*window[:2])) in owned]
+        updated = [window for window in self.dirty if window_partition(window) in owned]
         self.dirty.clear()
         outbox = Outbox(self.app)
         for i, record in enumerate(self.group_step.records(updated, self._reader)):
@@ -331,8 +333,7 @@ class WindowStage:
             self.stats.inc("records_published")
         self.recover_watermarks()
         if not self.held.stale:
-            due = self.clock.to_close(self.held.held(), lambda w: key_partition(group_name(*w[:2])),
-                                      self.held.finished.__contains__)
+            due = self.clock.to_close(self.held.held(), window_partition, self.held.finished.__contains__)
             for dimension, name, start in due:
                 # Through the partials topic, so the final is written in its partition's context.
                 await outbox.send(window_partials, group_name(dimension, name), WindowClose(dimension, name, start))

@@ -119,6 +119,11 @@ def seen_mask(window: dict, start: int) -> int:
     return mask
 
 
+def newest_window_start(windows: dict[str, dict]) -> int | None:
+    """The start of an aircraft's newest window (None: it has none)."""
+    return max(map(int, windows), default=None)
+
+
 def newest_seen(windows: dict[str, dict]) -> int | None:
     """The newest event time counted in any of an aircraft's windows."""
     newest = None
@@ -299,10 +304,6 @@ class AircraftWindows:
                 out.append((target, WindowPartials(source, watermark, [], idle)))
         return out
 
-    def recover(self, newest_by_partition: Iterable[tuple[int, float]]) -> None:
-        """After a start: each partition's watermark is the newest event time its aircraft hold."""
-        self.clock.recover(newest_by_partition)
-
 
 # -- the group windows ------------------------------------------------------------------------
 #: A reader of the group table in one partition: key -> value or None.
@@ -393,7 +394,7 @@ class GroupWindows:
                     if clock.expired(start, mark) and not self.exists(dimension, name, start, current):
                         continue  # a replayed partial of a window already deleted
                     key = group_key(dimension, name, start, shard_of(update.icao24))
-                    entry = writes.get(key) or read(key) or {"partials": {}}
+                    entry = current(key) or {"partials": {}}
                     if not upsert_partial(entry["partials"], update.icao24, _as_dict(update.partial)):
                         step.stale += 1  # an older copy of a partial the window holds
                         continue
@@ -447,20 +448,23 @@ class HeldWindows:
         self.wrote(keys)
         self.stale = False
 
+    @classmethod
+    def of_keys(cls, keys: Iterable[str]) -> HeldWindows:
+        """The windows a group table's keys hold."""
+        held = cls()
+        held.rebuild(keys)
+        return held
+
     def wrote(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            dimension, name, start, shard = parse_group_key(key)
-            window = (dimension, name, start)
-            if shard == FINAL:
+        for key, window, final in _windows_of(keys):
+            if final:
                 self.finished.add(window)
             else:
                 self.shards.setdefault(window, set()).add(key)
 
     def deleted(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            dimension, name, start, shard = parse_group_key(key)
-            window = (dimension, name, start)
-            if shard == FINAL:
+        for key, window, final in _windows_of(keys):
+            if final:
                 self.finished.discard(window)
             elif window in self.shards:
                 self.shards[window].discard(key)
@@ -484,17 +488,15 @@ class HeldWindows:
         return keys
 
 
-def _as_dict(partial: Any) -> dict:
-    return partial if isinstance(partial, dict) else partial.as_dict()
-
-
-def windows_of_keys(keys: Iterable[str]) -> tuple[set[Window], set[Window]]:
-    """The windows a group table's keys hold, and those of them whose final record is out."""
-    held, finished = set(), set()
+def _windows_of(keys: Iterable[str]) -> Iterator[tuple[str, Window, bool]]:
+    """Each group table key, its window, and whether it is the window's final mark."""
     for key in keys:
         dimension, name, start, shard = parse_group_key(key)
-        (finished if shard == FINAL else held).add((dimension, name, start))
-    return held, finished
+        yield key, (dimension, name, start), shard == FINAL
+
+
+def _as_dict(partial: Any) -> dict:
+    return partial if isinstance(partial, dict) else partial.as_dict()
 
 
 def aircraft_expired(clock: WindowClock, newest_window: int | None, partition: int) -> bool:

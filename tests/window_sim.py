@@ -38,6 +38,7 @@ from tables.window_core import (
     WindowClose,
     aircraft_expired,
     newest_seen,
+    newest_window_start,
 )
 
 
@@ -151,7 +152,7 @@ class Sim:
 
     def _recover_watermarks(self, worker: Worker) -> None:
         if not worker.clock.sources:
-            worker.aircraft_step.recover(
+            worker.clock.recover(
                 (p, seen) for p in worker.owned() for value in worker.store("aircraft", p).data.values()
                 if (seen := newest_seen(AircraftEntry.from_stored(value).windows)) is not None)
 
@@ -248,7 +249,7 @@ class Sim:
         for p in owned:
             store = worker.store("aircraft", p)
             for icao24, value in list(store.data.items()):
-                newest = max(map(int, AircraftEntry.from_stored(value).windows), default=None)
+                newest = newest_window_start(AircraftEntry.from_stored(value).windows)
                 if aircraft_expired(clock, newest, p):
                     del store.data[icao24]
                     self.changelog[("aircraft", p)].append((icao24, None))
