@@ -46,16 +46,18 @@ debian = command -v $(1) >/dev/null || { \
 	    apt-get install -y -q $(2) >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $(2) >/dev/null; }; \
 	  else echo "make: $(1) not found: $(3) need it (Debian: sudo apt-get install $(2))"; fi; }
 
-# tests/test_monitoring.py checks the Prometheus rules with promtool, unpacked from Debian's prometheus
-# package into the virtualenv (nothing installed system-wide, no Prometheus service started).
+# tests/test_monitoring.py checks the Prometheus rules with promtool, and `make soak SOAK_ARGS=--chaos`
+# scrapes the workers with a real Prometheus: both unpacked from Debian's prometheus package into the
+# virtualenv (nothing installed system-wide, no Prometheus service started).
 $(PROMTOOL): | $(STAMP)
 	@command -v apt-get >/dev/null || { echo "make: apt-get not found: the monitoring tests need promtool (Prometheus 2.x) on the PATH"; exit 0; }
-	@echo "Unpacking promtool from Debian's prometheus package..."
+	@echo "Unpacking promtool and prometheus from Debian's prometheus package..."
 	@tmp=$$(mktemp -d) && cd $$tmp && { apt-get download -q prometheus >/dev/null 2>&1 || \
 	  { apt-get update -q >/dev/null 2>&1 && apt-get download -q prometheus >/dev/null 2>&1; }; } && \
-	  dpkg-deb --fsys-tarfile prometheus_*.deb | tar -xO ./usr/bin/promtool > $(CURDIR)/$@.tmp && \
-	  chmod +x $(CURDIR)/$@.tmp && mv $(CURDIR)/$@.tmp $(CURDIR)/$@ || \
-	  { rm -f $(CURDIR)/$@.tmp; echo "make: could not get Debian's prometheus package: the monitoring tests need promtool on the PATH"; }; \
+	  dpkg-deb -x prometheus_*.deb unpacked && \
+	  mv unpacked/usr/bin/prometheus $(CURDIR)/$(BIN)/prometheus && \
+	  mv unpacked/usr/bin/promtool $(CURDIR)/$@ || \
+	  { echo "make: could not get Debian's prometheus package: the monitoring tests need promtool on the PATH"; }; \
 	  rm -rf $$tmp
 
 # The dashboard's browser tests use Debian's Chromium.

@@ -34,6 +34,7 @@ from flights_app.publish import Outbox
 from flights_app.records import InvalidState
 from flights_app.settings import Settings
 from flights_app.topics import aggregated_stats, invalid_states, raw_states, window_partials
+from ml.features import NEW_TRACK_GAP_S
 from tables.aircraft import aircraft
 from tables.clock import Window, WindowClock
 from tables.dimensions import DIMENSIONS, Dimension
@@ -289,7 +290,7 @@ class WindowStage:
                     # not written here since the last rebalance: read it
                     own = AircraftEntry.from_stored(read(self.aircraft, icao24, partition)).windows
                     self.newest_window[icao24] = newest_window_start(own)
-                return aircraft_expired(clock, self.newest_window.get(icao24), partition)
+                return aircraft_expired(clock, self.newest_window.get(icao24), partition, NEW_TRACK_GAP_S)
 
             gone = expired_keys(self.aircraft, aircraft_gone, EXPIRE_PER_FLUSH + 1)
             self.aircraft_left = len(gone) > EXPIRE_PER_FLUSH

@@ -105,9 +105,14 @@ class Bench:
                 # Nothing to poll: the benchmark is the only source (connection refused, backing off).
                 "OPENSKY_URL": "http://127.0.0.1:9/api"}
 
-    def start_worker(self, app: dict, name: str) -> Proc:
-        env = {**os.environ, **app, "FLIGHTS_DATADIR": str(self.tmp / app["FLIGHTS_APP_ID"] / name),
-               "FLIGHTS_WEB_PORT": str(free_port())}
+    def datadir(self, app: dict, name: str) -> Path:
+        return self.tmp / app["FLIGHTS_APP_ID"] / name
+
+    def start_worker(self, app: dict, name: str, web_port: int | None = None) -> Proc:
+        """A worker named ``name`` (its data directory); the same ``web_port`` again, with the same
+        name, is the same static group member (FLIGHTS_WORKER_ID)."""
+        env = {**os.environ, **app, "FLIGHTS_DATADIR": str(self.datadir(app, name)),
+               "FLIGHTS_WEB_PORT": str(web_port or free_port())}
         worker = Proc(name, [PYTHON, "-m", "flights_app.cli", "worker"], env,
                       self.tmp / f"{app['FLIGHTS_APP_ID']}-{name}.log")
         worker.web_port = int(env["FLIGHTS_WEB_PORT"])

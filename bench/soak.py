@@ -242,11 +242,39 @@ def _rss_growth(samples: list[dict], restarts: list[dict]) -> dict:
             "growth_pct": round((working[-1] - base) / base * 100, 1)}
 
 
+def _run_and_report(args, kind: str, run) -> dict:
+    """``run(bench, folder)`` on an embedded broker of its own in a temporary folder (kept with --keep);
+    the report written to --out and printed without its samples."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    keep = tempfile.mkdtemp(prefix=f"flights-{kind}-") if args.keep else None
+    with (contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix=f"flights-{kind}-")) as tmp, \
+            Bench(Path(tmp)) as bench:
+        report = asyncio.run(run(bench, Path(tmp)))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    summary = {k: v for k, v in report.items() if k != "samples"}
+    if keep:
+        summary["kept"] = keep
+    print(json.dumps(summary, indent=2))
+    return report
+
+
+def _chaos_main(args) -> int:
+    from bench.chaos import chaos, passed, summary_line
+
+    report = _run_and_report(args, "chaos", lambda bench, tmp: chaos(
+        bench, tmp, minutes=args.minutes, workers=args.workers, every_s=args.restart_every, outage_s=args.outage,
+        rate=args.rate, replay=args.replay, drain_s=args.drain_minutes * 60))
+    print(summary_line(report))
+    return 0 if passed(report) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument("--rate", type=float, default=1000)
-    parser.add_argument("--restart-every", type=float, default=300, help="seconds between worker restarts")
+    parser.add_argument("--restart-every", type=float, default=None,
+                        help="seconds between worker restarts (default 300; with --chaos: between kills, 60)")
     parser.add_argument("--retention-minutes", type=float, default=6,
                         help="the topics' retention (FLIGHTS_RETENTION_HOURS), so the disk must level off within "
                              "the run (default %(default)s)")
@@ -254,20 +282,36 @@ def main(argv: list[str] | None = None) -> int:
                         help="how long to wait after sending for every state and window to be right")
     parser.add_argument("--keep", action="store_true",
                         help="keep the broker's data and the worker's log (the folder is printed) to trace a failure")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/soak.json"))
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the report (default bench/results/soak.json; with --chaos: chaos.json)")
+    chaos_args = parser.add_argument_group("chaos mode (bench/chaos.py)")
+    chaos_args.add_argument("--chaos", action="store_true",
+                            help="N workers, one killed with kill -9 and restarted in turn (every second one on an "
+                                 "emptied data directory), one long outage, a scale-up from 1 and back down, and "
+                                 "a real Prometheus scraping them with the shipped alert rules")
+    chaos_args.add_argument("--workers", type=int, default=3, help="workers after the scale-up (default 3)")
+    chaos_args.add_argument("--outage", type=float, default=180,
+                            help="seconds the third killed worker stays down (FlightsWorkerDown fires after 2 "
+                                 "minutes); 0: none (default %(default)s)")
+    chaos_args.add_argument("--replay", type=Path, default=None,
+                            help="a recording served by the fake OpenSky server and polled by the workers' "
+                                 "source, paced to last --minutes (default: simulated states at --rate)")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    keep = tempfile.mkdtemp(prefix="flights-soak-") if args.keep else None
-    with (contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix="flights-soak-")) as tmp, \
-            Bench(Path(tmp)) as bench:
-        report = asyncio.run(soak(bench, minutes=args.minutes, rate=args.rate, restart_every_s=args.restart_every,
-                                  retention_min=args.retention_minutes, drain_s=args.drain_minutes * 60))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    summary = {k: v for k, v in report.items() if k != "samples"}
-    if keep:
-        summary["kept"] = keep
-    print(json.dumps(summary, indent=2))
+    if args.replay is not None and not args.replay.exists():
+        parser.error(f"--replay {args.replay}: no such file")
+    if args.replay is not None and not args.chaos:
+        parser.error("--replay goes with --chaos (the plain soak produces simulated states itself)")
+    if args.chaos and args.workers < 2:
+        parser.error("--workers must be at least 2 with --chaos")
+    if args.restart_every is None:
+        args.restart_every = 60 if args.chaos else 300
+    if args.out is None:
+        args.out = Path("bench/results/chaos.json" if args.chaos else "bench/results/soak.json")
+    if args.chaos:
+        return _chaos_main(args)
+    report = _run_and_report(args, "soak", lambda bench, tmp: soak(
+        bench, minutes=args.minutes, rate=args.rate, restart_every_s=args.restart_every,
+        retention_min=args.retention_minutes, drain_s=args.drain_minutes * 60))
     # The disk levels off once the retention (plus a segment's time and the broker's minute between
     # checks) has passed: over the second half of a run at least three retentions long it grows < 15%.
     long_enough = args.minutes >= 3 * args.retention_minutes + 5

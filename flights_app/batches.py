@@ -25,12 +25,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from flights_app.faust_internals import record_defaults
 from flights_app.partitioner import icao24_partition
 from flights_app.publish import encode
 from flights_app.records import StateBatch, StateVector
 
 #: The ``kind`` of a batch record.
-KIND: str = StateBatch._options.defaults["kind"]
+KIND: str = record_defaults(StateBatch)["kind"]
 #: Encoded states per record at most (Kafka's default message limit is 1 MiB; this leaves room).
 MAX_BATCH_BYTES = 512 * 1024
 

@@ -589,7 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="share of airborne states with an injected anomaly")
     fake.add_argument("--labels-out", metavar="FILE", help="append anomaly labels here as JSON lines")
     fake.add_argument("--pace", choices=("clock", "request"), default="clock",
-                      help="replay: move on with the clock at the recorded cadence, or one poll per request")
+                      help="replay: move on with the clock at the recorded cadence (from the first request on), "
+                           "or one poll per request")
     fake.add_argument("--speed", type=float, default=1.0, help="replay: cadence multiplier")
     fake.add_argument("--loop", action="store_true", help="replay: start again at the end (times keep increasing)")
     fake.add_argument("--shift-to-present", action="store_true", help="replay: move timestamps to now")

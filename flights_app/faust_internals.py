@@ -222,8 +222,50 @@ def store_delete(table: CollectionT, partition: int, key: bytes) -> None:
         db.delete(key)
 
 
+def set_persisted_offset(table: CollectionT, tp, offset: int) -> None:
+    """Record in the store that ``table``'s changelog ``tp`` holds everything up to ``offset``, as
+    Faust's ``_on_changelog_sent`` does (recovery starts after it)."""
+    table.data.set_persisted_offset(tp, offset)
+
+
+def count_keys_updated(table: CollectionT, count: int) -> None:
+    """Add ``count`` to the keys-updated figure Faust's monitor keeps for ``table`` (its sensors are
+    skipped by the batched writes)."""
+    state = table.app.monitor.tables.get(table.name)
+    if state is not None:
+        state.keys_updated += count
+
+
+def raw_keys(table: CollectionT) -> CollectionT:
+    """Store and route ``table``'s str keys as raw UTF-8, like the topics' keys.
+
+    Faust serializes str table keys as JSON (``"abc123"`` with quotes), so its
+    table routing would hash other bytes than the stream's key and send a
+    ``/table/{name}/{key}/`` request to the wrong worker.
+    """
+    table.key_serializer = "raw"
+    changelog = table.changelog_topic  # already made when the table was declared
+    changelog.key_serializer = changelog.schema.key_serializer = "raw"
+    return table
+
+
+def active_partitions(app: faust.App, topic: str) -> set[int]:
+    """The partitions of ``topic`` this worker holds as active (not standby) now (Faust's assignor)."""
+    return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+
+
 # ---------------------------------------------------------------------------------------------
 # Records: built from values already checked.
+
+def record_defaults(record_type: type[faust.Record]) -> dict[str, Any]:
+    """The default of each field of ``record_type`` that has one."""
+    return record_type._options.defaults
+
+
+def record_fields(record_type: type[faust.Record]) -> list[str]:
+    """The field names of ``record_type``, in declaration order."""
+    return list(record_type._options.fields)
+
 
 def built(record_type: type[R], fields: dict[str, Any]) -> R:
     """A ``record_type`` holding ``fields`` (every field, each already of its type), as its

@@ -112,11 +112,17 @@ class StateSource:
         self.can_ask_past, self.catch_up_max = can_ask_past, catch_up_max
         #: catch up before the next poll is published (this source just became the leader)
         self.resuming = last_published is not None
+        #: the newest poll time this source published (None: none since it became the leader)
+        self._published_to: int | None = None
+        #: the smallest step seen between two poll times (OpenSky's resolution for this client)
+        self._resolution: int | None = None
+        self._live_time: int | None = None  # the time of the last live poll
 
     def resume(self) -> None:
         """This source (again) becomes the one polling: before its next poll is published, it fetches the
         poll times missed since the last poll any leader published."""
         self.resuming = self._last_published is not None
+        self._published_to = None
 
     def due(self) -> bool:
         return self.backoff.clock() >= self._next_due
@@ -144,9 +150,19 @@ class StateSource:
             return
 
         response = result.response
-        if self.resuming:  # first what the previous leader did not publish, in order
+        self._learn_resolution(self._live_time, response.time)
+        self._live_time = response.time
+        # First what was not published, in order: after becoming the leader, what the previous one did
+        # not publish; later, the poll times this source skipped (a slow poll, a busy worker, or its own
+        # catch-up, during which OpenSky moved on: caught up in rounds, until a poll finds none missed).
+        if self.resuming:
             self.resuming = False
             await self._catch_up(response.time)
+        elif (self.can_ask_past and self._published_to is not None
+              and response.time - self._published_to > self._step()):
+            await self._catch_up(response.time, self._published_to)
+        if self._published_to is None or response.time > self._published_to:
+            self._published_to = response.time
         valid, invalid = await self._publish_response(response, poll_id, ingest_time)
 
         self.backoff.success()
@@ -177,19 +193,38 @@ class StateSource:
             self.stats.inc("invalid", n, reason)
         return valid, invalid
 
-    async def _catch_up(self, now: int) -> None:
+    def _learn_resolution(self, before: int | None, at_time: int) -> None:
+        """The smallest step seen between two successive poll times (live polls, or the answers of one
+        catch-up): OpenSky's time resolution for this client (1 s to 5 s in recordings), so that
+        catching up asks for no time twice over and a step of it is no gap."""
+        if before is not None and at_time > before:
+            gap = at_time - before
+            self._resolution = gap if self._resolution is None else min(self._resolution, gap)
+
+    def _step(self) -> int:
+        """Between two poll times to catch up: the poll interval, or OpenSky's resolution if coarser."""
+        return max(1, int(self.interval_s), self._resolution or 1)
+
+    async def _catch_up(self, now: int, since: int | None = None) -> int:
         """Fetch and publish, oldest first, the poll times missed since the last poll published (a leader
-        died, or the worker stopped, before it published them): OpenSky's ``time`` parameter, for an
-        authenticated client, within the hour OpenSky keeps and at most FLIGHTS_CATCH_UP_MAX polls."""
-        try:
-            last = await self._last_published()
-        except Exception as error:  # noqa: BLE001 - Kafka not answering: go on live, say so
-            log.warning("Cannot tell which polls a previous leader published (%s): not catching up", error)
-            return
+        died, or the worker stopped, before it published them; with ``since``: since ``since``, the newest
+        poll this source published itself): OpenSky's ``time`` parameter, for an
+        authenticated client, within the hour OpenSky keeps and at most FLIGHTS_CATCH_UP_MAX polls.
+        Returns how many were fetched."""
+        if since is None:
+            try:
+                last = await self._last_published()
+            except Exception as error:  # noqa: BLE001 - Kafka not answering: go on live, say so
+                log.warning("Cannot tell which polls a previous leader published (%s): not catching up", error)
+                return 0
+        else:
+            last = since
         if last is None or now <= last:
-            return
-        step = max(1, int(self.interval_s))
+            return 0
+        step = self._step()
         missed = missed_poll_times(last, now, step, self.catch_up_max if self.can_ask_past else 0)
+        if since is not None:  # published whole by this source: not again
+            missed = [t for t in missed if t != since]
         lost = len(range(int(last) + step, int(now), step)) - len([t for t in missed if t != last])
         if lost:
             self.stats.inc("polls_missed", lost)
@@ -197,6 +232,7 @@ class StateSource:
                    f"older than OpenSky keeps ({PAST_LIMIT_S} s) or beyond FLIGHTS_CATCH_UP_MAX={self.catch_up_max}")
             log.warning("%d poll times between %d and %d were not published and cannot be fetched: %s",
                         lost, last, now, why)
+        answered = None
         for at_time in missed:
             self.stats.inc("polls")
             poll_id = f"{self.run_id}-{self.stats.polls}"
@@ -205,10 +241,13 @@ class StateSource:
                 self.stats.inc("polls_missed")
                 log.warning("Catching up the poll at %d failed (%s): %s", at_time, result.failure, result.detail)
                 continue
+            self._learn_resolution(answered, result.response.time)
+            answered = result.response.time
             await self._publish_response(result.response, poll_id, self._wall_clock())
             self.stats.inc("polls_caught_up")
         if missed:
             log.info("Caught up %d poll times missed between %d and %d", len(missed), last, now)
+        return len(missed)
 
     def _on_failure(self, result: PollResult) -> None:
         self.stats.inc("failures", 1, result.failure)

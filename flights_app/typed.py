@@ -31,7 +31,7 @@ from typing import Annotated, Any, TypeVar
 
 import faust
 
-from flights_app.faust_internals import built
+from flights_app.faust_internals import built, record_defaults, record_fields
 
 R = TypeVar("R", bound=faust.Record)
 
@@ -157,8 +157,8 @@ def _fails(check: Check, value: Any) -> bool:
 
 def _record_checker(record_type: type[faust.Record]) -> Check:
     hints = typing.get_type_hints(record_type, include_extras=True)
-    defaults = record_type._options.defaults
-    fields = [(name, _checker(hints[name])) for name in record_type._options.fields]
+    defaults = record_defaults(record_type)
+    fields = [(name, _checker(hints[name])) for name in record_fields(record_type)]
     problem = getattr(record_type, "problem", None)
 
     def record(value):

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from faust.types import CollectionT
 
-from flights_app.faust_internals import rocksdb_of, store_delete, store_set
+from flights_app.faust_internals import count_keys_updated, rocksdb_of, set_persisted_offset, store_delete, store_set
 from flights_app.publish import Outbox, encode
 
 
@@ -57,9 +57,7 @@ class TableWrites:
                 table.data[key] = orjson.loads(value_bytes)
             records.append((key_bytes, value_bytes))
         await self._to_changelog(table, records, partition)
-        state = table.app.monitor.tables.get(table.name)
-        if state is not None:
-            state.keys_updated += len(records)
+        count_keys_updated(table, len(records))
 
     async def delete_many(self, table: CollectionT, keys: Iterable[str], partition: int) -> None:
         """Delete each of ``keys`` (all of ``partition``) from the table, and hand their tombstones to the
@@ -89,5 +87,5 @@ class TableWrites:
             if slot not in highest or offset > highest[slot][2]:
                 highest[slot] = (table, meta.topic_partition, offset)
         for table, tp, offset in highest.values():
-            table.data.set_persisted_offset(tp, offset)
+            set_persisted_offset(table, tp, offset)
         self.sent.clear()

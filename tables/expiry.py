@@ -12,12 +12,13 @@ from collections.abc import Callable
 
 from faust.types import TableT
 
+from flights_app.faust_internals import active_partitions
 from flights_app.partitioner import partition_for
 
 
 def owned_partitions(table: TableT) -> set[int]:
-    changelog = table.changelog_topic.get_topic_name()
-    return {tp.partition for tp in table.app.assignor.assigned_actives() if tp.topic == changelog}
+    """The partitions of ``table`` this worker holds as active now."""
+    return active_partitions(table.app, table.changelog_topic.get_topic_name())
 
 
 def expired_keys(table: TableT, expired: Callable[[str], bool], most: int) -> list[str]:

@@ -27,15 +27,3 @@ def partition_of(event: EventT):
     """Run table reads and writes as if ``event`` were the one being processed (a context manager)."""
     return current_event(event)
 
-
-def raw_keys(table):
-    """Store and route ``table``'s str keys as raw UTF-8, like the topics' keys.
-
-    Faust serializes str table keys as JSON (``"abc123"`` with quotes), so its
-    table routing would hash other bytes than the stream's key and send a
-    ``/table/{name}/{key}/`` request to the wrong worker.
-    """
-    table.key_serializer = "raw"
-    changelog = table.changelog_topic  # already made when the table was declared
-    changelog.key_serializer = changelog.schema.key_serializer = "raw"
-    return table

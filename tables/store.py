@@ -11,7 +11,7 @@ disk, and the hot keys (aircraft seen in the last polls) stay in the OS page cac
 from __future__ import annotations
 
 from flights_app.app import app, settings
-from tables.partitions import raw_keys
+from flights_app.faust_internals import raw_keys
 
 ROCKSDB_OPTIONS = {
     "write_buffer_size": 4 << 20,
@@ -22,7 +22,7 @@ ROCKSDB_OPTIONS = {
 
 
 def table(name: str, help: str):
-    """A table keyed by raw UTF-8 str keys (see tables.partitions.raw_keys), co-partitioned with the
+    """A table keyed by raw UTF-8 str keys (see flights_app.faust_internals.raw_keys), co-partitioned with the
     topics (same partition count), values stored as JSON, missing keys read as None."""
     options = ROCKSDB_OPTIONS if settings.store.startswith("rocksdb") else None
     return raw_keys(app.Table(name, key_type=str, default=None, partitions=settings.topic_partitions,

@@ -499,10 +499,14 @@ def _as_dict(partial: Any) -> dict:
     return partial if isinstance(partial, dict) else partial.as_dict()
 
 
-def aircraft_expired(clock: WindowClock, newest_window: int | None, partition: int) -> bool:
-    """Whether an aircraft whose newest window starts at ``newest_window`` has no window left, judged by
-    its partition's watermark (a window expires after every older one)."""
+def aircraft_expired(clock: WindowClock, newest_window: int | None, partition: int,
+                     track_gap_s: float = 0.0) -> bool:
+    """Whether an aircraft whose newest window starts at ``newest_window`` can be forgotten, judged by its
+    partition's watermark: it has no window left (a window expires after every older one) and its newest
+    state (before the window's end) is over ``track_gap_s`` old, so the next one starts a new track
+    anyway: expiring windows never forgets a track that is still going on, however short the expiry."""
     mark = clock.sources.get(partition)
     if mark is None:
         return False
-    return newest_window is None or clock.expired(newest_window, mark)
+    return newest_window is None or (clock.expired(newest_window, mark)
+                                     and mark >= newest_window + clock.size_s + track_gap_s)

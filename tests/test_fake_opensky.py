@@ -160,6 +160,23 @@ def test_a_replay_says_how_far_it_has_got_how_fast_and_how_long_it_still_takes()
     assert replay_progress_line(once.progress()) == "replay: all 4 polls served; the recording is finished"
 
 
+def test_the_clock_pace_counts_from_the_first_request():
+    """A replay at the clock's pace starts when its client first asks, however late it comes (the chaos
+    soak starts its workers before they poll: no poll of the recording passes unseen)."""
+    from flights_app.fake_opensky.recordings import RecordedPoll
+
+    clock = [1000.0]
+    replay = ReplaySource([RecordedPoll(str(i), 100 + 10 * i, []) for i in range(50)], pace="clock", speed=2.0,
+                          clock=lambda: clock[0])
+    clock[0] += 300.0  # five minutes before the first request
+    assert replay.response(None)[0] == 100
+    clock[0] += 4.9
+    assert replay.response(None)[0] == 100
+    clock[0] += 0.2  # 5.1 s after the first request, at twice the recorded 10 s cadence
+    assert replay.response(None)[0] == 110
+    assert replay.response(150)[0] == 150  # `time` asks the recording, whatever the pace
+
+
 def test_progress_is_reported_often_on_a_terminal_and_once_a_minute_in_a_log():
     import io
 

@@ -303,6 +303,71 @@ def test_a_new_leader_publishes_the_polls_missed_since_the_last_published_first_
     assert asked[6:] == [None] and source.stats.polls_caught_up == 4
 
 
+def test_the_polls_that_came_while_a_leader_caught_up_are_caught_up_next():
+    """OpenSky moves on while a new leader catches up (here 5 s per past poll fetched, as a slow
+    answer would): the live poll it fetched first is old once it is published, so the next poll
+    catches up from there, round after round, until a round finds nothing missed. (Found by the chaos
+    soak: a leader that caught up 85 polls then skipped the 12 that came meanwhile.)"""
+    published, asked, now = [], [], [T + 30]
+
+    async def fetch(at_time=None):
+        asked.append(at_time)
+        if at_time is not None:
+            now[0] += 5 if len(asked) < 6 else 0  # the first round takes 20 s of OpenSky's time
+        t = now[0] if at_time is None else at_time
+        return rows_response([*AIRBORNE[:3], t, t, *AIRBORNE[5:]], time_=t)
+
+    async def publish(valid, invalid, poll_time):
+        published.append(poll_time)
+
+    async def last_published():
+        return max(published, default=T + 10)
+
+    source = StateSource(fetch, publish, Backoff(base_s=5.0, max_s=60.0, clock=Clock()), interval_s=5.0,
+                         wall_clock=lambda: float(now[0]), last_published=last_published, can_ask_past=True)
+    asyncio.run(source.poll())
+    assert published == [T + 10, T + 15, T + 20, T + 25, T + 30] and now[0] == T + 50
+    asyncio.run(source.poll())  # OpenSky is at T + 50: T + 35 .. T + 45 came meanwhile
+    assert published[5:] == [T + 35, T + 40, T + 45, T + 50]
+    asyncio.run(source.poll())  # nothing came meanwhile: live only from now on
+    assert published[9:] == [T + 50] and asked[-1] is None
+    asyncio.run(source.poll())
+    assert published[10:] == [T + 50] and asked[-2:] == [None, None]
+    assert source.stats.polls_caught_up == 7 and source.stats.polls_missed == 0
+    assert sorted(set(published)) == list(range(T + 10, T + 55, 5))
+
+
+@pytest.mark.parametrize("can_ask_past", [True, False])
+def test_a_poll_time_skipped_while_polling_is_caught_up_at_opensky_s_resolution(can_ask_past):
+    """Polling once a second (faster than OpenSky's 5 s resolution here) asks for no time in between;
+    a poll that comes late and skips a poll time (a slow answer, a busy worker) fetches the skipped
+    one before it publishes its own. Anonymous, nothing can be fetched: it goes on."""
+    published, asked, now = [], [], [T]
+
+    async def fetch(at_time=None):
+        asked.append(at_time)
+        t = (now[0] if at_time is None else at_time) // 5 * 5  # OpenSky's snapshots, 5 s apart
+        return rows_response([*AIRBORNE[:3], t, t, *AIRBORNE[5:]], time_=t)
+
+    async def publish(valid, invalid, poll_time):
+        published.append(poll_time)
+
+    source = StateSource(fetch, publish, Backoff(base_s=1.0, max_s=60.0, clock=Clock()), interval_s=1.0,
+                         wall_clock=lambda: float(now[0]), can_ask_past=can_ask_past)
+    for t in range(T, T + 21):  # a poll a second: every snapshot seen, most of them five times
+        now[0] = t
+        asyncio.run(source.poll())
+    assert sorted(set(published)) == list(range(T // 5 * 5, T + 21, 5)) and set(asked) == {None}
+    now[0] = T + 36  # late: the snapshots at +25 and +30 were never polled
+    asyncio.run(source.poll())
+    if can_ask_past:
+        assert asked[-3:] == [None, T // 5 * 5 + 25, T // 5 * 5 + 30]
+        assert published[-3:] == [T // 5 * 5 + 25, T // 5 * 5 + 30, T // 5 * 5 + 35]
+        assert source.stats.polls_caught_up == 2 and source.stats.polls_missed == 0
+    else:
+        assert asked[-1] is None and published[-1] == T // 5 * 5 + 35 and source.stats.polls_caught_up == 0
+
+
 def test_an_anonymous_leader_cannot_ask_for_the_past_and_counts_what_it_missed():
     source, published, asked = catching_up_source(last=T + 10, now_time=T + 30, can_ask_past=False)
     asyncio.run(source.poll())

@@ -271,3 +271,28 @@ def test_the_oracle_catches_a_core_that_does_not_send_a_replayed_state_s_partial
         published, expected, closed, sentinels = run_case(seed, aircraft, polls, steps, crashes=True, moves=True)
         caught += bool(check(published, expected, closed, sentinels))
     assert caught >= 5, caught  # 22 of these 100 cases, here
+
+
+def test_an_aircraft_whose_windows_expired_keeps_its_track_until_the_track_would_end_anyway():
+    """Windows of 60 s kept 10 s past their grace: the window expires long before the track's gap
+    (ml.features.NEW_TRACK_GAP_S, 300 s) is over. The aircraft entry (its model memory, last state and
+    windows) is forgotten only once both have passed."""
+    from ml.features import NEW_TRACK_GAP_S
+    from tables.clock import WindowClock
+    from tables.window_core import aircraft_expired
+
+    clock = WindowClock(size_s=60, grace_s=5, expiry_s=10, partitions=1, idle_s=10)
+    assert not aircraft_expired(clock, 0, 0, NEW_TRACK_GAP_S)  # no watermark yet: nothing is judged
+    clock.sources[0] = 60 + 5 + 10 + 1
+    assert clock.expired(0, clock.sources[0])
+    assert not aircraft_expired(clock, 0, 0, NEW_TRACK_GAP_S)  # its window expired, its track goes on
+    clock.sources[0] = 60 + NEW_TRACK_GAP_S - 1
+    assert not aircraft_expired(clock, 0, 0, NEW_TRACK_GAP_S)
+    clock.sources[0] = 60 + NEW_TRACK_GAP_S
+    assert aircraft_expired(clock, 0, 0, NEW_TRACK_GAP_S)
+    # With the default expiry (an hour) the windows are the later of the two, as before.
+    hourly = WindowClock(size_s=600, grace_s=30, expiry_s=3600, partitions=1, idle_s=10)
+    hourly.sources[0] = 600 + NEW_TRACK_GAP_S + 1
+    assert not aircraft_expired(hourly, 0, 0, NEW_TRACK_GAP_S)
+    hourly.sources[0] = 600 + 30 + 3600 + 1
+    assert aircraft_expired(hourly, 0, 0, NEW_TRACK_GAP_S)

@@ -36,7 +36,8 @@ class ReplaySource:
     """Recorded polls, served in order.
 
     ``pace="clock"``: the poll shown moves on at the recorded cadence times
-    ``speed``. ``pace="request"``: each request gets the next poll (exact and
+    ``speed``, from the first request on (a client that starts late misses no
+    poll). ``pace="request"``: each request gets the next poll (exact and
     fast, for tests). After the last poll: ``states: null`` unless ``loop``.
     ``shift_to_present`` moves every timestamp so the first poll is "now".
     """
@@ -64,6 +65,7 @@ class ReplaySource:
         self.exhausted = False
         self.states_served = 0
         self.first_served_at: float | None = None
+        self.first_asked_at: float | None = None  # the clock pace counts from the first request
 
     def progress(self) -> dict:
         """How far the replay has got: polls in the recording, the last one served (1-based, 0 before
@@ -88,7 +90,9 @@ class ReplaySource:
         if self.pace == "request":
             index = self.served
         else:
-            index = int((self.clock() - self.started) * self.speed / self.cadence_s)
+            if self.first_asked_at is None:
+                self.first_asked_at = self.clock()
+            index = int((self.clock() - self.first_asked_at) * self.speed / self.cadence_s)
         self.served += 1
         return index
 
