@@ -68,9 +68,40 @@ async def scored_states(bootstrap: str, processed_topic: str, window_s: int) -> 
     return {k: len(v) for k, v in seen.items()}
 
 
+async def partials_on_topic(bootstrap: str, topic: str, wanted: set[tuple[str, str, int, str]]
+                            ) -> dict[tuple[str, str, int, str], tuple[int, str]]:
+    """(dimension, name, start, icao24) of ``wanted`` -> the largest count a partial of it on
+    flight-window-partials (``topic``) carries, and where its first copy is ("partition:offset"):
+    whether the aircraft stage's newest partial was ever sent, and where the group stage should have
+    read it."""
+    found: dict[tuple[str, str, int, str], tuple[int, str]] = {}
+    for _, value, partition, offset in await read_topic_async(bootstrap, topic, timeout_s=600, places=True):
+        for group in (value.get("groups") or []) if isinstance(value, dict) else []:
+            for update in group.get("partials") or []:
+                key = (group["dimension"], group["name"], update["window_start"], update["icao24"])
+                if key in wanted and (key not in found or _counted(update["partial"]) > found[key][0]):
+                    found[key] = (_counted(update["partial"]), f"{partition}:{offset}")
+    return found
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int | None]:
+    """The consumer group's committed offset of each partition of ``topic``."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        return {p: await consumer.committed(TopicPartition(topic, p))
+                for p in sorted(consumer.partitions_for_topic(topic) or ())}
+    finally:
+        await consumer.stop()
+
+
 async def where_counts_went_missing(bootstrap: str, app_id: str, published: dict[Window, int | None],
                                     per_aircraft: collections.Counter, examples: int = 5,
-                                    processed_topic: str | None = None, window_s: int = 600) -> list[dict]:
+                                    processed_topic: str | None = None, window_s: int = 600,
+                                    partials_topic: str | None = None) -> list[dict]:
     """For each wrong window (``published``: its newest published count): the states sent into it
     (``per_aircraft``: (dimension, name, start, icao24) -> distinct states), the totals each stage
     holds, and up to ``examples`` aircraft whose count the group stage holds differs from those sent
@@ -89,8 +120,19 @@ async def where_counts_went_missing(bootstrap: str, app_id: str, published: dict
                   "aircraft_stage_partial": own.get(icao24, (0, 0))[1],
                   **({"scored": scored.get((icao24, window[2]), 0)} if processed_topic else {})}
                  for icao24, n in sorted(sent[window].items()) if held.get(icao24, 0) != n]
+        if partials_topic is not None:
+            # Was the aircraft stage's newest partial ever sent, and did the group stage commit past it?
+            try:
+                on_topic = await partials_on_topic(bootstrap, partials_topic,
+                                                   {(*window, entry["icao24"]) for entry in short[:examples]})
+                for entry in short[:examples]:
+                    entry["largest_partial_on_topic"] = on_topic.get((*window, entry["icao24"]))
+                committed = await committed_offsets(bootstrap, app_id, partials_topic)
+            except Exception as error:  # noqa: BLE001 - evidence only: never hide the failure it explains
+                committed = f"could not be read: {error!r}"
         report.append({"window": list(window), "sent": sum(sent[window].values()), "published": count,
                        "group_stage_holds": sum(held.values()),
                        "aircraft_stage_holds": sum(partial for _, partial in own.values()),
-                       "aircraft_short": short[:examples], "aircraft_short_count": len(short)})
+                       "aircraft_short": short[:examples], "aircraft_short_count": len(short),
+                       **({"partials_committed": committed} if partials_topic is not None else {})})
     return report

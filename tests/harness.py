@@ -258,8 +258,9 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[tupl
     return asyncio.run(read_topic_async(bootstrap, topic, timeout_s))
 
 
-async def read_topic_async(bootstrap: str, topic: str, timeout_s: float = 30.0):
-    """``read_topic`` inside a running event loop."""
+async def read_topic_async(bootstrap: str, topic: str, timeout_s: float = 30.0, places: bool = False):
+    """``read_topic`` inside a running event loop; with ``places``, each record as (key, value,
+    partition, offset)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
@@ -288,7 +289,7 @@ async def read_topic_async(bootstrap: str, topic: str, timeout_s: float = 30.0):
             for records in batches.values():
                 for r in records:
                     key = r.key.decode() if r.key is not None else None
-                    out.append((key, _decoded(r.value)))
+                    out.append((key, _decoded(r.value), r.partition, r.offset) if places else (key, _decoded(r.value)))
         return out
     finally:
         await consumer.stop()

@@ -8,7 +8,7 @@ import json
 import re
 
 from flights_app.fake_opensky.recordings import load_recording
-from flights_app.topic_names import AGGREGATED, PROCESSED
+from flights_app.topic_names import AGGREGATED, PROCESSED, WINDOW_PARTIALS
 from tests.harness import TestApp, read_topic
 
 WINDOW_S = 600
@@ -170,7 +170,8 @@ def wait_for_exact_totals(app: TestApp, expected: dict, timeout_s: float, what: 
 
             report = asyncio.run(where_counts_went_missing(
                 app.bootstrap, app.env["FLIGHTS_APP_ID"], {k: got.get(k) for k in sorted(diff)[:8]},
-                expected_per_aircraft(recording), processed_topic=app.topic(PROCESSED)))
+                expected_per_aircraft(recording), processed_topic=app.topic(PROCESSED),
+                partials_topic=app.topic(WINDOW_PARTIALS)))
             stages = f"; what each stage holds: {json.dumps(report)}"
         live = [w for w in app.workers if not w.stopped and w.alive()]
         stages += f"; where the live workers' agents wait: {[w.agent_stacks() for w in live]}"

@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 
+from flights_app.topic_names import WINDOW_PARTIALS
 from tests.diagnosis import where_counts_went_missing
 from tests.harness import (
     FakeOpenSky,
@@ -78,6 +79,18 @@ def test_replayed_recording_gives_exact_distinct_counts_per_country_and_window(k
                                                    expected_per_aircraft(recording)))
     assert {tuple(r["window"]): (r["sent"], r["group_stage_holds"], r["aircraft_stage_holds"], r["aircraft_short"])
             for r in report} == {window: (n, n, n, []) for window, n in windows.items()}
+    # One aircraft claimed a state more than it has, as a failing test would see a short window: the
+    # report says the largest partial of it on flight-window-partials, where, and the group's commits.
+    claimed = expected_per_aircraft(recording)
+    window = min(windows)
+    one = min(k for k in claimed if k[:3] == window)
+    claimed[one] += 1
+    (row,) = asyncio.run(where_counts_went_missing(app.bootstrap, app.env["FLIGHTS_APP_ID"], {window: windows[window]},
+                                                    claimed, partials_topic=app.topic(WINDOW_PARTIALS)))
+    (short,) = row["aircraft_short"]
+    assert short["icao24"] == one[3] and short["largest_partial_on_topic"][0] == claimed[one] - 1
+    assert set(row["partials_committed"]) == set(range(app.partitions))
+    assert all(isinstance(offset, int) and offset > 0 for offset in row["partials_committed"].values())
     body = http_json(f"http://127.0.0.1:{worker.web_port}/stats/countries/{urllib.parse.quote(country)}/")
     assert {w["window_start"]: w["events"] for w in body["windows"]} == {
         t: n for (c, t), n in expected.items() if c == country}
