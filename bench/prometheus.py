@@ -28,9 +28,10 @@ def binary() -> Path | None:
     return Path(found) if found else None
 
 
-def write_config(folder: Path, targets: Path) -> str:
+def write_config(folder: Path, targets: Path) -> tuple[str, float]:
     """The shipped ``prometheus.yml`` and ``alerts.yml`` into ``folder``, the workers found in the file
-    ``targets`` (file service discovery) instead of the compose network's DNS; returns the job's name."""
+    ``targets`` (file service discovery) instead of the compose network's DNS; returns the job's name and
+    the scrape interval (seconds)."""
     folder.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load((SHIPPED / "prometheus.yml").read_text())
     shutil.copy(SHIPPED / "alerts.yml", folder / "alerts.yml")
@@ -38,7 +39,7 @@ def write_config(folder: Path, targets: Path) -> str:
     job.pop("dns_sd_configs")
     job["file_sd_configs"] = [{"files": [str(targets)], "refresh_interval": "5s"}]
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
-    return job["job_name"]
+    return job["job_name"], float(config["global"]["scrape_interval"].rstrip("s"))
 
 
 class Prometheus:
@@ -49,7 +50,7 @@ class Prometheus:
                                "from Debian's prometheus package")
         self.dir = tmp / "prometheus"
         self.targets = self.dir / "workers.json"
-        self.job = write_config(self.dir, self.targets)
+        self.job, self.interval_s = write_config(self.dir, self.targets)
         self.set_targets([])
         self.port = free_port()
         self.log = open(self.dir / "prometheus.log", "ab")
@@ -67,11 +68,6 @@ class Prometheus:
             return urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=2).status == 200
         except OSError:
             return False
-
-    @property
-    def interval_s(self) -> float:
-        config = yaml.safe_load((self.dir / "prometheus.yml").read_text())
-        return float(config["global"]["scrape_interval"].rstrip("s"))
 
     def set_targets(self, addresses: list[str]) -> None:
         """The workers to scrape now (``host:port``), written atomically (Prometheus watches the file)."""

@@ -205,22 +205,21 @@ class StateSource:
         """Between two poll times to catch up: the poll interval, or OpenSky's resolution if coarser."""
         return max(1, int(self.interval_s), self._resolution or 1)
 
-    async def _catch_up(self, now: int, since: int | None = None) -> int:
+    async def _catch_up(self, now: int, since: int | None = None) -> None:
         """Fetch and publish, oldest first, the poll times missed since the last poll published (a leader
         died, or the worker stopped, before it published them; with ``since``: since ``since``, the newest
         poll this source published itself): OpenSky's ``time`` parameter, for an
-        authenticated client, within the hour OpenSky keeps and at most FLIGHTS_CATCH_UP_MAX polls.
-        Returns how many were fetched."""
+        authenticated client, within the hour OpenSky keeps and at most FLIGHTS_CATCH_UP_MAX polls."""
         if since is None:
             try:
                 last = await self._last_published()
             except Exception as error:  # noqa: BLE001 - Kafka not answering: go on live, say so
                 log.warning("Cannot tell which polls a previous leader published (%s): not catching up", error)
-                return 0
+                return
         else:
             last = since
         if last is None or now <= last:
-            return 0
+            return
         step = self._step()
         missed = missed_poll_times(last, now, step, self.catch_up_max if self.can_ask_past else 0)
         if since is not None:  # published whole by this source: not again
@@ -247,7 +246,6 @@ class StateSource:
             self.stats.inc("polls_caught_up")
         if missed:
             log.info("Caught up %d poll times missed between %d and %d", len(missed), last, now)
-        return len(missed)
 
     def _on_failure(self, result: PollResult) -> None:
         self.stats.inc("failures", 1, result.failure)

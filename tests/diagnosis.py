@@ -11,8 +11,9 @@ from __future__ import annotations
 import collections
 
 from flights_app.records import event_time_of
+from tables.keys import group_key, shard_of
 from tables.window_core import BY_STATE, seen_mask
-from tests.harness import read_topic_async
+from tests.harness import group_offsets, read_topic_async
 
 Window = tuple[str, str, int]  # (dimension, name, window_start)
 
@@ -84,18 +85,26 @@ async def partials_on_topic(bootstrap: str, topic: str, wanted: set[tuple[str, s
     return found
 
 
-async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int | None]:
-    """The consumer group's committed offset of each partition of ``topic``."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        return {p: await consumer.committed(TopicPartition(topic, p))
-                for p in sorted(consumer.partitions_for_topic(topic) or ())}
-    finally:
-        await consumer.stop()
+async def histories(bootstrap: str, app_id: str, partials_topic: str, wanted: set[tuple[str, str, int, str]]
+                    ) -> dict[tuple[str, str, int, str], dict[str, list[str]]]:
+    """(dimension, name, start, icao24) of ``wanted`` -> every count of it, in order, as
+    "partition:offset=count": on flight-window-partials (each partial sent) and on the group table's
+    changelog (each value the group stage wrote for its shard): where a count went back, and when."""
+    out: dict = collections.defaultdict(lambda: {"partials": [], "group_changelog": []})
+    for _, value, partition, offset in await read_topic_async(bootstrap, partials_topic, timeout_s=600, places=True):
+        for group in (value.get("groups") or []) if isinstance(value, dict) else []:
+            for update in group.get("partials") or []:
+                key = (group["dimension"], group["name"], update["window_start"], update["icao24"])
+                if key in wanted:
+                    out[key]["partials"].append(f"{partition}:{offset}={_counted(update['partial'])}")
+    shards = {group_key(d, n, start, shard_of(icao24)): (d, n, start, icao24) for d, n, start, icao24 in wanted}
+    changelog = f"{app_id}-group-windows-changelog"
+    for key, value, partition, offset in await read_topic_async(bootstrap, changelog, timeout_s=600, places=True):
+        if key in shards:
+            partial = value.get("partials", {}).get(shards[key][3]) if isinstance(value, dict) else None
+            count = "deleted" if value is None else "absent" if partial is None else _counted(partial)
+            out[shards[key]]["group_changelog"].append(f"{partition}:{offset}={count}")
+    return dict(out)
 
 
 async def where_counts_went_missing(bootstrap: str, app_id: str, published: dict[Window, int | None],
@@ -125,9 +134,13 @@ async def where_counts_went_missing(bootstrap: str, app_id: str, published: dict
             try:
                 on_topic = await partials_on_topic(bootstrap, partials_topic,
                                                    {(*window, entry["icao24"]) for entry in short[:examples]})
+                told = await histories(bootstrap, app_id, partials_topic,
+                                       {(*window, entry["icao24"]) for entry in short[:examples]})
                 for entry in short[:examples]:
                     entry["largest_partial_on_topic"] = on_topic.get((*window, entry["icao24"]))
-                committed = await committed_offsets(bootstrap, app_id, partials_topic)
+                    entry["history"] = told.get((*window, entry["icao24"]))
+                committed = {p: offset for p, (offset, _) in
+                             (await group_offsets(bootstrap, app_id, partials_topic)).items()}
             except Exception as error:  # noqa: BLE001 - evidence only: never hide the failure it explains
                 committed = f"could not be read: {error!r}"
         report.append({"window": list(window), "sent": sum(sent[window].values()), "published": count,

@@ -337,22 +337,26 @@ def topic_size(bootstrap: str, topic: str) -> int:
     return asyncio.run(size())
 
 
+async def group_offsets(bootstrap: str, group: str, topic: str) -> dict[int, tuple[int | None, int]]:
+    """Per partition of ``topic``: the consumer group ``group``'s committed offset (None: none) and the
+    partition's end offset."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        ends = await consumer.end_offsets(tps)
+        return {tp.partition: (await consumer.committed(tp), ends[tp]) for tp in tps}
+    finally:
+        await consumer.stop()
+
+
 def committed_lags(bootstrap: str, group: str, topic: str) -> dict[int, int]:
     """Per partition of ``topic``: how many records the consumer group ``group`` has not committed."""
-    async def lags() -> dict[int, int]:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            await consumer._client.force_metadata_update()
-            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-            ends = await consumer.end_offsets(tps)
-            return {tp.partition: ends[tp] - (await consumer.committed(tp) or 0) for tp in tps}
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(lags())
+    offsets = asyncio.run(group_offsets(bootstrap, group, topic))
+    return {p: end - (committed or 0) for p, (committed, end) in offsets.items()}
 
 
 def committed_lag(bootstrap: str, group: str, topic: str) -> int:

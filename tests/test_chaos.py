@@ -59,9 +59,9 @@ def test_the_verdict_wants_every_distinct_raw_state_scored_and_counted_in_its_wi
 
 
 def test_the_prometheus_it_runs_has_the_shipped_rules_and_finds_workers_in_a_file(tmp_path):
-    job = write_config(tmp_path, tmp_path / "workers.json")
+    job, interval_s = write_config(tmp_path, tmp_path / "workers.json")
     (tmp_path / "workers.json").write_text('[{"targets": ["127.0.0.1:6066"]}]')
-    assert job == "flights-worker"
+    assert (job, interval_s) == ("flights-worker", 15.0)
     assert (tmp_path / "alerts.yml").read_text() == (promtool_dir() / "alerts.yml").read_text()
     result = promtool("check", "config", "prometheus.yml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -3,6 +3,7 @@ data directory, and clean shutdowns that commit what they did."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import os
 import random
@@ -16,6 +17,7 @@ from tests.harness import (
     TestApp,
     committed_lag,
     committed_lags,
+    group_offsets,
     http_get,
     read_states,
     read_topic,
@@ -53,6 +55,16 @@ def wait_ready(app: TestApp, worker) -> None:
     wait_until(ready, 180, f"{worker.name} to be healthy")
 
 
+def where_stages_were(app: TestApp) -> dict:
+    """Per partition, the group stage's committed offset and the end of flight-window-partials, and the end
+    of the group table's changelog: which life wrote what, when a failure's history is read."""
+    group = app.env["FLIGHTS_APP_ID"]
+    partials = asyncio.run(group_offsets(app.bootstrap, group, app.topic(WINDOW_PARTIALS)))
+    changelog = asyncio.run(group_offsets(app.bootstrap, group, f"{group}-group-windows-changelog"))
+    return {"partials (committed, end)": partials,
+            "group changelog ends": {p: end for p, (_, end) in changelog.items()}}
+
+
 def test_three_kill_9s_and_a_lost_data_directory_lose_nothing(kafka, tmp_path, cleanup, shared_data):
     """57,756 states with known duplicates and malformed messages among them; the worker is killed
     (SIGKILL) three times at random moments, and before one restart its data directory is deleted
@@ -79,6 +91,7 @@ def test_three_kill_9s_and_a_lost_data_directory_lose_nothing(kafka, tmp_path, c
                    300, f"{kill_at} processed states", interval_s=0.2)
         assert topic_size(app.bootstrap, processed) < states, "finished before the kill: not a mid-stream crash"
         worker.kill()
+        print(f"kill {n + 1} at {kill_at} states: {where_stages_were(app)}")  # to read a failure's history by
         if n == 1:
             shutil.rmtree(tmp_path / "worker")  # the tables come back from their changelogs
         worker = app.start_worker()
