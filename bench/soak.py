@@ -250,12 +250,15 @@ def _run_and_report(args, kind: str, run) -> dict:
     with (contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix=f"flights-{kind}-")) as tmp, \
             Bench(Path(tmp)) as bench:
         report = asyncio.run(run(bench, Path(tmp)))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
     summary = {k: v for k, v in report.items() if k != "samples"}
     if keep:
         summary["kept"] = keep
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2), flush=True)  # first: an hour's result never hangs on a file
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2))
+    except OSError as error:
+        print(f"soak: could not write the report to {args.out}: {error} (the summary is above)", file=sys.stderr)
     return report
 
 
@@ -283,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true",
                         help="keep the broker's data and the worker's log (the folder is printed) to trace a failure")
     parser.add_argument("--out", type=Path, default=None,
-                        help="the report (default bench/results/soak.json; with --chaos: chaos.json)")
+                        help="the report's file, or a folder for it (default bench/results/soak.json; with --chaos: "
+                             "chaos.json)")
     chaos_args = parser.add_argument_group("chaos mode (bench/chaos.py)")
     chaos_args.add_argument("--chaos", action="store_true",
                             help="N workers, one killed with kill -9 and restarted in turn (every second one on an "
@@ -305,8 +309,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--workers must be at least 2 with --chaos")
     if args.restart_every is None:
         args.restart_every = 60 if args.chaos else 300
+    name = "chaos.json" if args.chaos else "soak.json"
     if args.out is None:
-        args.out = Path("bench/results/chaos.json" if args.chaos else "bench/results/soak.json")
+        args.out = Path("bench/results") / name
+    elif args.out.is_dir():  # a folder: the report goes in it (as `python -m bench --out DIR` does)
+        args.out = args.out / name
     if args.chaos:
         return _chaos_main(args)
     report = _run_and_report(args, "soak", lambda bench, tmp: soak(

@@ -200,6 +200,11 @@ def current_event(event: EventT) -> Iterator[None]:
         _current_event.reset(token)
 
 
+def leader_topic_name(app) -> str:
+    """The topic Faust's leader election assigns (``LeaderAssignor``: one partition; its holder is the leader)."""
+    return app._leader_assignor._leader_topic_name
+
+
 def rocksdb_of(table: CollectionT, partition: int):
     """The RocksDB database of ``partition`` (None with the memory store: then Faust's own path)."""
     db_for = getattr(table.data, "_db_for_partition", None)

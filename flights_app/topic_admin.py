@@ -52,6 +52,28 @@ def _check_partitions(described: list[dict], partitions: int) -> None:
                 "(FLIGHTS_APP_ID and FLIGHTS_TOPIC_PREFIX) with the new count (docs/deploy.md)")
 
 
+#: How long a new topic may take to appear in the broker's metadata with a leader for every partition.
+SERVED_WITHIN_S = 30.0
+
+
+async def _until_served(admin, names: list[str], partitions: int) -> None:
+    """Until every topic of ``names`` is in the broker's metadata with a leader for each partition: a
+    consumer that subscribes before then leaves the topic out of its assignment until its next metadata
+    refresh (minutes). Seen on a busy machine with the leader election's topic: no source for minutes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SERVED_WITHIN_S
+    while True:
+        described = await admin.describe_topics(names)
+        if all(t.get("error_code", 0) == 0 and len(t.get("partitions") or ()) == partitions
+               and all(p.get("leader", -1) >= 0 for p in t["partitions"]) for t in described):
+            return
+        if loop.time() > deadline:
+            log.warning("Topics %s are not served with a leader per partition after %.0f s; going on",
+                        ", ".join(names), SERVED_WITHIN_S)
+            return
+        await asyncio.sleep(0.1)
+
+
 def changelog_config(topic) -> dict[str, str]:
     """The configuration Faust gives a table's changelog topic when it creates it (its aiokafka
     transport's rule: compaction, deletion, retention)."""
@@ -89,6 +111,7 @@ async def ensure_topics(bootstrap: str, names: Iterable[str], *, partitions: int
                     pass
                 log.info("Created topics %s (%d partitions, replication %d)", ", ".join(missing), partitions,
                          replication)
+                await _until_served(admin, missing, partitions)
             return
         except (KafkaConnectionError, OSError) as error:
             waited = loop.time() - started

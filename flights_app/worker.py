@@ -134,6 +134,12 @@ class Worker(faust.Worker):
                 await ensure_topics(bootstrap, names, partitions=settings.topic_partitions,
                                     replication=settings.topic_replication, config=dict(config),
                                     client_options=security.client_options())
+            # And the leader election's topic, as Faust makes it (one partition, the broker's defaults):
+            # made by Faust while the consumer starts, it was missing from the first assignment when the
+            # machine was busy, and no worker was the source's leader until a rebalance (minutes).
+            await ensure_topics(bootstrap, [faust_internals.leader_topic_name(self.app)], partitions=1,
+                                replication=settings.topic_replication, config={},
+                                client_options=security.client_options())
         except TopicError as error:  # a configuration the cluster cannot take: one line, no traceback
             raise SystemExit(f"flights-app: {error}") from None
 
