@@ -33,6 +33,7 @@ from flights_app.embedded.broker import (
     _die_with_parent,
     accepts_connections,
 )
+from flights_app.history import commands as history_commands
 from flights_app.settings import SettingsError, load_settings
 
 EXIT_USAGE = 2
@@ -395,6 +396,7 @@ def cmd_up(args: argparse.Namespace) -> None:
 
         children.append(Child("worker", [*me, "worker"], {**env, **logins.get("worker", {})}))
         children.append(Child("dashboard", [*me, "dashboard"], {**env, **logins.get("dashboard", {})}))
+        children.append(Child("history writer", [*me, "history-writer"], {**env, **logins.get("worker", {})}))
         stop = _stop_on_signal()  # from here on Ctrl-C is a normal stop, before the line that says so
         print(f"flights-app: worker started; web endpoints on http://{settings.web_bind}:{settings.web_port}/; "
               f"dashboard on http://{settings.web_bind}:{settings.dashboard_port}/ (Ctrl-C stops everything)",
@@ -605,6 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--corrupt-rate", type=float, default=0.0, help="share of rows with a corrupted field")
     dev = sub.add_parser("dev-secrets", help="write a development set of the deployment's secrets (make secrets)")
     dev.add_argument("--out", default="secrets", help="directory (default %(default)s)")
+    history_commands.add_parsers(sub)
     probe = sub.add_parser("probe", help="exit 0 if the URL answers 2xx (container health checks)")
     probe.add_argument("url")
     probe.add_argument("--timeout", type=float, default=5.0, help="seconds (default %(default)s)")
@@ -661,6 +664,10 @@ def main(argv: list[str] | None = None) -> None:
         cmd_probe(args)
     elif args.command == "dev-secrets":
         cmd_dev_secrets(args)
+    elif args.command == "history-writer":
+        history_commands.cmd_history_writer(_settings())
+    elif args.command == "history":
+        history_commands.cmd_history(_settings(), args, fail)
 
 
 if __name__ == "__main__":

@@ -630,6 +630,21 @@ class Settings:
                                         Custom(lambda env, name, before: env.url(name, "") if env.raw(name) else None),
                                         "URL that gets each alert as a JSON POST (retried, at most one per aircraft a "
                                         "minute)", main=True)
+    history_dir: Path = setting("FLIGHTS_HISTORY_DIR", Custom(lambda env, name, before: Path(
+                                    env.raw(name) or Path(before["datadir"]) / "history").absolute(),
+                                    "$FLIGHTS_DATADIR/history (./var/history)"),
+                                "where the history writer keeps scored states, window records and alerts as "
+                                "Parquet (docs/history.md); any local or mounted path")
+    history_days: int = setting("FLIGHTS_HISTORY_DAYS", Int(30, 1, 3650),
+                                "days of history kept (older hours are deleted)")
+    history_flush_s: float = setting("FLIGHTS_HISTORY_FLUSH", Measure(10.0, 0.05, 3600),
+                                     "the history writer writes a partition's records at least this often, seconds "
+                                     "(or once 20,000 wait)")
+    history_commit_delay_s: float = setting("FLIGHTS_HISTORY_COMMIT_DELAY", Measure(0.0, 0, 60),
+                                            "for crash tests: seconds the history writer waits between writing a "
+                                            "range's files and committing it")
+    history_max_hours: int = setting("FLIGHTS_HISTORY_MAX_HOURS", Int(24, 1, 24 * 3650),
+                                     "longest time range one history query may ask for, hours")
     # Derived from the settings above (no variable of their own).
     poll: PollPlan = field(default=None)  # type: ignore[assignment]
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)

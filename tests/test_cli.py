@@ -160,7 +160,10 @@ def test_up_on_embedded_defaults_shows_states_and_ctrl_c_stops_everything(tmp_pa
                    "a poll line with valid states")
         text = up.log_text()
         assert "does not answer" in text and "starting the bundled fake OpenSky server in simulator mode" in text
-        assert len(processes_with_marker(marker)) >= 4  # up, the fake server, the worker, the dashboard (+ Kafka)
+        assert len(processes_with_marker(marker)) >= 5  # up, the fake server, the worker, the dashboard, the
+        # history writer (+ Kafka); the scored states reach the history
+        wait_until(lambda: any((tmp_path / "var" / "history" / "states").rglob("*.parquet")), 90,
+                   "a history file of scored states")
         wait_until(lambda: "flights-app: live air traffic" in urllib.request.urlopen(
             f"http://127.0.0.1:{dashboard_port}/", timeout=10).read().decode(), 60, "the dashboard page")
         up.process.send_signal(signal.SIGINT)

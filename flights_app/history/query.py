@@ -1,0 +1,161 @@
+"""Questions to the history, answered by DuckDB (embedded: nothing to run) over the Parquet files of
+the hours asked for. Every parameter is checked here first (``QueryError`` says what is accepted), and
+reaches SQL only as a bound parameter; the file list is built in Python (unreadable files skipped with
+one warning: flights_app/history/store.py).
+
+Times are Unix seconds or ISO 8601 (``2026-12-07T14:00:00Z``; no zone means UTC) everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from flights_app.history.layout import hours_between
+from flights_app.history.store import HistoryStore
+
+#: The newest state of each aircraft within this many seconds before the moment asked for is where it was.
+AREA_LOOKBACK_S = 15
+ROW_LIMIT = 100_000
+_ICAO24 = re.compile(r"^[0-9a-f]{6}$")
+_DIMENSION = re.compile(r"^[a-z_]{1,32}$")
+_KIND = {"model": "ml_is_anomaly", "fault": "len(data_faults) > 0", "any": "(ml_is_anomaly OR len(data_faults) > 0)"}
+
+
+class QueryError(ValueError):
+    """A parameter out of what is accepted (the message says what is)."""
+
+
+def parse_time(name: str, value: str | float | None) -> float:
+    """Unix seconds from Unix seconds or ISO 8601."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise QueryError(f"{name} is required: Unix seconds or ISO 8601 (e.g. 2026-12-07T14:00:00Z)")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            try:
+                parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+            except ValueError:
+                raise QueryError(f"{name}={value[:40]!r}: expected Unix seconds or ISO 8601 "
+                                 "(e.g. 2026-12-07T14:00:00Z)") from None
+            seconds = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    if not 0 <= seconds < 32503680000:  # year 3000
+        raise QueryError(f"{name}={value!r}: out of range (a time between 1970 and 3000)")
+    return seconds
+
+
+def parse_range(start: str | float | None, end: str | float | None, max_hours: int) -> tuple[float, float]:
+    begin, finish = parse_time("from", start), parse_time("to", end)
+    if finish < begin:
+        raise QueryError("to is before from")
+    if finish - begin > max_hours * 3600:
+        raise QueryError(f"the range is {(finish - begin) / 3600:.1f} hours; at most {max_hours} "
+                         "(FLIGHTS_HISTORY_MAX_HOURS)")
+    return begin, finish
+
+
+def parse_icao24(value: str | None) -> str:
+    text = (value or "").strip().lower()
+    if not _ICAO24.match(text):
+        raise QueryError(f"icao24={str(value)[:20]!r}: expected 6 hexadecimal digits (e.g. 3c6444)")
+    return text
+
+
+def parse_bbox(value: str | None) -> tuple[float, float, float, float]:
+    """``lamin,lomin,lamax,lomax`` (FLIGHTS_BBOX's order), degrees."""
+    parts = (value or "").split(",")
+    try:
+        lamin, lomin, lamax, lomax = (float(p) for p in parts)
+    except ValueError:
+        raise QueryError(f"bbox={str(value)[:60]!r}: expected lamin,lomin,lamax,lomax in degrees "
+                         "(e.g. 48.5,1.8,49.2,3.0)") from None
+    if not (-90 <= lamin < lamax <= 90 and -180 <= lomin < lomax <= 180):
+        raise QueryError("bbox: expected -90 <= lamin < lamax <= 90 and -180 <= lomin < lomax <= 180")
+    return lamin, lomin, lamax, lomax
+
+
+def parse_kind(value: str | None) -> str:
+    kind = (value or "any").strip().lower()
+    if kind not in _KIND:
+        raise QueryError(f"kind={str(value)[:20]!r}: expected one of {', '.join(_KIND)}")
+    return kind
+
+
+def parse_dimension(value: str | None, known: tuple[str, ...]) -> str:
+    text = (value or "").strip().lower()
+    if not _DIMENSION.match(text) or text not in known:
+        raise QueryError(f"dimension={str(value)[:20]!r}: expected one of {', '.join(known)}")
+    return text
+
+
+@dataclass
+class Answer:
+    columns: list[str]
+    rows: list[tuple]
+
+    def as_dicts(self) -> list[dict]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+class History:
+    """Queries over the history under ``root``."""
+
+    def __init__(self, root: Path, max_hours: int):
+        self.store = HistoryStore(root)
+        self.max_hours = max_hours
+
+    def _run(self, kind: str, start: float, end: float, sql: str, params: list) -> Answer:
+        files = self.store.files(kind, hours_between(start, end))
+        if not files:
+            return Answer([], [])
+        connection = duckdb.connect()
+        try:
+            # the file list is this module's own (never a request's text)
+            connection.read_parquet([str(f) for f in files], union_by_name=True).create_view("history")
+            result = connection.execute(sql, params)
+            columns = [d[0] for d in result.description]
+            return Answer(columns, result.fetchmany(ROW_LIMIT))
+        finally:
+            connection.close()
+
+    def aircraft(self, icao24: str, start: float, end: float) -> Answer:
+        """One aircraft's track over [start, end] with its scores and flags, each state once."""
+        return self._run("states", start, end, """
+            SELECT * EXCLUDE (kafka_partition, kafka_offset) FROM history
+            WHERE icao24 = ? AND event_time BETWEEN ? AND ?
+            QUALIFY row_number() OVER (PARTITION BY icao24, event_time ORDER BY kafka_offset) = 1
+            ORDER BY event_time""", [icao24, start, end])
+
+    def area(self, bbox: tuple[float, float, float, float], at: float) -> Answer:
+        """Every aircraft in the box at one moment: the newest state of each within the lookback before it."""
+        lamin, lomin, lamax, lomax = bbox
+        return self._run("states", at - AREA_LOOKBACK_S, at, """
+            SELECT * EXCLUDE (kafka_partition, kafka_offset) FROM history
+            WHERE event_time BETWEEN ? AND ? AND latitude BETWEEN ? AND ? AND longitude BETWEEN ? AND ?
+            QUALIFY row_number() OVER (PARTITION BY icao24 ORDER BY event_time DESC, kafka_offset) = 1
+            ORDER BY icao24""", [at - AREA_LOOKBACK_S, at, lamin, lamax, lomin, lomax])
+
+    def anomalies(self, start: float, end: float, kind: str) -> Answer:
+        """The states flagged over [start, end]: by the model, as data faults, or either."""
+        return self._run("states", start, end, f"""
+            SELECT * EXCLUDE (kafka_partition, kafka_offset) FROM history
+            WHERE event_time BETWEEN ? AND ? AND {_KIND[kind]}
+            QUALIFY row_number() OVER (PARTITION BY icao24, event_time ORDER BY kafka_offset) = 1
+            ORDER BY event_time, icao24""", [start, end])
+
+    def windows(self, dimension: str, start: float, end: float) -> Answer:
+        """Each window of ``dimension`` starting in [start, end]: its final record, else its newest."""
+        return self._run("windows", start, end, """
+            SELECT * EXCLUDE (kafka_partition, kafka_offset) FROM history
+            WHERE dimension = ? AND window_start BETWEEN ? AND ?
+            QUALIFY row_number() OVER (PARTITION BY dimension, name, window_start
+                                       ORDER BY final DESC, emitted_at DESC, kafka_offset DESC) = 1
+            ORDER BY window_start, name""", [dimension, start, end])

@@ -1,0 +1,181 @@
+"""The history writer: a consumer group of its own (``{FLIGHTS_APP_ID}-history``) that keeps every
+record of flight-processed-data, flight-aggregated-data and flight-alerts as Parquet
+(flights_app/history/store.py). A process of its own (``flights-app history-writer``, started by
+``flights-app up``), so a slow disk shows as its group's lag and never slows the scoring.
+
+Exactly what was published, once: the records of a partition are gathered into an offset range
+(``RANGE_RECORDS`` records or ``FLIGHTS_HISTORY_FLUSH`` old), written as one file per event-time hour, and
+only then is the range's end committed. A writer killed in between leaves files of an uncommitted
+range; whoever is assigned the partition next deletes them (their range starts at or after the
+committed offset) and reads the range again. Compaction and retention run between ranges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from flights_app.history.layout import FileName, hour_of
+from flights_app.history.rows import ROW_OF
+from flights_app.history.store import HistoryStore
+from flights_app.settings import Settings
+from flights_app.topic_names import AGGREGATED, ALERTS, PROCESSED
+
+log = logging.getLogger("flights_app.history")
+
+RANGE_RECORDS = 20_000
+#: An hour is compacted once it ended this long ago (late records still arrive for a while).
+COMPACT_AFTER_S = 900
+CHORES_EVERY_S = 30.0
+
+KIND_OF_BASE = {PROCESSED: "states", AGGREGATED: "windows", ALERTS: "alerts"}
+
+
+@dataclass
+class PendingRange:
+    """Records of one partition read and not yet written."""
+
+    first: int
+    started: float
+    last: int = -1
+    rows_by_hour: dict[datetime, list[dict]] = field(default_factory=dict)
+    records: int = 0
+
+
+class HistoryWriter:
+    def __init__(self, settings: Settings, store: HistoryStore | None = None):
+        self.settings = settings
+        self.store = store or HistoryStore(settings.history_dir)
+        self.kind_of = {settings.topic_name(base): kind for base, kind in KIND_OF_BASE.items()}
+        self.group = f"{settings.app_id}-history"
+        self.pending: dict[object, PendingRange] = {}
+        self.counts = {"rows": 0, "files": 0, "skipped": 0, "compacted": 0, "expired_hours": 0}
+        self.consumer = None
+        self._chores_at = 0.0
+
+    # -- what arrives -----------------------------------------------------------------------
+    def add(self, tp, offset: int, value: bytes | None) -> None:
+        """One record of ``tp`` at ``offset``: its row goes into the partition's pending range."""
+        pending = self.pending.get(tp)
+        if pending is None:
+            pending = self.pending[tp] = PendingRange(first=offset, started=time.monotonic())
+        pending.last = offset
+        pending.records += 1
+        kind = self.kind_of[tp.topic]
+        try:
+            record = orjson.loads(value) if value is not None else None
+        except orjson.JSONDecodeError:
+            record = None
+        found = ROW_OF[kind](record) if isinstance(record, dict) else None
+        if found is None:
+            self.counts["skipped"] += 1
+            return
+        when, row = found
+        row["kafka_partition"], row["kafka_offset"] = tp.partition, offset
+        pending.rows_by_hour.setdefault(hour_of(when), []).append(row)
+
+    def due(self, now: float) -> list:
+        """The partitions whose pending range is full or old enough to write."""
+        return [tp for tp, p in self.pending.items()
+                if p.records >= RANGE_RECORDS or now - p.started >= self.settings.history_flush_s]
+
+    def write(self, tp) -> int:
+        """Write ``tp``'s pending range (one file per hour); the offset to commit after it."""
+        pending = self.pending.pop(tp)
+        kind = self.kind_of[tp.topic]
+        name = FileName(tp.topic, tp.partition, pending.first, pending.last)
+        written = self.store.write_range(kind, name, pending.rows_by_hour)
+        self.counts["files"] += len(written)
+        self.counts["rows"] += sum(len(rows) for rows in pending.rows_by_hour.values())
+        return pending.last + 1
+
+    def chores(self, now: float | None = None) -> None:
+        """Compaction of closed hours (a few at a time) and retention."""
+        wall = datetime.now(UTC) if now is None else datetime.fromtimestamp(now, UTC)
+        closed_before = hour_of((wall - timedelta(seconds=COMPACT_AFTER_S)).timestamp())
+        for kind in self.kind_of.values():
+            self.counts["compacted"] += len(self.store.compact(kind, closed_before, most=4))
+        self.counts["expired_hours"] += self.store.expire(hour_of(
+            (wall - timedelta(days=self.settings.history_days)).timestamp()))
+
+    # -- Kafka --------------------------------------------------------------------------------
+    async def assigned(self, tps) -> None:
+        """A partition given to this writer: files of its uncommitted range deleted, read from its commit."""
+        for tp in tps:
+            committed = await self.consumer.committed(tp) or 0
+            self.store.drop_uncommitted(self.kind_of[tp.topic], tp.topic, tp.partition, committed)
+            self.consumer.seek(tp, committed)
+
+    def revoked(self, tps) -> None:
+        for tp in tps:
+            self.pending.pop(tp, None)  # read again by the next owner, from the commit
+
+    async def run(self, stop: asyncio.Event) -> None:
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.abc import ConsumerRebalanceListener
+
+        writer = self
+
+        class Listener(ConsumerRebalanceListener):
+            async def on_partitions_revoked(self, revoked):
+                writer.revoked(revoked)
+
+            async def on_partitions_assigned(self, assigned):
+                await writer.assigned(assigned)
+
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers, group_id=self.group, enable_auto_commit=False,
+            auto_offset_reset="earliest", max_poll_records=5000, **self.settings.kafka_security.client_options())
+        await self.consumer.start()
+        await self.wait_for_topics(stop)
+        self.consumer.subscribe(list(self.kind_of), listener=Listener())
+        log.info("History writer: %s -> %s (group %s)", ", ".join(self.kind_of), self.store.root, self.group)
+        try:
+            while not stop.is_set():
+                batches = await self.consumer.getmany(timeout_ms=500)
+                for tp, records in batches.items():
+                    for record in records:
+                        self.add(tp, record.offset, record.value)
+                await self.flush(time.monotonic())
+                if time.monotonic() - self._chores_at >= CHORES_EVERY_S:
+                    self._chores_at = time.monotonic()
+                    await asyncio.get_running_loop().run_in_executor(None, self.chores)
+            await self.flush(float("inf"))
+        finally:
+            await self.consumer.stop()
+
+    async def wait_for_topics(self, stop: asyncio.Event) -> None:
+        """Until the worker has made the topics (asked by name, a broker that creates topics on first use
+        would make them with its own partition count, which the worker then refuses)."""
+        said = False
+        while not stop.is_set():
+            missing = set(self.kind_of) - await self.consumer.topics()  # every topic's metadata: creates none
+            if not missing:
+                return
+            if not said:
+                log.info("History writer: waiting for the worker to create %s", ", ".join(sorted(missing)))
+                said = True
+            await asyncio.sleep(1.0)
+
+    async def flush(self, now: float) -> None:
+        """Write every range that is due, then commit their ends."""
+        offsets = {}
+        for tp in self.due(now):
+            if tp in self.consumer.assignment():
+                offsets[tp] = self.write(tp)
+            else:
+                self.pending.pop(tp, None)
+        if offsets and self.settings.history_commit_delay_s:
+            await asyncio.sleep(self.settings.history_commit_delay_s)
+        if offsets:
+            from aiokafka.errors import CommitFailedError, IllegalStateError
+
+            try:
+                await self.consumer.commit(offsets)
+            except (CommitFailedError, IllegalStateError) as error:  # a rebalance took them: read again
+                log.warning("History: commit refused (%s); the next owner rewrites those ranges", error)
