@@ -74,10 +74,11 @@ def test_a_range_is_filed_by_event_hour_and_read_back_once_per_state(writer, tmp
     records = [scored("3c6444", T0 + 10 * i) for i in range(400)]  # 4,000 s: two hour boundaries
     records.insert(100, records[99])  # the scoring's at-least-once delivery: the same state twice
     records.insert(50, b"not json")  # not a record: skipped, counted
+    records.insert(60, scored("3c6444", 10**15))  # an event time no calendar holds: skipped, counted
     assert feed(writer, tp, records) == len(records)
     hours = sorted(p.parent.name for p in (tmp_path / "history" / "states").rglob("*.parquet"))
     assert hours == ["hour=06", "hour=07"]
-    assert writer.counts["skipped"] == 1 and writer.counts["rows"] == 401
+    assert writer.counts["skipped"] == 2 and writer.counts["rows"] == 401
     history = History(tmp_path / "history", 24)
     track = history.aircraft("3c6444", T0, T0 + 4000).as_dicts()
     assert [row["event_time"] for row in track] == [T0 + 10 * i for i in range(400)]  # once each, in order

@@ -76,8 +76,13 @@ class HistoryWriter:
             self.counts["skipped"] += 1
             return
         when, row = found
+        try:
+            hour = hour_of(when)
+        except (ValueError, OverflowError, OSError):  # an event time no calendar holds: not a record to keep
+            self.counts["skipped"] += 1
+            return
         row["kafka_partition"], row["kafka_offset"] = tp.partition, offset
-        pending.rows_by_hour.setdefault(hour_of(when), []).append(row)
+        pending.rows_by_hour.setdefault(hour, []).append(row)
 
     def due(self, now: float) -> list:
         """The partitions whose pending range is full or old enough to write."""
