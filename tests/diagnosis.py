@@ -69,20 +69,15 @@ async def scored_states(bootstrap: str, processed_topic: str, window_s: int) -> 
     return {k: len(v) for k, v in seen.items()}
 
 
-async def partials_on_topic(bootstrap: str, topic: str, wanted: set[tuple[str, str, int, str]]
-                            ) -> dict[tuple[str, str, int, str], tuple[int, str]]:
-    """(dimension, name, start, icao24) of ``wanted`` -> the largest count a partial of it on
-    flight-window-partials (``topic``) carries, and where its first copy is ("partition:offset"):
-    whether the aircraft stage's newest partial was ever sent, and where the group stage should have
-    read it."""
-    found: dict[tuple[str, str, int, str], tuple[int, str]] = {}
-    for _, value, partition, offset in await read_topic_async(bootstrap, topic, timeout_s=600, places=True):
-        for group in (value.get("groups") or []) if isinstance(value, dict) else []:
-            for update in group.get("partials") or []:
-                key = (group["dimension"], group["name"], update["window_start"], update["icao24"])
-                if key in wanted and (key not in found or _counted(update["partial"]) > found[key][0]):
-                    found[key] = (_counted(update["partial"]), f"{partition}:{offset}")
-    return found
+def largest(history: dict | None) -> tuple[int, str] | None:
+    """The largest count sent on flight-window-partials in ``history`` (``histories``' entry) and where its
+    first copy is ("partition:offset"): was the aircraft stage's newest partial ever sent?"""
+    best = None
+    for told in (history or {}).get("partials", []):
+        place, _, count = told.partition("=")
+        if best is None or int(count) > best[0]:
+            best = (int(count), place)
+    return best
 
 
 async def histories(bootstrap: str, app_id: str, partials_topic: str, wanted: set[tuple[str, str, int, str]]
@@ -132,13 +127,11 @@ async def where_counts_went_missing(bootstrap: str, app_id: str, published: dict
         if partials_topic is not None:
             # Was the aircraft stage's newest partial ever sent, and did the group stage commit past it?
             try:
-                on_topic = await partials_on_topic(bootstrap, partials_topic,
-                                                   {(*window, entry["icao24"]) for entry in short[:examples]})
                 told = await histories(bootstrap, app_id, partials_topic,
                                        {(*window, entry["icao24"]) for entry in short[:examples]})
                 for entry in short[:examples]:
-                    entry["largest_partial_on_topic"] = on_topic.get((*window, entry["icao24"]))
                     entry["history"] = told.get((*window, entry["icao24"]))
+                    entry["largest_partial_on_topic"] = largest(entry["history"])
                 committed = {p: offset for p, (offset, _) in
                              (await group_offsets(bootstrap, app_id, partials_topic)).items()}
             except Exception as error:  # noqa: BLE001 - evidence only: never hide the failure it explains

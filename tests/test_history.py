@@ -79,7 +79,7 @@ def test_a_range_is_filed_by_event_hour_and_read_back_once_per_state(writer, tmp
     hours = sorted(p.parent.name for p in (tmp_path / "history" / "states").rglob("*.parquet"))
     assert hours == ["hour=06", "hour=07"]
     assert writer.counts["skipped"] == 2 and writer.counts["rows"] == 401
-    history = History(tmp_path / "history", 24)
+    history = History(tmp_path / "history")
     track = history.aircraft("3c6444", T0, T0 + 4000).as_dicts()
     assert [row["event_time"] for row in track] == [T0 + 10 * i for i in range(400)]  # once each, in order
     assert track[0]["callsign"] == "AFR3c6" and track[0]["ml_anomaly_score"] == pytest.approx(0.1)
@@ -97,7 +97,7 @@ def test_leftovers_of_an_uncommitted_range_are_deleted_and_the_range_rewritten_t
     # leftover's range, so without its deletion offsets 10-19 would be kept twice.
     feed(writer, tp, [scored("abc123", T0 + 10 + i) for i in range(5)], first=committed)
     feed(writer, tp, [scored("abc123", T0 + 15 + i) for i in range(10)], first=committed + 5)
-    rows = History(tmp_path / "history", 24).aircraft("abc123", T0, T0 + 100).rows
+    rows = History(tmp_path / "history").aircraft("abc123", T0, T0 + 100).rows
     assert len(rows) == 25
     assert offsets_held(store) == list(range(25))  # each offset in one file: nothing kept twice
 
@@ -122,15 +122,15 @@ def test_compaction_merges_an_hour_into_one_file_keeping_each_fact_once(writer, 
     store = HistoryStore(tmp_path / "history")
     directory = hour_dir(store.root, "states", hour_of(T0))
     assert len(files_in(directory)) == 5
-    before = History(store.root, 24).anomalies(T0, T0 + 3599, "any").rows
+    before = History(store.root).anomalies(T0, T0 + 3599, "any").rows
     done = store.compact("states", closed_before=hour_of(T0 + 7200))
     assert len(done) == 1 and [n for n, _ in files_in(directory)] == [FileName(PROCESSED, 2, 0, offset - 1)]
     import pyarrow.parquet as pq
 
     assert pq.read_table(done[0]).num_rows == 15  # 20 rows, 5 duplicates
-    assert History(store.root, 24).anomalies(T0, T0 + 3599, "any").rows == before
+    assert History(store.root).anomalies(T0, T0 + 3599, "any").rows == before
     assert len(store.compact("windows", closed_before=hour_of(T0 + 7200))) == 0  # one file: nothing to merge
-    final = History(store.root, 24).windows("country", T0, T0 + 3600).as_dicts()
+    final = History(store.root).windows("country", T0, T0 + 3600).as_dicts()
     assert [(w["events"], w["final"]) for w in final] == [(9, True)] and end == 3
 
 
@@ -144,7 +144,7 @@ def test_a_crash_after_compaction_leaves_the_superseded_files_unread(writer, tmp
     feed(writer, tp, [scored("b00001", T0 + i) for i in range(8)], first=0)
     assert len(files_in(directory)) == 3 and [n for n, _ in current(files_in(directory))] == [
         FileName(PROCESSED, 0, 0, 7)]
-    assert len(History(tmp_path / "history", 24).aircraft("b00001", T0, T0 + 10).rows) == 8
+    assert len(History(tmp_path / "history").aircraft("b00001", T0, T0 + 10).rows) == 8
     HistoryStore(tmp_path / "history").compact("states", closed_before=hour_of(T0 + 7200))
     assert all(not path.exists() for _, path in small)
 
@@ -164,7 +164,7 @@ def test_area_is_the_newest_state_of_each_aircraft_in_the_box_within_15_s(writer
         scored("d00003", T0 + 105, lat=51.5, lon=0.0),  # outside the box
         scored("d00004", T0 + 111, lat=49.0, lon=2.5),  # after the moment
     ])
-    rows = History(tmp_path / "history", 24).area(parse_bbox("48.5,1.8,49.2,3.0"), T0 + 110).as_dicts()
+    rows = History(tmp_path / "history").area(parse_bbox("48.5,1.8,49.2,3.0"), T0 + 110).as_dicts()
     assert [(r["icao24"], r["latitude"]) for r in rows] == [("d00001", 48.95)]
 
 
@@ -172,7 +172,7 @@ def test_a_damaged_file_is_skipped_with_one_warning(writer, tmp_path, caplog):
     feed(writer, TP(PROCESSED, 0), [scored("e00001", T0 + i) for i in range(3)])
     directory = hour_dir(tmp_path / "history", "states", hour_of(T0))
     (directory / FileName(PROCESSED, 1, 0, 9).name).write_bytes(b"PAR1 half a file")
-    history = History(tmp_path / "history", 24)
+    history = History(tmp_path / "history")
     with caplog.at_level(logging.WARNING, logger="flights_app.history"):
         assert len(history.aircraft("e00001", T0, T0 + 10).rows) == 3
         assert len(history.aircraft("e00001", T0, T0 + 10).rows) == 3

@@ -88,7 +88,7 @@ def test_a_killed_writer_loses_and_repeats_nothing(kafka, tmp_path, cleanup):
         places.update(zip(table["kafka_partition"].to_pylist(), table["kafka_offset"].to_pylist(), strict=True))
     assert sum(places.values()) == published, "every published record kept"
     assert max(places.values()) == 1, f"kept twice: {[p for p, n in places.items() if n > 1][:5]}"
-    history = History(tmp_path / "history", 24)
+    history = History(tmp_path / "history")
     distinct = sum(len(history.aircraft(f"{0xa00000 + a:06x}", t0, t0 + 5 * STATES).rows) for a in range(300))
     assert distinct == STATES  # each state once, its second copy left out
     deleted = [line for w in writers for line in w.log_text().splitlines() if "never committed" in line]

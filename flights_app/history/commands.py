@@ -63,7 +63,7 @@ def cmd_history(settings, args: argparse.Namespace, fail) -> None:
     )
     from tables.dimensions import DIMENSIONS
 
-    history = History(settings.history_dir, settings.history_max_hours)
+    history = History(settings.history_dir)
     try:
         if args.question == "aircraft":
             answer = history.aircraft(parse_icao24(args.icao24), *parse_range(args.start, args.end,

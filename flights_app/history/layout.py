@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-KINDS = ("states", "windows", "alerts")
 TMP_PREFIX = ".tmp-"
 _NAME = re.compile(r"^(?P<topic>[A-Za-z0-9][A-Za-z0-9._-]*)\+(?P<partition>\d+)"
                    r"\+(?P<first>\d+)\+(?P<last>\d+)\.parquet$")

@@ -108,9 +108,8 @@ class Answer:
 class History:
     """Queries over the history under ``root``."""
 
-    def __init__(self, root: Path, max_hours: int):
+    def __init__(self, root: Path):
         self.store = HistoryStore(root)
-        self.max_hours = max_hours
 
     def _run(self, kind: str, start: float, end: float, sql: str, params: list) -> Answer:
         files = self.store.files(kind, hours_between(start, end))
