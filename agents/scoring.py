@@ -18,7 +18,6 @@ import gc
 import logging
 import time
 
-import aiohttp
 import orjson
 from faust.types import AppT
 
@@ -28,11 +27,11 @@ from flights_app.app import app, settings
 from flights_app.batches import Chunk
 from flights_app.decode import decode_raw, rejections
 from flights_app.metrics import Metric, StageMetrics, scorer_batch_seconds, scorer_batch_size
+from flights_app.notify import alert_channels
 from flights_app.publish import Outbox, encode
 from flights_app.records import Alert, ScoredState, StateVector, event_time_of
 from flights_app.settings import Settings
 from flights_app.topics import alerts, invalid_states, processed_states, raw_states
-from flights_app.webhook import AlertWebhook
 from ml.model import ModelError
 from ml.registry import ModelRegistry
 from ml.scoring import pages, score_batch
@@ -101,13 +100,13 @@ def newest_scored(scored: list[ScoredState], encoded: list[bytes],
 
 
 class ScoringStage:
-    """The scoring stage of this worker: its model, webhook and counters, and the aircraft stage of the
+    """The scoring stage of this worker: its model, alert channels and counters, and the aircraft stage of the
     windows it runs in the same batch. The web layer reads ``registry`` and ``stats``."""
 
     def __init__(self, app: AppT, settings: Settings, windows: WindowStage):
         self.app, self.settings, self.windows = app, settings, windows
         self.registry = ModelRegistry(settings.model_path)
-        self.webhook = AlertWebhook(settings.alert_webhook) if settings.alert_webhook else None
+        self.channels = alert_channels(settings)  # the webhook, e-mail: as the settings ask
         self.stats = StageMetrics(SCORER_METRICS)
 
     async def load_model(self) -> None:
@@ -154,7 +153,7 @@ class ScoringStage:
 
     async def publish_scored(self, scored: list[ScoredState], encoded: list[bytes], outbox: Outbox) -> None:
         """Hand each scored state (``encoded[i]`` of ``scored[i]``) to flight-processed-data, and what pages
-        to flight-alerts and the webhook."""
+        to flight-alerts and the alert channels."""
         alert_threshold = self.registry.current.alert_threshold
         keyed = [(item.state.icao24.encode(), record) for item, record in zip(scored, encoded, strict=True)]
         await outbox.send_many(processed_states.get_topic_name(), keyed)
@@ -165,8 +164,8 @@ class ScoringStage:
             if alert is not None:
                 await outbox.send(alerts, alert.icao24, alert)
                 paged += 1
-                if self.webhook is not None:
-                    self.webhook.offer(alert.icao24, alert.asdict())
+                for channel in self.channels:
+                    channel.offer(alert.icao24, alert.asdict())
             anomalies += item.ml_is_anomaly
         self.stats.inc("data_faults", faults)
         self.stats.inc("alerts", paged)
@@ -217,12 +216,11 @@ async def load_model() -> None:
     await stage.load_model()
 
 
-if stage.webhook is not None:
+if stage.channels:
 
     @app.task
     async def send_alerts() -> None:
-        async with aiohttp.ClientSession() as session:
-            await stage.webhook.run(session)
+        await asyncio.gather(*(channel.run() for channel in stage.channels))
 
 
 if settings.model_watch_s > 0:

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import scorer
+from bench import history, scorer
 from bench.pipeline import (
     KAFKA_LIB,
     Bench,
@@ -34,6 +34,7 @@ from bench.pipeline import (
 )
 from bench.workload import check_decodes, simulate
 from flights_app.pages import replace_between
+from flights_app.topic_names import PROCESSED
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -51,12 +52,16 @@ PLAN = {
     # 1,000 states/s for 10 minutes over the throughput workload's aircraft: latency, and RSS growth.
     "growth": ({"rate": 1000, "seconds": 600, "warmup_s": 60, "drain_s": 30},
                {"rate": 200, "seconds": 8, "warmup_s": 3, "drain_s": 20}),
+    # One generated day of history (5,000 aircraft every 10 s: 43.2 million states) and the queries over it.
+    "history": ({"aircraft": 5000, "every_s": 10, "hours": 24, "samples": 40},
+                {"aircraft": 200, "every_s": 10, "hours": 2, "samples": 5}),
 }
 
 #: The Spark Structured Streaming + Streamlit pipeline this app replaces (its published figures).
 REPLACED = {"rows_per_s_low": 120, "rows_per_s_high": 170, "latency_s": 1.0}
 TARGETS = {"events_per_s": 10_000, "share_of_ceiling": 0.25, "p99_ms_at_1000": 500, "p99_ms_at_5000": 1000,
-           "compiled_rows_per_s": 200_000, "single_row_speedup": 20, "rss_mb_40k": 500, "growth_pct": 10}
+           "compiled_rows_per_s": 200_000, "single_row_speedup": 20, "rss_mb_40k": 500, "growth_pct": 10,
+           "history_query_p95_ms": 500}
 
 
 def kafka_version() -> str:
@@ -91,6 +96,10 @@ async def kafka_runs(quick: bool, tmp: Path) -> dict:
         out["ceiling"] = await ceiling(bench, workload)
         say(f"throughput: one worker, {len(workload):,} states")
         out["throughput_1"] = await throughput(bench, workload, workers=1)
+        say("history writer: the one-worker run's output topics into Parquet")
+        out["history_writer"] = await history.writer_rate(
+            bench.broker.url, out["throughput_1"]["processed_topic"].removesuffix(PROCESSED), tmp / "history-run",
+            tmp / "history-datadir")
         say("producer settings: the scored records produced again with each")
         records = await read_records(bench, out["throughput_1"]["processed_topic"], bench.partitions,
                                      50_000 if not quick else 5_000)
@@ -117,6 +126,14 @@ async def kafka_runs(quick: bool, tmp: Path) -> dict:
         out["latency"].insert(0, run)
         out["growth"] = growth(run["rss"], g["warmup_s"])
     return out
+
+
+def history_day(quick: bool, tmp: Path) -> dict:
+    h = PLAN["history"][1 if quick else 0]
+    say(f"history: one day of {h['aircraft']:,} aircraft every {h['every_s']} s ({h['hours']} h) into the layout")
+    day = history.generate_day(tmp / "history-day", h["aircraft"], h["every_s"], h["hours"], say=say)
+    say(f"history: {h['samples']} area and aircraft questions over it")
+    return {"day": day, "queries": history.time_queries(tmp / "history-day", day, h["samples"])}
 
 
 def evaluate(report: dict) -> list[dict]:
@@ -166,6 +183,17 @@ def evaluate(report: dict) -> list[dict]:
          f"{warm}%" if warm is not None else "no window expired in the run",
          warm is not None and warm < TARGETS["growth_pct"]),
     ]
+    if "history_writer" in k:
+        written = k["history_writer"]["records_per_s"]
+        out.append(("history writer keeps up with one worker", f">= {one:,} records/s (the one-worker windowed rate)",
+                    f"{written:,} records/s", written >= one))
+    if "history" in report:
+        queries, hours = report["history"]["queries"], report["history"]["day"]["hours"]
+        for question, path in (("area", "/history/area/"), ("aircraft", "/history/aircraft/{icao24}/ (whole range)")):
+            p95 = queries[question]["p95_ms"]
+            out.append((f"p95 of {path}, {report['history']['day']['states']:,} states ({hours} h)",
+                        f"< {TARGETS['history_query_p95_ms']} ms", f"{p95:,} ms",
+                        p95 < TARGETS["history_query_p95_ms"]))
     result = []
     for name, target, measured, met in out:
         if name.startswith("p99"):
@@ -240,6 +268,7 @@ def markdown(report: dict) -> str:
             f"{g['warm_at_s']} s (the first sample after windows began to expire) -> "
             f"{g['rss_end_mb']} MB at the end; RSS every {g['series'][1][0] - g['series'][0][0]} s: "
             f"{', '.join(str(round(mb)) for _, mb in g['series'])} MB |")
+    history_rows(report, row)
     for r in report["scorer"]["rows"]:
         row(f"| scorer, {r['batch']:,} rows | {r['compiled_rows_per_s']:,.0f} vs {r['sklearn_rows_per_s']:,.0f} rows/s "
             f"({r['speedup']:,.1f}x) | compiled vs scikit-learn score_samples, "
@@ -252,6 +281,31 @@ def markdown(report: dict) -> str:
     lines += [f"| {t['target']} | {t['wanted']} | {t['measured']} | {t['reached']} |" for t in report["targets"]]
     lines.append(f"\nWall time of the whole run: {report['wall_s']:.0f} s.")
     return "\n".join(lines) + "\n"
+
+
+def history_rows(report: dict, row) -> None:
+    """The history's rows of the table: the writer's rate and disk, the generated day and its questions."""
+    k = report["kafka"]
+    if "history_writer" in k:
+        w = k["history_writer"]
+        row(f"| history writer | {w['records_per_s']:,} records/s | {w['records']:,} records of the one-worker run's "
+            f"output topics; its own consumer group, each range written as Parquet, then committed |")
+        disk = history.day_of_global_feed(w["bytes_per_state"])
+        mean, peak = disk["mean"], disk["peak"]
+        row(f"| history on disk after compaction | {w['bytes_per_state']} B per state | {w['states_kept']:,} states of "
+            f"the writer's run kept; a day of the global feed: {mean['gb']:,} GB ({mean['aircraft']:,} aircraft every "
+            f"{mean['every_s']} s), {peak['gb']:,} GB at the peak ({peak['aircraft']:,} every {peak['every_s']} s) |")
+    if "history" in report:
+        d, q = report["history"]["day"], report["history"]["queries"]
+        row(f"| history: a generated day | {d['states']:,} states, {d['bytes_per_state']} B per state | "
+            f"{d['aircraft']:,} aircraft every {d['every_s']} s for {d['hours']} h in {d['partitions']} partitions, "
+            f"written into the layout in {d['write_s']} s |")
+        for question, path, what in (("area", "/history/area/", "a 10-degree box at a random moment"),
+                                     ("aircraft", "/history/aircraft/{icao24}/", "a random aircraft's whole day")):
+            r = q[question]
+            row(f"| history: {path} | p50 {r['p50_ms']:,} / p95 {r['p95_ms']:,} / max {r['max_ms']:,} ms | "
+                f"{r['n']} questions, {what}, {r['mean_rows']:,} rows on average; the query and the JSON of the "
+                "answer, without HTTP |")
 
 
 PERFORMANCE_PAGE = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
@@ -288,6 +342,7 @@ def main(argv=None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="flights-bench-") as tmp:
             report["kafka"] = asyncio.run(kafka_runs(args.quick, Path(tmp)))
+            report["history"] = history_day(args.quick, Path(tmp))
     except BenchError as error:
         print(f"bench: a run failed, no figures reported: {error}", file=sys.stderr)
         return 1

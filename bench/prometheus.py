@@ -35,7 +35,8 @@ def write_config(folder: Path, targets: Path) -> tuple[str, float]:
     folder.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load((SHIPPED / "prometheus.yml").read_text())
     shutil.copy(SHIPPED / "alerts.yml", folder / "alerts.yml")
-    (job,) = config["scrape_configs"]
+    # The workers' job only: the soak runs no history writer.
+    (job,) = config["scrape_configs"] = [j for j in config["scrape_configs"] if j["job_name"] == "flights-worker"]
     job.pop("dns_sd_configs")
     job["file_sd_configs"] = [{"files": [str(targets)], "refresh_interval": "5s"}]
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))

@@ -53,8 +53,9 @@ class StageMetrics(Collector):
             metric = self._metrics[key]
             (metric.labels(*labels) if labels else metric).inc(amount)
 
-    def set(self, key: str, value: float) -> None:
-        self._metrics[key].set(value)
+    def set(self, key: str, value: float, *labels: str) -> None:
+        metric = self._metrics[key]
+        (metric.labels(*labels) if labels else metric).set(value)
 
     def value(self, key: str):
         spec = self._specs[key]

@@ -53,6 +53,20 @@ class Secret(str):
 
 
 @dataclass(frozen=True)
+class AlertMail:
+    """Where and how alerts are mailed (FLIGHTS_ALERT_SMTP_*; flights_app/notify.py sends them)."""
+
+    host: str
+    port: int
+    security: str  # starttls, tls (implicit TLS, usually port 465) or none
+    user: str | None
+    password: Secret | None
+    ca_file: Path | None
+    sender: str
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class BoundingBox:
     """A latitude/longitude box in degrees, as OpenSky's lamin/lomin/lamax/lomax."""
 
@@ -630,6 +644,29 @@ class Settings:
                                         Custom(lambda env, name, before: env.url(name, "") if env.raw(name) else None),
                                         "URL that gets each alert as a JSON POST (retried, at most one per aircraft a "
                                         "minute)", main=True)
+    alert_format: str = setting("FLIGHTS_ALERT_FORMAT", Choice("json", ("json", "slack")),
+                                "the webhook's body: each alert as JSON, or as a Slack incoming-webhook message")
+    alert_smtp_host: str | None = setting("FLIGHTS_ALERT_SMTP_HOST", Custom(lambda env, name, before: env.raw(name)),
+                                          "SMTP server that mails each alert (same queue and limits as the "
+                                          "webhook); unset: no e-mail")
+    alert_smtp_port: int = setting("FLIGHTS_ALERT_SMTP_PORT", Port(587), "that server's port")
+    alert_smtp_security: str = setting("FLIGHTS_ALERT_SMTP_SECURITY", Choice("starttls", ("starttls", "tls", "none")),
+                                       "starttls, tls (implicit, port 465) or none (only without a login, or on "
+                                       "loopback)")
+    alert_smtp_user: str | None = setting("FLIGHTS_ALERT_SMTP_USER", Custom(lambda env, name, before: env.raw(name)),
+                                          "the SMTP login's user (with FLIGHTS_ALERT_SMTP_PASSWORD_FILE)")
+    alert_smtp_password_file: Path | None = setting(
+        "FLIGHTS_ALERT_SMTP_PASSWORD_FILE", Custom(lambda env, name, before: _readable(env, name)),
+        "file holding the SMTP login's password (never logged)")
+    alert_smtp_ca_file: Path | None = setting(
+        "FLIGHTS_ALERT_SMTP_CA_FILE", Custom(lambda env, name, before: _readable(env, name), "the system's CAs"),
+        "PEM file of the CA that signed the SMTP server's certificate")
+    alert_smtp_from: str | None = setting("FLIGHTS_ALERT_SMTP_FROM", Custom(lambda env, name, before: _addresses(
+                                              env, name, most=1)[0] if env.raw(name) else None),
+                                          "the alerts' sender address")
+    alert_smtp_to: tuple[str, ...] = setting("FLIGHTS_ALERT_SMTP_TO", Custom(lambda env, name, before: _addresses(
+                                                 env, name) if env.raw(name) else ()),
+                                             "who gets the alerts: addresses, comma-separated")
     history_dir: Path = setting("FLIGHTS_HISTORY_DIR", Custom(lambda env, name, before: Path(
                                     env.raw(name) or Path(before["datadir"]) / "history").absolute(),
                                     "$FLIGHTS_DATADIR/history (./var/history)"),
@@ -643,11 +680,14 @@ class Settings:
     history_commit_delay_s: float = setting("FLIGHTS_HISTORY_COMMIT_DELAY", Measure(0.0, 0, 60),
                                             "for crash tests: seconds the history writer waits between writing a "
                                             "range's files and committing it")
+    history_port: int = setting("FLIGHTS_HISTORY_PORT", Port(6068),
+                                "port of the history writer's `/metrics` and `/health` (bound to FLIGHTS_WEB_BIND)")
     history_max_hours: int = setting("FLIGHTS_HISTORY_MAX_HOURS", Int(24, 1, 24 * 3650),
                                      "longest time range one history query may ask for, hours")
     # Derived from the settings above (no variable of their own).
     poll: PollPlan = field(default=None)  # type: ignore[assignment]
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    alert_mail: AlertMail | None = None
 
     @property
     def authenticated(self) -> bool:
@@ -713,6 +753,49 @@ def _kafka_security(values: Before) -> KafkaSecurity:
     return KafkaSecurity(protocol, values["kafka_sasl_mechanism"], user, password, values["kafka_ca_file"])
 
 
+_ADDRESS_RE = re.compile(r"^[^@\s,<>]+@[^@\s,<>]+$")
+
+
+def _addresses(env: _Reader, name: str, most: int = 100) -> tuple[str, ...]:
+    addresses = tuple(a.strip() for a in (env.raw(name) or "").split(",") if a.strip())
+    for address in addresses:
+        if not _ADDRESS_RE.match(address):
+            raise SettingsError(f"{name}: {address[:60]!r} is not an e-mail address (user@example.org)")
+    if not addresses or len(addresses) > most:
+        raise SettingsError(f"{name}: expected {'one address' if most == 1 else f'1 to {most} addresses'}")
+    return addresses
+
+
+def _alert_mail(values: Before) -> AlertMail | None:
+    """The alerts' e-mail, checked (None when FLIGHTS_ALERT_SMTP_HOST is unset); the password read from its file."""
+    host, user, password_file = (values["alert_smtp_host"], values["alert_smtp_user"],
+                                 values["alert_smtp_password_file"])
+    if host is None:
+        given = [n for n, k in (("USER", "alert_smtp_user"), ("PASSWORD_FILE", "alert_smtp_password_file"),
+                                ("FROM", "alert_smtp_from"), ("TO", "alert_smtp_to")) if values[k]]
+        if given:
+            raise SettingsError(f"FLIGHTS_ALERT_SMTP_{given[0]} is set but FLIGHTS_ALERT_SMTP_HOST is not")
+        return None
+    if not values["alert_smtp_from"] or not values["alert_smtp_to"]:
+        raise SettingsError("FLIGHTS_ALERT_SMTP_HOST needs FLIGHTS_ALERT_SMTP_FROM and FLIGHTS_ALERT_SMTP_TO")
+    if (user is None) != (password_file is None):
+        raise SettingsError("FLIGHTS_ALERT_SMTP_USER and FLIGHTS_ALERT_SMTP_PASSWORD_FILE go together")
+    if user is not None and values["alert_smtp_security"] == "none" and not is_loopback(host):
+        raise SettingsError(f"FLIGHTS_ALERT_SMTP_SECURITY=none would send the SMTP password to {host} in clear: "
+                            "use starttls or tls")
+    password = None
+    if password_file is not None:
+        try:
+            password = Secret(password_file.read_text().strip())
+        except (OSError, UnicodeDecodeError) as error:
+            raise SettingsError(f"FLIGHTS_ALERT_SMTP_PASSWORD_FILE={password_file}: cannot read it "
+                                f"({type(error).__name__})") from None
+        if not password:
+            raise SettingsError(f"FLIGHTS_ALERT_SMTP_PASSWORD_FILE={password_file} is empty")
+    return AlertMail(host, values["alert_smtp_port"], values["alert_smtp_security"], user, password,
+                     values["alert_smtp_ca_file"], values["alert_smtp_from"], values["alert_smtp_to"])
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting, in order; raise SettingsError on the first bad one."""
     env = _Reader(os.environ if environ is None else environ)
@@ -721,7 +804,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         values[field_name] = var.read(env, var.name, values)
     authenticated = bool(values["opensky_client_id"])
     poll = plan_polling(values["poll_interval_s"], authenticated, values["bbox"], values["daily_credits"])
-    return Settings(**values, poll=poll, kafka_security=_kafka_security(values))
+    return Settings(**values, poll=poll, kafka_security=_kafka_security(values), alert_mail=_alert_mail(values))
 
 
 if __name__ == "__main__":  # python -m flights_app.settings: write the settings tables of the docs

@@ -56,7 +56,15 @@ def test_quick_bench_writes_a_well_formed_report_and_stops_what_it_started(tmp_p
     assert kafka["growth"]["rss_end_mb"] > 0
     assert [r["batch"] for r in report["scorer"]["rows"]] == [1, 10, 100, 1000, 10000]
     assert {t["reached"] for t in report["targets"]} <= {"yes", "NO", "n/a"}
-    assert len(report["targets"]) == 11
+    assert len(report["targets"]) == 14
+    writer = kafka["history_writer"]  # the history writer kept every scored record of the one-worker run
+    assert writer["records"] > writer["states_kept"] > 0 and writer["records_per_s"] > 0  # + window records
+    assert writer["states_kept"] <= kafka["throughput_1"]["states"] and writer["bytes_per_state"] > 0
+    day, queries = report["history"]["day"], report["history"]["queries"]
+    assert day["states"] == day["aircraft"] * day["hours"] * 3600 // day["every_s"] and day["bytes_per_state"] > 0
+    for question in ("area", "aircraft"):  # every question answered with rows (the bench refuses an empty one)
+        assert queries[question]["n"] > 0 and queries[question]["mean_rows"] > 0
+        assert 0 < queries[question]["p50_ms"] <= queries[question]["p95_ms"] <= queries[question]["max_ms"]
     producer = kafka["producer"]  # each producer setting measured on the scored records
     assert {r["compression"] for r in producer["rows"]} >= {"none", "gzip", "lz4", "zstd"}
     for row in producer["rows"]:

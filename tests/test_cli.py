@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -149,8 +151,9 @@ def test_up_on_embedded_defaults_shows_states_and_ctrl_c_stops_everything(tmp_pa
         marker: "1",
         "FLIGHTS_DATADIR": str(tmp_path / "var"),
         "FLIGHTS_EMBEDDED_BROKER_PORT": str(free_port_pair()),
-        "FLIGHTS_WEB_PORT": str(free_port()),
+        "FLIGHTS_WEB_PORT": str(web_port := free_port()),
         "FLIGHTS_DASHBOARD_PORT": str(dashboard_port := free_port()),
+        "FLIGHTS_HISTORY_PORT": str(free_port()),
         "FLIGHTS_KAFKA_LIB": str(KAFKA_LIB),
         "OPENSKY_URL": f"http://127.0.0.1:{free_port()}/api",  # nothing listens: like an offline machine
     })
@@ -164,6 +167,11 @@ def test_up_on_embedded_defaults_shows_states_and_ctrl_c_stops_everything(tmp_pa
         # history writer (+ Kafka); the scored states reach the history
         wait_until(lambda: any((tmp_path / "var" / "history" / "states").rglob("*.parquet")), 90,
                    "a history file of scored states")
+        icao24, when = _a_state_in_the_history(tmp_path / "var" / "history")
+        track = _web_json(f"http://127.0.0.1:{web_port}/history/aircraft/{icao24}/?from={when - 1}&to={when + 1}")
+        assert track[0] == 200 and when in [row["event_time"] for row in track[1]["rows"]], track
+        refused = _web_json(f"http://127.0.0.1:{web_port}/history/area/?bbox=1,2,3&at=now")
+        assert refused[0] == 400 and "lamin,lomin,lamax,lomax" in refused[1]["error"], refused
         wait_until(lambda: "flights-app: live air traffic" in urllib.request.urlopen(
             f"http://127.0.0.1:{dashboard_port}/", timeout=10).read().decode(), 60, "the dashboard page")
         up.process.send_signal(signal.SIGINT)
@@ -171,10 +179,31 @@ def test_up_on_embedded_defaults_shows_states_and_ctrl_c_stops_everything(tmp_pa
         assert up.process.returncode == 0, up.tail()
         wait_until(lambda: not processes_with_marker(marker), 30, "every process `up` started to exit")
         assert "flights-app: stopped." in up.log_text()
+        asked = run(FLIGHTS_APP + ["history", "aircraft", icao24, "--from", str(when), "--to", str(when + 1),
+                                   "--csv", str(tmp_path / "track.csv")], env=env)
+        assert asked.returncode == 0 and f"{icao24}," in (tmp_path / "track.csv").read_text(), asked.stderr
+        assert_one_clear_line(run(FLIGHTS_APP + ["history", "aircraft", icao24, "--from", "yesterday", "--to",
+                                                 "now"], env=env), "expected Unix seconds or ISO 8601")
     finally:
         up.kill()
         for pid in processes_with_marker(marker):
             os.kill(pid, signal.SIGKILL)
+
+
+def _a_state_in_the_history(root) -> tuple[str, float]:
+    """The (icao24, event time) of one state the history writer has kept."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(next((root / "states").rglob("*.parquet")), columns=["icao24", "event_time"])
+    return table["icao24"][0].as_py(), table["event_time"][0].as_py()
+
+
+def _web_json(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 def test_train_writes_a_calibrated_model_and_evaluate_writes_its_report(tmp_path):
@@ -234,7 +263,7 @@ def test_ctrl_c_while_up_is_starting_stops_everything_without_a_traceback(tmp_pa
     marker = f"FLIGHTS_UP_TEST_{os.getpid()}_{free_port()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLIGHTS_", "OPENSKY_"))}
     ports = {"FLIGHTS_EMBEDDED_BROKER_PORT": free_port_pair(), "FLIGHTS_WEB_PORT": free_port(),
-             "FLIGHTS_DASHBOARD_PORT": free_port()}
+             "FLIGHTS_DASHBOARD_PORT": free_port(), "FLIGHTS_HISTORY_PORT": free_port()}
     env.update({marker: "1", "FLIGHTS_DATADIR": str(tmp_path / "var"), "FLIGHTS_KAFKA_LIB": str(KAFKA_LIB),
                 "OPENSKY_URL": f"http://127.0.0.1:{free_port()}/api", **{k: str(v) for k, v in ports.items()}})
     log = tmp_path / "up.log"

@@ -62,6 +62,7 @@ def test_the_compose_file_validates_in_each_profile(tmp_path):
     services = resolved()["services"]
     by_profile = {name: tuple(service.get("profiles", ())) for name, service in services.items()}
     assert by_profile == {**{b: () for b in BROKERS}, "kafka-setup": (), "worker": (), "dashboard": (),
+                          "history-writer": (),
                           "kafka": ("single",),
                           "opensky-fake": ("offline",), "prometheus": (), "grafana": ()}
     # The check can fail: a copy with a misspelt key is refused.
@@ -89,9 +90,10 @@ def test_the_cluster_is_replicated_and_every_service_is_supervised():
     worker = services["worker"]["environment"]
     assert worker["FLIGHTS_BROKER"] == "kafka://kafka-1:9092;kafka-2:9092;kafka-3:9092"
     assert (worker["FLIGHTS_TOPIC_PARTITIONS"], worker["FLIGHTS_TOPIC_REPLICATION"]) == ("8", "3")
-    # Scalable: no fixed name or host port, tables on an anonymous volume (one per replica).
+    # Scalable: no fixed name or host port, tables on an anonymous volume (one per replica); the history
+    # in a named volume every replica reads (and only the history writer writes).
     assert "container_name" not in services["worker"] and "ports" not in services["worker"]
-    assert services["worker"]["volumes"] == ["/data"]
+    assert services["worker"]["volumes"] == ["/data", "history:/history:ro"]
     for name, service in services.items():
         if name in ONE_SHOT:  # restarted only if it fails; the app's services wait for it to finish
             assert service["restart"] == "on-failure" and all(

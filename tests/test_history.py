@@ -15,6 +15,7 @@ from flights_app.history.layout import FileName, current, files_in, hour_dir, ho
 from flights_app.history.query import (
     History,
     QueryError,
+    ask,
     parse_bbox,
     parse_dimension,
     parse_icao24,
@@ -78,7 +79,7 @@ def test_a_range_is_filed_by_event_hour_and_read_back_once_per_state(writer, tmp
     assert feed(writer, tp, records) == len(records)
     hours = sorted(p.parent.name for p in (tmp_path / "history" / "states").rglob("*.parquet"))
     assert hours == ["hour=06", "hour=07"]
-    assert writer.counts["skipped"] == 2 and writer.counts["rows"] == 401
+    assert writer.stats.skipped == 2 and writer.stats.rows == {"states": 401}
     history = History(tmp_path / "history")
     track = history.aircraft("3c6444", T0, T0 + 4000).as_dicts()
     assert [row["event_time"] for row in track] == [T0 + 10 * i for i in range(400)]  # once each, in order
@@ -202,3 +203,59 @@ def test_bad_requests_are_refused_with_what_is_accepted(call, says):
 def test_times_read_as_unix_seconds_or_iso_8601():
     assert parse_time("at", "1765000800") == parse_time("at", "2025-12-06T06:00:00Z") == T0
     assert parse_time("at", "2025-12-06T07:00:00+01:00") == T0 and parse_time("at", "2025-12-06T06:00:00") == T0
+
+
+def test_one_place_turns_given_parameters_into_a_checked_question(writer, tmp_path):
+    """`flights-app history` and `/history/...` both go through ``ask``: the same checks, the same rows."""
+    feed(writer, TP(PROCESSED, 0), [scored("f00001", T0 + i, anomaly=i == 2) for i in range(5)])
+    history, limits = History(tmp_path / "history"), {"max_hours": 24, "dimensions": ("country",)}
+    track = ask(history, "aircraft", {"icao24": "F00001", "from": str(T0), "to": "2025-12-06T06:00:03Z"}, **limits)
+    assert [r["event_time"] for r in track.as_dicts()] == [T0, T0 + 1, T0 + 2, T0 + 3] and not track.truncated
+    flagged = ask(history, "anomalies", {"from": T0, "to": T0 + 10, "kind": "model"}, **limits)
+    assert [r["event_time"] for r in flagged.as_dicts()] == [T0 + 2]
+    assert ask(history, "windows", {"dimension": "country", "from": T0, "to": T0 + 10}, **limits).rows == []
+    with pytest.raises(QueryError, match="to is required"):
+        ask(history, "aircraft", {"icao24": "f00001", "from": T0}, **limits)
+    with pytest.raises(QueryError, match="expected one of aircraft, area, anomalies, windows"):
+        ask(history, "tracks", {}, **limits)
+
+
+def test_the_lag_is_what_the_assigned_partitions_hold_beyond_their_last_commit(writer):
+    """/metrics's flights_history_lag: written and committed records are not behind; read and pending are."""
+    class Consumer:
+        ends = {TP(PROCESSED, 0): 120, TP(PROCESSED, 1): 50, TP(AGGREGATED, 0): None}  # None: not fetched yet
+
+        def assignment(self):
+            return set(self.ends)
+
+        def highwater(self, tp):
+            return self.ends[tp]
+
+    writer.consumer = Consumer()
+    writer.committed.update({TP(PROCESSED, 0): 100, TP(PROCESSED, 1): 50, TP(AGGREGATED, 0): 0})
+    writer.note_lag()
+    assert writer.stats.lag == {PROCESSED: 20, AGGREGATED: 0, "flight-alerts": 0}
+    writer.committed[TP(PROCESSED, 0)] = 120
+    writer.note_lag()
+    assert writer.stats.lag[PROCESSED] == 0
+
+
+def test_a_track_reads_only_the_partition_its_key_hashes_to_on_a_topic_of_one_recorded_count(writer, tmp_path):
+    from flights_app.partitioner import partition_for
+
+    home = partition_for(b"a1b2c3", 4)
+    feed(writer, TP(PROCESSED, home), [scored("a1b2c3", T0 + i) for i in range(5)])
+    # a row no producer would write (the aircraft in another partition) shows which files are read
+    feed(writer, TP(PROCESSED, (home + 1) % 4), [scored("a1b2c3", T0 + 100)])
+    root = tmp_path / "history"
+
+    def track() -> list[int]:
+        return [r["event_time"] for r in History(root).aircraft("a1b2c3", T0, T0 + 200).as_dicts()]
+
+    assert len(track()) == 6  # no count recorded: every file read
+    HistoryStore(root).note_partitions(PROCESSED, 4)  # what the writer does when it is assigned the topic
+    HistoryStore(root).note_partitions(PROCESSED, 4)
+    assert track() == [T0 + i for i in range(5)]  # the key's partition only
+    HistoryStore(root).note_partitions(PROCESSED, 6)  # partitions were added to the topic: keys moved
+    assert HistoryStore(root).partitions() == {} and len(track()) == 6
+    assert len(History(root, {"another-topic": 4}).aircraft("a1b2c3", T0, T0 + 200).rows) == 6

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
+import signal
 import time
+import urllib.request
 
 import pyarrow.parquet as pq
 from aiokafka import AIOKafkaProducer
@@ -15,7 +18,8 @@ from flights_app.history.query import History
 from flights_app.history.store import HistoryStore
 from flights_app.topic_admin import ensure_topics
 from flights_app.topic_names import AGGREGATED, ALERTS, PROCESSED
-from tests.harness import PYTHON, Proc, TestApp, group_offsets, wait_until
+from tests.harness import PYTHON, Proc, TestApp, free_port, group_offsets, wait_until
+from tests.monitoring import missing_from
 from tests.test_history import scored, window
 
 STATES = 12_000
@@ -23,8 +27,22 @@ RESENT_EVERY = 10  # the scoring's at-least-once delivery: every 10th state publ
 
 
 def start_writer(app: TestApp, n: int) -> Proc:
-    return Proc(f"history-{n}", [PYTHON, "-m", "flights_app.cli", "history-writer"], app.env,
-                app.tmp / f"history-writer-{n}.log")
+    writer = Proc(f"history-{n}", [PYTHON, "-m", "flights_app.cli", "history-writer"],
+                  {**app.env, "FLIGHTS_HISTORY_PORT": str(port := free_port())}, app.tmp / f"history-writer-{n}.log")
+    writer.port = port
+    return writer
+
+
+def metrics_page(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return response.read().decode()
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The writer's /metrics: each sample's name with its labels, and its value."""
+    text = metrics_page(port)
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith("flights_history_")}
 
 
 def uncommitted_files(app: TestApp, group: str, topic: str) -> bool:
@@ -32,6 +50,23 @@ def uncommitted_files(app: TestApp, group: str, topic: str) -> bool:
     committed = {p: c or 0 for p, (c, _) in asyncio.run(group_offsets(app.bootstrap, group, topic)).items()}
     return any(name.topic == topic and name.first >= committed.get(name.partition, 0)
                for name in (FileName.parse(p.name) for p in (app.tmp / "history").rglob("*.parquet")) if name)
+
+
+def kill_between_write_and_commit(writer: Proc, uncommitted) -> None:
+    """SIGKILL ``writer`` while it holds a written range it has not committed. Seen racing, the check
+    (a consumer of its own, about a second on a slow machine) and the kill can straddle the commit;
+    so the writer is stopped (SIGSTOP) when the check first holds, the check made again on the frozen
+    state, and only then killed (else it goes on and the wait starts again)."""
+    deadline = time.monotonic() + 120
+    while True:
+        wait_until(lambda: uncommitted() or not writer.alive(), max(1.0, deadline - time.monotonic()),
+                   "a written range not yet committed")
+        assert writer.alive(), writer.tail()
+        os.killpg(writer.process.pid, signal.SIGSTOP)
+        if uncommitted():
+            writer.kill()
+            return
+        os.killpg(writer.process.pid, signal.SIGCONT)
 
 
 def test_a_killed_writer_loses_and_repeats_nothing(kafka, tmp_path, cleanup):
@@ -68,9 +103,7 @@ def test_a_killed_writer_loses_and_repeats_nothing(kafka, tmp_path, cleanup):
     for n in range(3):
         asyncio.run(produce(thirds[n], thirds[n + 1]))
         if n < 2:  # killed with a range written and not committed (the commit waits 1 s after the files)
-            wait_until(lambda: uncommitted_files(app, group, topics[0]) or not writers[-1].alive(), 60,
-                       "a written range not yet committed")
-            writers[-1].kill()
+            kill_between_write_and_commit(writers[-1], lambda: uncommitted_files(app, group, topics[0]))
             writers.append(start_writer(app, n + 1))
             cleanup.append(writers[-1])
 
@@ -88,6 +121,7 @@ def test_a_killed_writer_loses_and_repeats_nothing(kafka, tmp_path, cleanup):
         places.update(zip(table["kafka_partition"].to_pylist(), table["kafka_offset"].to_pylist(), strict=True))
     assert sum(places.values()) == published, "every published record kept"
     assert max(places.values()) == 1, f"kept twice: {[p for p, n in places.items() if n > 1][:5]}"
+    assert store.partitions()[topics[0]] == app.partitions  # recorded: a track reads its partition's files
     history = History(tmp_path / "history")
     distinct = sum(len(history.aircraft(f"{0xa00000 + a:06x}", t0, t0 + 5 * STATES).rows) for a in range(300))
     assert distinct == STATES  # each state once, its second copy left out
@@ -95,3 +129,10 @@ def test_a_killed_writer_loses_and_repeats_nothing(kafka, tmp_path, cleanup):
     assert len(deleted) >= 2, f"each restart found the files of a range its predecessor never committed: {deleted}"
     final = history.windows("country", t0, t0 + 600).as_dicts()
     assert [(w["name"], w["events"], w["final"]) for w in final] == [("France", STATES, True)]
+    # The last writer's /metrics: what it wrote since its start, and no lag once it has caught up.
+    wait_until(lambda: scrape(writers[-1].port).get(f'flights_history_lag{{topic="{topics[0]}"}}') == 0, 30,
+               "the writer's lag gauge to read 0")
+    samples = scrape(writers[-1].port)
+    assert samples['flights_history_rows_total{kind="states"}'] >= STATES // 3 and samples[
+        "flights_history_commits_total"] >= 1, samples
+    assert not missing_from(metrics_page(writers[-1].port), "history-writer"), "named in monitoring/, not declared"

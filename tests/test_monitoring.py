@@ -38,7 +38,7 @@ def promtool(*args: str, cwd: Path = PROMETHEUS) -> subprocess.CompletedProcess:
 def test_promtool_accepts_the_configuration_and_the_rules_and_refuses_a_broken_rule(tmp_path):
     result = promtool("check", "config", "prometheus.yml")  # checks the rule files it names too
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout and "7 rules found" in result.stdout, result.stdout
+    assert "SUCCESS" in result.stdout and "9 rules found" in result.stdout, result.stdout
     broken = tmp_path / "alerts.yml"
     broken.write_text(RULES.read_text().replace("deriv(flights_consumer_lag[5m])", "deriv(flights_consumer_lag[5m]", 1))
     result = promtool("check", "rules", str(broken))
@@ -113,12 +113,21 @@ def test_the_compose_file_runs_prometheus_and_grafana_pinned_on_loopback_with_th
     assert mounts["/etc/grafana/provisioning"] == MONITORING / "grafana/provisioning"
     assert mounts["/etc/grafana/dashboards"] == MONITORING / "grafana/dashboards"
     # Prometheus finds every replica of the worker by DNS, on the port the worker exposes.
+    # So is the history writer's.
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
-    (job,) = config["scrape_configs"]
-    (dns,) = job["dns_sd_configs"]
-    assert dns["names"] == ["worker"] and str(dns["port"]) in {str(p) for p in services["worker"]["expose"]}
-    assert job["job_name"] == "flights-worker" and job["metrics_path"] == "/metrics"
-    assert all('job="flights-worker"' in e for e in expressions().values() if "up{" in e or "process_" in e)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"flights-worker", "flights-history"}
+    for job_name, service in (("flights-worker", "worker"), ("flights-history", "history-writer")):
+        (dns,) = jobs[job_name]["dns_sd_configs"]
+        assert dns["names"] == [service] and str(dns["port"]) in {str(p) for p in services[service]["expose"]}
+        assert jobs[job_name]["metrics_path"] == "/metrics"
+    writer = services["history-writer"]
+    assert writer["command"] == ["flights-app", "history-writer"] and writer["environment"]["FLIGHTS_HISTORY_DIR"] \
+        == services["worker"]["environment"]["FLIGHTS_HISTORY_DIR"] == "/history"
+    assert any(str(v).startswith("history:/history") for v in writer["volumes"])
+    assert any(str(v).startswith("history:/history") for v in services["worker"]["volumes"])
+    assert all(re.search(r'job="flights-(worker|history)"', e) for e in expressions().values()
+               if "up{" in e or "process_" in e)
 
 
 def test_a_metric_the_worker_does_not_declare_is_reported_with_where_it_is_named():

@@ -25,7 +25,7 @@ from flights_app.records import event_time_of
 from tables.aircraft import aircraft as aircraft_table
 from tables.dimensions import DIMENSIONS
 from tables.keys import group_name
-from web import health, metrics, params  # noqa: F401 - /health and /metrics
+from web import health, history, metrics, params  # noqa: F401 - /health, /history/..., /metrics
 
 PEER_TIMEOUT_S = 5.0
 

@@ -103,8 +103,8 @@ registry.register(AppCollector())
 for counters in (source_stage.stats, scoring.stats, scoring.registry.counts, windows.stats, rejections,
                  commit_watchdog.detector):
     registry.register(counters)
-if scoring.webhook is not None:
-    registry.register(scoring.webhook.stats)
+for channel in scoring.channels:
+    registry.register(channel.stats)
 ProcessCollector(registry=registry)  # process_resident_memory_bytes, CPU seconds, open files
 registry.register(FaustCollector())
 

@@ -45,37 +45,60 @@ def cmd_history_writer(settings) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await HistoryWriter(settings).run(stop)
+        writer = HistoryWriter(settings)
+        runner = await serve(writer, settings.web_bind, settings.history_port)
+        try:
+            await writer.run(stop)
+        finally:
+            await runner.cleanup()
 
     asyncio.run(run())
 
 
+async def serve(writer, bind: str, port: int):
+    """The writer's ``/metrics`` (its counters and lag, and the process's) and ``/health``, on ``bind:port``."""
+    from aiohttp import web
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
+
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(writer.stats)
+    ProcessCollector(registry=registry)
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def health(request: web.Request) -> web.Response:
+        consumer = writer.consumer
+        assigned = len(consumer.assignment()) if consumer is not None else 0
+        ok = consumer is not None and bool(consumer.subscription())
+        return web.json_response({"status": "ok" if ok else "starting", "assigned_partitions": assigned,
+                                  "lag": writer.stats.lag}, status=200 if ok else 503)
+
+    application = web.Application()
+    application.router.add_get("/metrics", metrics)
+    application.router.add_get("/health", health)
+    runner = web.AppRunner(application, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, bind, port).start()
+    except OSError as error:
+        await runner.cleanup()
+        raise SystemExit(f"flights-app: the history writer cannot listen on {bind}:{port} ({error.strerror}); "
+                         "set FLIGHTS_HISTORY_PORT to a free port") from None
+    return runner
+
+
 def cmd_history(settings, args: argparse.Namespace, fail) -> None:
-    from flights_app.history.query import (  # DuckDB and pyarrow load only for this command
-        History,
-        QueryError,
-        parse_bbox,
-        parse_dimension,
-        parse_icao24,
-        parse_kind,
-        parse_range,
-        parse_time,
-    )
+    from flights_app.history.query import History, QueryError, ask  # DuckDB and pyarrow load only here
     from tables.dimensions import DIMENSIONS
 
-    history = History(settings.history_dir)
+    given = {"icao24": getattr(args, "icao24", None), "bbox": getattr(args, "bbox", None),
+             "at": getattr(args, "at", None), "kind": getattr(args, "kind", None),
+             "dimension": getattr(args, "dimension", None), "from": getattr(args, "start", None),
+             "to": getattr(args, "end", None)}
     try:
-        if args.question == "aircraft":
-            answer = history.aircraft(parse_icao24(args.icao24), *parse_range(args.start, args.end,
-                                                                               settings.history_max_hours))
-        elif args.question == "area":
-            answer = history.area(parse_bbox(args.bbox), parse_time("at", args.at))
-        elif args.question == "anomalies":
-            answer = history.anomalies(*parse_range(args.start, args.end, settings.history_max_hours),
-                                       parse_kind(args.kind))
-        else:
-            answer = history.windows(parse_dimension(args.dimension, tuple(d.name for d in DIMENSIONS)),
-                                     *parse_range(args.start, args.end, settings.history_max_hours))
+        answer = ask(History(settings.history_dir), args.question, given, max_hours=settings.history_max_hours,
+                     dimensions=tuple(d.name for d in DIMENSIONS))
     except QueryError as error:
         raise fail(str(error)) from None
     if args.csv:
@@ -92,6 +115,9 @@ def cmd_history(settings, args: argparse.Namespace, fail) -> None:
         print(f"flights-app: {len(answer.rows)} rows written to {args.parquet}")
     if not args.csv and not args.parquet:
         print_table(answer)
+    if answer.truncated:
+        print(f"flights-app: only the first {len(answer.rows)} rows (a narrower range or box gives all)",
+              file=sys.stderr)
 
 
 def print_table(answer, most: int = 200) -> None:

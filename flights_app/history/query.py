@@ -9,14 +9,16 @@ Times are Unix seconds or ISO 8601 (``2026-12-07T14:00:00Z``; no zone means UTC)
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
-from flights_app.history.layout import hours_between
-from flights_app.history.store import HistoryStore
+from flights_app.history.layout import FileName, hours_between
+from flights_app.history.store import HistoryStore, schema_of
+from flights_app.partitioner import partition_for
 
 #: The newest state of each aircraft within this many seconds before the moment asked for is where it was.
 AREA_LOOKBACK_S = 15
@@ -100,38 +102,59 @@ def parse_dimension(value: str | None, known: tuple[str, ...]) -> str:
 class Answer:
     columns: list[str]
     rows: list[tuple]
+    truncated: bool = False  # more rows matched than ROW_LIMIT: the first ROW_LIMIT are here
 
     def as_dicts(self) -> list[dict]:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
 
 
 class History:
-    """Queries over the history under ``root``."""
+    """Queries over the history under ``root``. An aircraft's states are all in the partition its key
+    hashes to, so a track reads that partition's files only, on a topic whose partition count the
+    writers recorded (``HistoryStore.partitions``; ``partitions`` overrides it); other topics: every file."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, partitions: Mapping[str, int] | None = None):
         self.store = HistoryStore(root)
+        self.partitions = dict(partitions) if partitions is not None else None
 
-    def _run(self, kind: str, start: float, end: float, sql: str, params: list) -> Answer:
-        files = self.store.files(kind, hours_between(start, end))
+    def _run(self, kind: str, start: float, end: float, sql: str, params: list,
+             keep: Callable[[FileName], bool] | None = None) -> Answer:
+        files = self.store.files(kind, hours_between(start, end), keep)
         if not files:
             return Answer([], [])
         connection = duckdb.connect()
         try:
-            # the file list is this module's own (never a request's text)
-            connection.read_parquet([str(f) for f in files], union_by_name=True).create_view("history")
+            connection.execute("SET enable_progress_bar = false")
+            # the file list is this module's own (never a request's text); files of one schema (the usual
+            # case) are read as such, files written before a column was added by name
+            uniform = len({schema_of(f) for f in files}) == 1
+            connection.read_parquet([str(f) for f in files], union_by_name=not uniform).create_view("history")
             result = connection.execute(sql, params)
             columns = [d[0] for d in result.description]
-            return Answer(columns, result.fetchmany(ROW_LIMIT))
+            rows = result.fetchmany(ROW_LIMIT + 1)
+            return Answer(columns, rows[:ROW_LIMIT], truncated=len(rows) > ROW_LIMIT)
         finally:
             connection.close()
 
+    def _partition_of(self, icao24: str) -> Callable[[FileName], bool]:
+        """Whether a file can hold ``icao24``'s states: any file of a topic whose partition count is not known."""
+        partitions = self.partitions if self.partitions is not None else self.store.partitions()
+
+        def keep(name: FileName) -> bool:
+            count = partitions.get(name.topic)
+            return count is None or name.partition == partition_for(icao24.encode(), count)
+        return keep
+
     def aircraft(self, icao24: str, start: float, end: float) -> Answer:
-        """One aircraft's track over [start, end] with its scores and flags, each state once."""
+        """One aircraft's track over [start, end] with its scores and flags, each state once. (The
+        states are picked in a materialised step first: DuckDB otherwise reads every row of the files
+        before the window function keeps one copy of each.)"""
         return self._run("states", start, end, """
-            SELECT * EXCLUDE (kafka_partition, kafka_offset) FROM history
-            WHERE icao24 = ? AND event_time BETWEEN ? AND ?
+            WITH track AS MATERIALIZED (
+                SELECT * FROM history WHERE icao24 = ? AND event_time BETWEEN ? AND ?)
+            SELECT * EXCLUDE (kafka_partition, kafka_offset) FROM track
             QUALIFY row_number() OVER (PARTITION BY icao24, event_time ORDER BY kafka_offset) = 1
-            ORDER BY event_time""", [icao24, start, end])
+            ORDER BY event_time""", [icao24, start, end], keep=self._partition_of(icao24))
 
     def area(self, bbox: tuple[float, float, float, float], at: float) -> Answer:
         """Every aircraft in the box at one moment: the newest state of each within the lookback before it."""
@@ -145,8 +168,9 @@ class History:
     def anomalies(self, start: float, end: float, kind: str) -> Answer:
         """The states flagged over [start, end]: by the model, as data faults, or either."""
         return self._run("states", start, end, f"""
-            SELECT * EXCLUDE (kafka_partition, kafka_offset) FROM history
-            WHERE event_time BETWEEN ? AND ? AND {_KIND[kind]}
+            WITH flagged AS MATERIALIZED (
+                SELECT * FROM history WHERE event_time BETWEEN ? AND ? AND {_KIND[kind]})
+            SELECT * EXCLUDE (kafka_partition, kafka_offset) FROM flagged
             QUALIFY row_number() OVER (PARTITION BY icao24, event_time ORDER BY kafka_offset) = 1
             ORDER BY event_time, icao24""", [start, end])
 
@@ -158,3 +182,37 @@ class History:
             QUALIFY row_number() OVER (PARTITION BY dimension, name, window_start
                                        ORDER BY final DESC, emitted_at DESC, kafka_offset DESC) = 1
             ORDER BY window_start, name""", [dimension, start, end])
+
+
+#: The questions the history answers, and the parameters each takes (a request's query, the command's options).
+QUESTIONS = {"aircraft": ("icao24", "from", "to"), "area": ("bbox", "at"), "anomalies": ("from", "to", "kind"),
+             "windows": ("dimension", "from", "to")}
+
+
+def ask(history: History, question: str, given: Mapping[str, str | float | None], *, max_hours: int,
+        dimensions: tuple[str, ...]) -> Answer:
+    """One question with its parameters as given (text or numbers), each checked first: the one place
+    the command (``flights-app history``) and the endpoints (``/history/...``) turn parameters into a query."""
+    if question == "aircraft":
+        return history.aircraft(parse_icao24(given.get("icao24")),
+                                *parse_range(given.get("from"), given.get("to"), max_hours))
+    if question == "area":
+        return history.area(parse_bbox(given.get("bbox")), parse_time("at", given.get("at")))
+    if question == "anomalies":
+        return history.anomalies(*parse_range(given.get("from"), given.get("to"), max_hours),
+                                 parse_kind(given.get("kind")))
+    if question == "windows":
+        return history.windows(parse_dimension(given.get("dimension"), dimensions),
+                               *parse_range(given.get("from"), given.get("to"), max_hours))
+    raise QueryError(f"question={str(question)[:20]!r}: expected one of {', '.join(QUESTIONS)}")
+
+
+def respond(history: History, question: str, given: Mapping[str, str | float | None], *, max_hours: int,
+            dimensions: tuple[str, ...]) -> tuple[int, dict]:
+    """An HTTP answer to one question: (200, the rows and what was asked) or (400, what is accepted)."""
+    try:
+        found = ask(history, question, given, max_hours=max_hours, dimensions=dimensions)
+    except QueryError as error:
+        return 400, {"error": str(error)}
+    return 200, {"question": question, **{k: v for k, v in given.items() if v is not None},
+                 "count": len(found.rows), "truncated": found.truncated, "rows": found.as_dicts()}

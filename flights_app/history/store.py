@@ -6,10 +6,11 @@ writer (flights_app/history/writer.py) says which offsets are committed.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
@@ -34,17 +35,56 @@ IDENTITY = {"states": ("icao24", "event_time"), "alerts": ("icao24", "event_time
             "windows": ("dimension", "name", "window_start")}
 
 
-def _write_atomically(table: pa.Table, path: Path) -> None:
+#: Per kind, the order rows are kept in within a file: an aircraft's rows together, in time, so that a
+#: track reads one row group per file (its min/max statistics skip the others).
+ORDER = {"states": ("icao24", "event_time"), "alerts": ("icao24", "event_time"),
+         "windows": ("dimension", "name", "window_start")}
+ROW_GROUP_ROWS = 32_768
+
+
+def write_table(kind: str, table: pa.Table, path: Path) -> None:
+    """``table`` as the history keeps a file of ``kind``: in ``ORDER``, zstd, row groups of
+    ``ROW_GROUP_ROWS``; written under a temporary name, synced, and renamed (never seen half-written)."""
+    table = table.sort_by([(column, "ascending") for column in ORDER[kind]])
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
-    pq.write_table(table, tmp, compression="zstd")
+    pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(tmp, path)
 
 
+#: Per topic, every partition count the writers have seen it with (flights_app/history/query.py prunes
+#: an aircraft's files by its key's partition only for a topic seen with one count).
+TOPICS_FILE = "topics.json"
+
+
 class HistoryStore:
     def __init__(self, root: Path):
         self.root = Path(root)
+
+    def note_partitions(self, topic: str, count: int) -> None:
+        """Remember that ``topic`` has ``count`` partitions (written whole, like every file here)."""
+        seen = self._topics()
+        if count in seen.get(topic, []):
+            return
+        seen.setdefault(topic, []).append(count)
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / TOPICS_FILE
+        tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
+        tmp.write_text(json.dumps(seen, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+
+    def partitions(self) -> dict[str, int]:
+        """Per topic seen with one partition count only, that count."""
+        return {topic: counts[0] for topic, counts in self._topics().items() if len(counts) == 1}
+
+    def _topics(self) -> dict[str, list[int]]:
+        try:
+            seen = json.loads((self.root / TOPICS_FILE).read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return {t: [c for c in counts if isinstance(c, int)] for t, counts in seen.items()
+                if isinstance(t, str) and isinstance(counts, list)} if isinstance(seen, dict) else {}
 
     def write_range(self, kind: str, name: FileName, rows_by_hour: dict[datetime, list[dict]]) -> list[Path]:
         """The rows of one offset range of a topic partition, one file per hour they fall in (a file
@@ -54,7 +94,7 @@ class HistoryStore:
             directory = hour_dir(self.root, kind, hour)
             directory.mkdir(parents=True, exist_ok=True)
             path = directory / name.name
-            _write_atomically(pa.Table.from_pylist(rows, schema=SCHEMAS[kind]), path)
+            write_table(kind, pa.Table.from_pylist(rows, schema=SCHEMAS[kind]), path)
             written.append(path)
         return written
 
@@ -100,7 +140,7 @@ class HistoryStore:
                 name = FileName(topic, partition, min(n.first for n, _ in group), max(n.last for n, _ in group))
                 path = directory / name.name
                 if merged is not None:
-                    _write_atomically(merged, path)
+                    write_table(kind, merged, path)
                 for _, old in group:
                     if old != path:
                         old.unlink(missing_ok=True)
@@ -127,31 +167,55 @@ class HistoryStore:
                      before.strftime("%Y-%m-%d %H:00"))
         return removed
 
-    def files(self, kind: str, hours: Iterable[datetime] | None = None) -> list[Path]:
-        """The current files of ``kind`` (those of ``hours`` only, if given) that read as Parquet."""
+    def files(self, kind: str, hours: Iterable[datetime] | None = None,
+              keep: Callable[[FileName], bool] | None = None) -> list[Path]:
+        """The current files of ``kind`` (those of ``hours`` only, and whose name ``keep`` accepts, if
+        given) that read as Parquet."""
         wanted = None if hours is None else set(hours)
         out = []
         for hour, directory in hour_dirs(self.root, kind):
             if wanted is None or hour in wanted:
-                out += [path for _, path in current(files_in(directory)) if readable(path)]
+                out += [path for name, path in current(files_in(directory))
+                        if (keep is None or keep(name)) and schema_of(path) is not None]
         return out
 
 
 _warned: set[Path] = set()
+#: Each file's schema by (path, size, mtime): a file is written once and never changed in place (a
+#: compaction writes a new name), so its footer is read once per process, not once per query.
+_schemas: dict[tuple[Path, int, int], pa.Schema] = {}
+_SCHEMAS_KEPT = 100_000
 
 
-def readable(path: Path) -> bool:
-    """Whether ``path`` has a Parquet footer (a corrupt or half-written file: one warning, then skipped)."""
+def schema_of(path: Path) -> pa.Schema | None:
+    """The schema of ``path``'s Parquet footer; None if it has none (a damaged or half-written file: one
+    warning, then skipped)."""
     try:
-        pq.read_metadata(path)
-        return True
+        stat = path.stat()
     except FileNotFoundError:
-        return False
+        return None
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    found = _schemas.get(key)
+    if found is not None:
+        return found
+    try:
+        found = pq.read_schema(path)
+    except FileNotFoundError:
+        return None
     except Exception as error:  # noqa: BLE001 - any damage: skipped, the query goes on
         if path not in _warned:
             _warned.add(path)
             log.warning("History: skipping %s, not a readable Parquet file (%s)", path, error)
-        return False
+        return None
+    if len(_schemas) >= _SCHEMAS_KEPT:
+        _schemas.clear()
+    _schemas[key] = found
+    return found
+
+
+def readable(path: Path) -> bool:
+    """Whether ``path`` has a Parquet footer (see ``schema_of``)."""
+    return schema_of(path) is not None
 
 
 def read_or_skip(path: Path) -> pa.Table | None:
@@ -160,17 +224,18 @@ def read_or_skip(path: Path) -> pa.Table | None:
 
 def dedup(kind: str, table: pa.Table) -> pa.Table:
     """``table`` with each fact once (``IDENTITY``): states and alerts the first copy by offset;
-    windows the final record, else the newest."""
-    keys = IDENTITY[kind]
-    rows = table.to_pylist()
-    if kind == "windows":
-        rows.sort(key=lambda r: (bool(r["final"]), r["emitted_at"] or 0, r["kafka_offset"]), reverse=True)
-    else:
-        rows.sort(key=lambda r: r["kafka_offset"])
-    seen, kept = set(), []
-    for row in rows:
-        key = tuple(row[k] for k in keys)
-        if key not in seen:
-            seen.add(key)
-            kept.append(row)
-    return pa.Table.from_pylist(kept, schema=table.schema)
+    windows the final record, else the newest (DuckDB over the Arrow table: no row becomes a Python object)."""
+    import duckdb
+
+    keys = ", ".join(IDENTITY[kind])
+    first = ("final DESC, emitted_at DESC NULLS LAST, kafka_offset DESC" if kind == "windows"
+             else "kafka_offset")
+    connection = duckdb.connect()
+    try:
+        connection.register("merged", table)
+        # the SQL is this module's own: no value from a record or a request reaches it
+        kept = connection.sql(f"SELECT * FROM merged QUALIFY row_number() OVER (PARTITION BY {keys} "
+                                  f"ORDER BY {first}) = 1").to_arrow_table()
+    finally:
+        connection.close()
+    return kept.select(table.schema.names).cast(table.schema)

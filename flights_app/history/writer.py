@@ -23,6 +23,7 @@ import orjson
 from flights_app.history.layout import FileName, hour_of
 from flights_app.history.rows import ROW_OF
 from flights_app.history.store import HistoryStore
+from flights_app.metrics import Metric, StageMetrics
 from flights_app.settings import Settings
 from flights_app.topic_names import AGGREGATED, ALERTS, PROCESSED
 
@@ -34,6 +35,21 @@ COMPACT_AFTER_S = 900
 CHORES_EVERY_S = 30.0
 
 KIND_OF_BASE = {PROCESSED: "states", AGGREGATED: "windows", ALERTS: "alerts"}
+
+#: The writer's counters, on its own ``/metrics`` (FLIGHTS_HISTORY_PORT).
+HISTORY_METRICS = (
+    Metric("rows", "flights_history_rows", "Rows written to the history, by kind (states, windows, alerts)",
+           ("kind",)),
+    Metric("files", "flights_history_files", "History files written (one per offset range and hour), by kind",
+           ("kind",)),
+    Metric("skipped", "flights_history_skipped", "Records not kept: not a record, or an event time no calendar "
+                                                 "holds"),
+    Metric("commits", "flights_history_commits", "Offset commits after written ranges"),
+    Metric("compacted", "flights_history_compacted", "Partition-hours merged into one file, by kind", ("kind",)),
+    Metric("expired_hours", "flights_history_expired_hours", "Hours deleted by retention (FLIGHTS_HISTORY_DAYS)"),
+    Metric("lag", "flights_history_lag", "Records on the topic not yet written and committed, by topic",
+           ("topic",), gauge=True),
+)
 
 
 @dataclass
@@ -54,7 +70,8 @@ class HistoryWriter:
         self.kind_of = {settings.topic_name(base): kind for base, kind in KIND_OF_BASE.items()}
         self.group = f"{settings.app_id}-history"
         self.pending: dict[object, PendingRange] = {}
-        self.counts = {"rows": 0, "files": 0, "skipped": 0, "compacted": 0, "expired_hours": 0}
+        self.stats = StageMetrics(HISTORY_METRICS)
+        self.committed: dict[object, int] = {}  # per assigned partition, the offset committed last
         self.consumer = None
         self._chores_at = 0.0
 
@@ -73,13 +90,13 @@ class HistoryWriter:
             record = None
         found = ROW_OF[kind](record) if isinstance(record, dict) else None
         if found is None:
-            self.counts["skipped"] += 1
+            self.stats.inc("skipped")
             return
         when, row = found
         try:
             hour = hour_of(when)
         except (ValueError, OverflowError, OSError):  # an event time no calendar holds: not a record to keep
-            self.counts["skipped"] += 1
+            self.stats.inc("skipped")
             return
         row["kafka_partition"], row["kafka_offset"] = tp.partition, offset
         pending.rows_by_hour.setdefault(hour, []).append(row)
@@ -95,8 +112,8 @@ class HistoryWriter:
         kind = self.kind_of[tp.topic]
         name = FileName(tp.topic, tp.partition, pending.first, pending.last)
         written = self.store.write_range(kind, name, pending.rows_by_hour)
-        self.counts["files"] += len(written)
-        self.counts["rows"] += sum(len(rows) for rows in pending.rows_by_hour.values())
+        self.stats.inc("files", len(written), kind)
+        self.stats.inc("rows", sum(len(rows) for rows in pending.rows_by_hour.values()), kind)
         return pending.last + 1
 
     def chores(self, now: float | None = None) -> None:
@@ -104,21 +121,36 @@ class HistoryWriter:
         wall = datetime.now(UTC) if now is None else datetime.fromtimestamp(now, UTC)
         closed_before = hour_of((wall - timedelta(seconds=COMPACT_AFTER_S)).timestamp())
         for kind in self.kind_of.values():
-            self.counts["compacted"] += len(self.store.compact(kind, closed_before, most=4))
-        self.counts["expired_hours"] += self.store.expire(hour_of(
-            (wall - timedelta(days=self.settings.history_days)).timestamp()))
+            self.stats.inc("compacted", len(self.store.compact(kind, closed_before, most=4)), kind)
+        self.stats.inc("expired_hours", self.store.expire(hour_of(
+            (wall - timedelta(days=self.settings.history_days)).timestamp())))
+
+    def note_lag(self) -> None:
+        """Per topic, the records of the assigned partitions beyond the last commit (read or not)."""
+        lag = dict.fromkeys(self.kind_of, 0)
+        for tp in self.consumer.assignment():
+            end = self.consumer.highwater(tp)
+            if end is not None and tp in self.committed:
+                lag[tp.topic] += max(0, end - self.committed[tp])
+        for topic, behind in lag.items():
+            self.stats.set("lag", behind, topic)
 
     # -- Kafka --------------------------------------------------------------------------------
     async def assigned(self, tps) -> None:
         """A partition given to this writer: files of its uncommitted range deleted, read from its commit."""
+        for topic in {tp.topic for tp in tps}:  # queries prune a track's files by its key's partition
+            count = len(self.consumer.partitions_for_topic(topic) or ())
+            if count:
+                self.store.note_partitions(topic, count)
         for tp in tps:
-            committed = await self.consumer.committed(tp) or 0
+            committed = self.committed[tp] = await self.consumer.committed(tp) or 0
             self.store.drop_uncommitted(self.kind_of[tp.topic], tp.topic, tp.partition, committed)
             self.consumer.seek(tp, committed)
 
     def revoked(self, tps) -> None:
         for tp in tps:
             self.pending.pop(tp, None)  # read again by the next owner, from the commit
+            self.committed.pop(tp, None)
 
     async def run(self, stop: asyncio.Event) -> None:
         from aiokafka import AIOKafkaConsumer
@@ -147,6 +179,7 @@ class HistoryWriter:
                     for record in records:
                         self.add(tp, record.offset, record.value)
                 await self.flush(time.monotonic())
+                self.note_lag()
                 if time.monotonic() - self._chores_at >= CHORES_EVERY_S:
                     self._chores_at = time.monotonic()
                     await asyncio.get_running_loop().run_in_executor(None, self.chores)
@@ -184,3 +217,6 @@ class HistoryWriter:
                 await self.consumer.commit(offsets)
             except (CommitFailedError, IllegalStateError) as error:  # a rebalance took them: read again
                 log.warning("History: commit refused (%s); the next owner rewrites those ranges", error)
+            else:
+                self.stats.inc("commits")
+                self.committed.update(offsets)
