@@ -731,6 +731,17 @@ def settings_table(main_only: bool = False) -> str:
     return "\n".join(["| variable | default | meaning |", "|---|---|---|", *rows])
 
 
+def _password(name: str, path: Path) -> Secret:
+    """The password a file holds (surrounding white space dropped), never shown in an error."""
+    try:
+        password = Secret(path.read_text().strip())
+    except (OSError, UnicodeDecodeError) as error:
+        raise SettingsError(f"{name}={path}: cannot read it ({type(error).__name__})") from None
+    if not password:
+        raise SettingsError(f"{name}={path} is empty")
+    return password
+
+
 def _kafka_security(values: Before) -> KafkaSecurity:
     """The Kafka login, checked; the password read from its file."""
     protocol, user, password_file = (values["kafka_security_protocol"], values["kafka_user"],
@@ -740,13 +751,7 @@ def _kafka_security(values: Before) -> KafkaSecurity:
         if user is None or password_file is None:
             raise SettingsError(f"FLIGHTS_KAFKA_SECURITY_PROTOCOL={protocol} needs FLIGHTS_KAFKA_USER and "
                                 "FLIGHTS_KAFKA_PASSWORD_FILE")
-        try:
-            password = Secret(password_file.read_text().strip())
-        except (OSError, UnicodeDecodeError) as error:
-            raise SettingsError(f"FLIGHTS_KAFKA_PASSWORD_FILE={password_file}: cannot read it "
-                                f"({type(error).__name__})") from None
-        if not password:
-            raise SettingsError(f"FLIGHTS_KAFKA_PASSWORD_FILE={password_file} is empty")
+        password = _password("FLIGHTS_KAFKA_PASSWORD_FILE", password_file)
     elif user is not None or password_file is not None:
         raise SettingsError(f"FLIGHTS_KAFKA_USER and FLIGHTS_KAFKA_PASSWORD_FILE need a SASL_ protocol "
                             f"(FLIGHTS_KAFKA_SECURITY_PROTOCOL is {protocol})")
@@ -783,15 +788,7 @@ def _alert_mail(values: Before) -> AlertMail | None:
     if user is not None and values["alert_smtp_security"] == "none" and not is_loopback(host):
         raise SettingsError(f"FLIGHTS_ALERT_SMTP_SECURITY=none would send the SMTP password to {host} in clear: "
                             "use starttls or tls")
-    password = None
-    if password_file is not None:
-        try:
-            password = Secret(password_file.read_text().strip())
-        except (OSError, UnicodeDecodeError) as error:
-            raise SettingsError(f"FLIGHTS_ALERT_SMTP_PASSWORD_FILE={password_file}: cannot read it "
-                                f"({type(error).__name__})") from None
-        if not password:
-            raise SettingsError(f"FLIGHTS_ALERT_SMTP_PASSWORD_FILE={password_file} is empty")
+    password = None if password_file is None else _password("FLIGHTS_ALERT_SMTP_PASSWORD_FILE", password_file)
     return AlertMail(host, values["alert_smtp_port"], values["alert_smtp_security"], user, password,
                      values["alert_smtp_ca_file"], values["alert_smtp_from"], values["alert_smtp_to"])
 
