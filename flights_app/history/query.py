@@ -118,7 +118,7 @@ class History:
         self.partitions = dict(partitions) if partitions is not None else None
 
     def _run(self, kind: str, start: float, end: float, sql: str, params: list,
-             keep: Callable[[FileName], bool] | None = None) -> Answer:
+             keep: Callable[[FileName], bool] | None = None, limit: int = ROW_LIMIT) -> Answer:
         files = self.store.files(kind, hours_between(start, end), keep)
         if not files:
             return Answer([], [])
@@ -131,8 +131,8 @@ class History:
             connection.read_parquet([str(f) for f in files], union_by_name=not uniform).create_view("history")
             result = connection.execute(sql, params)
             columns = [d[0] for d in result.description]
-            rows = result.fetchmany(ROW_LIMIT + 1)
-            return Answer(columns, rows[:ROW_LIMIT], truncated=len(rows) > ROW_LIMIT)
+            rows = result.fetchmany(limit + 1)
+            return Answer(columns, rows[:limit], truncated=len(rows) > limit)
         finally:
             connection.close()
 
@@ -155,6 +155,15 @@ class History:
             SELECT * EXCLUDE (kafka_partition, kafka_offset) FROM track
             QUALIFY row_number() OVER (PARTITION BY icao24, event_time ORDER BY kafka_offset) = 1
             ORDER BY event_time""", [icao24, start, end], keep=self._partition_of(icao24))
+
+    def states(self, start: float, end: float, limit: int = ROW_LIMIT) -> Answer:
+        """Every state over [start, end], oldest first, each once (at most ``limit``: the dashboard's
+        history mode loads a range with this)."""
+        return self._run("states", start, end, """
+            WITH span AS MATERIALIZED (SELECT * FROM history WHERE event_time BETWEEN ? AND ?)
+            SELECT * EXCLUDE (kafka_partition, kafka_offset) FROM span
+            QUALIFY row_number() OVER (PARTITION BY icao24, event_time ORDER BY kafka_offset) = 1
+            ORDER BY event_time, icao24""", [start, end], limit=limit)
 
     def area(self, bbox: tuple[float, float, float, float], at: float) -> Answer:
         """Every aircraft in the box at one moment: the newest state of each within the lookback before it."""

@@ -25,6 +25,7 @@ from web.dashboard import model
 from web.dashboard.basemap import land_outline, mercator, tiles_reachable
 from web.dashboard.feed import Feed
 from web.dashboard.model import COMPASS, Filters, Traffic
+from web.dashboard.playback import SPEEDS, Playback
 
 PHASES = ("ground", "takeoff", "climb", "cruise", "level", "descent", "approach", "landing", "unknown")
 SECTIONS = ("Map", "Timelines", "Distributions", "Anomalies", "Windows", "Data quality", "Raw data")
@@ -84,6 +85,8 @@ class Dashboard:
         self.settings = _process["settings"]
         self.filters = Filters()
         self.selected: str | None = None
+        self.playback = Playback(self.settings.history_dir)
+        self.frame: Traffic | None = None  # history mode: the traffic of the moment shown
         self._points_key: tuple | None = None
         self._seen_total = 0
         self._callback = None
@@ -112,6 +115,29 @@ class Dashboard:
         self.threshold = w.FloatSlider(name="Anomaly threshold (score)", start=0.0, end=1.0, step=0.01,
                                        value=self.filters.threshold)
         self.status = pn.pane.HTML("", css_classes=["status"], sizing_mode="stretch_width")
+        # History mode: a range loaded from the history, a moment in it, played at a speed; an aircraft found.
+        self.mode = w.RadioButtonGroup(name="Mode", options=["Live", "History"], value="Live", css_classes=["mode"])
+        self.h_from = w.TextInput(name="From (UTC, ISO 8601 or Unix s)", placeholder="2026-12-07T14:00:00Z",
+                                  css_classes=["h-from"])
+        self.h_to = w.TextInput(name="To", placeholder="2026-12-07T14:30:00Z", css_classes=["h-to"])
+        self.h_load = w.Button(name="Load range", button_type="primary", css_classes=["h-load"])
+        self.h_time = w.IntSlider(name="Seconds into the range", start=0, end=1, value=0, step=10,
+                                  css_classes=["h-time"])
+        self.h_play = w.Toggle(name="Play", value=False, css_classes=["h-play"])
+        self.h_speed = w.Select(name="Speed", options=list(SPEEDS), value="10x", css_classes=["h-speed"])
+        self.h_find = w.TextInput(name="Find aircraft (icao24 or callsign)", placeholder="e.g. AFR123",
+                                  css_classes=["h-find"])
+        self.h_find_button = w.Button(name="Find", css_classes=["h-find-button"])
+        self.h_msg = pn.pane.Markdown("*Load a range of the history to replay it.*", css_classes=["h-msg"],
+                                      sizing_mode="stretch_width")
+        self.history_controls = pn.Column(self.h_from, self.h_to, self.h_load, self.h_time, self.h_play,
+                                          self.h_speed, self.h_find, self.h_find_button, self.h_msg, visible=False)
+        self.mode.param.watch(self._set_mode, "value")
+        # A click is handled outside the document's lock: what it redraws is done on the next tick, within it.
+        doc = pn.state.curdoc
+        for button, action in ((self.h_load, self._load_range), (self.h_find_button, self._find)):
+            button.on_click(lambda _event, action=action: doc.add_next_tick_callback(action) if doc else action())
+        self.h_time.param.watch(lambda *_: self._show_moment(), "value")
         for widget in (self.country, self.callsign, self.anomalies_only, self.altitude, self.threshold,
                        self.window_dimension):
             widget.param.watch(lambda *_: self.update(), "value")
@@ -121,6 +147,62 @@ class Dashboard:
         self.max_events.param.watch(self._resize, "value")
         self.max_windows.param.watch(self._resize, "value")
         self.sections.param.watch(self._show_sections, "value")
+
+    # ---- history mode --------------------------------------------------------------------------
+    @property
+    def history_mode(self) -> bool:
+        return self.mode.value == "History"
+
+    def _set_mode(self, _event=None) -> None:
+        self.history_controls.visible = self.history_mode
+        self.h_play.value = False
+        self.selected = None
+        self.update()
+
+    def _load_range(self) -> None:
+        from tables.dimensions import DIMENSIONS
+
+        self.h_msg.object = "Loading..."
+        told = self.playback.load(self.h_from.value, self.h_to.value, tuple(d.name for d in DIMENSIONS))
+        self.h_msg.object = told
+        if self.playback.loaded:
+            span = max(1, int(self.playback.end - self.playback.start))
+            self.h_time.param.update(start=0, end=span, value=min(span, 600))
+            self._show_moment()
+
+    @property
+    def moment(self) -> float:
+        return self.playback.start + self.h_time.value
+
+    def _show_moment(self) -> None:
+        if self.history_mode and self.playback.loaded:
+            self.frame = self.playback.frame(self.moment)
+            self.update()
+
+    def _find(self) -> None:
+        found = self.playback.find(self.h_find.value) if self.playback.loaded else None
+        if found is None:
+            self.h_msg.object = f"No aircraft {self.h_find.value.strip()!r} in the loaded range."
+            return
+        self.selected = found
+        self.h_msg.object = f"Following {found}."
+        self.update()
+
+    def _tick(self) -> None:
+        """The periodic refresh: live, a redraw; history, playing, the moment moved on by the speed."""
+        if self.history_mode:
+            if self.h_play.value and self.playback.loaded:
+                self.h_time.value = min(self.h_time.end, self.h_time.value + SPEEDS[self.h_speed.value]
+                                        * self.refresh.value)
+                if self.h_time.value >= self.h_time.end:
+                    self.h_play.value = False
+            return
+        self.update()
+
+    def _traffic(self) -> Traffic:
+        if self.history_mode:
+            return self.frame if self.frame is not None else Traffic()
+        return self.traffic
 
     def _set_broker(self, event) -> None:
         error = self.feed.set_bootstrap(event.new)
@@ -261,7 +343,7 @@ class Dashboard:
             self._callback.stop()
             self._callback = None
         if self.auto.value:
-            self._callback = pn.state.add_periodic_callback(self.update, period=self.refresh.value * 1000)
+            self._callback = pn.state.add_periodic_callback(self._tick, period=self.refresh.value * 1000)
 
     def _filters(self) -> Filters:
         f = self.filters
@@ -290,9 +372,10 @@ class Dashboard:
 
     def _update_points(self, rows: list[dict], f: Filters) -> None:
         """Stream only the events that arrived since the last update (rolling over at the buffer size);
-        replace the columns only when the filters, threshold or buffer size changed."""
-        t = self.traffic
-        key = (f.country, f.callsign, f.anomalies_only, f.altitude_min, f.altitude_max, f.threshold, t.max_events)
+        replace the columns only when the filters, threshold, buffer size or traffic (a history moment) changed."""
+        t = self._traffic()
+        key = (f.country, f.callsign, f.anomalies_only, f.altitude_min, f.altitude_max, f.threshold, t.max_events,
+               id(t))
         arrived = t.total_events - self._seen_total
         if key == self._points_key and 0 <= arrived < len(t.events):
             new = f.apply(list(t.events)[len(t.events) - arrived:]) if arrived else []
@@ -305,7 +388,7 @@ class Dashboard:
         self._points_key, self._seen_total = key, t.total_events
 
     def update(self) -> None:
-        t = self.traffic
+        t = self._traffic()
         f = self._filters()
         rows = f.apply(list(t.events))
         newest = t.newest_event_time()
@@ -317,7 +400,12 @@ class Dashboard:
         for name, indicator in self.kpis.items():
             indicator.value = 0 if k[name] is None else k[name]
         age = f"{time.time() - status['last_message_at']:.0f} s ago" if status["last_message_at"] else "none yet"
-        if status["online"]:
+        if self.history_mode:
+            shown = (f"{clock(self.moment)} UTC, {len(t.aircraft):,} aircraft in the 5 minutes before it"
+                     if self.playback.loaded else "no range loaded")
+            self.status.object = (f'<span class="history" style="color:#1f4e79">&#9679; History</span>: {shown}'
+                                  f'{" &middot; playing at " + self.h_speed.value if self.h_play.value else ""}')
+        elif status["online"]:
             self.status.object = (f'<span class="online" style="color:#2ca02c">&#9679; Online</span> '
                                   f'({status["bootstrap"]}) &middot; newest record received {age}')
         else:
@@ -400,15 +488,28 @@ class Dashboard:
                                                            for w in list(t.windows.values())[::-1]])
 
         if self.selected:
-            track = [r for r in t.events if r["icao24"] == self.selected]
+            if self.history_mode:  # the whole loaded range's track, not just the moment's buffer
+                track = [model.flatten(r) for r in self.playback.track(self.selected)]
+                whole = [mercator(r["longitude"], r["latitude"]) for r in track if r["longitude"] is not None]
+                s["trails"].data = dict(xs=[*s["trails"].data["xs"], [p[0] for p in whole]],
+                                        ys=[*s["trails"].data["ys"], [p[1] for p in whole]])
+            else:
+                track = [r for r in t.events if r["icao24"] == self.selected]
             s["detail"].data = dict(t=[_ts(r["event_time"]) for r in track],
                                     altitude=[r["altitude"] or 0 for r in track],
                                     velocity=[r["velocity"] for r in track])
             latest = t.aircraft.get(self.selected)
             alerts = "; ".join(latest["alerts"]) if latest and latest["alerts"] else "none"
             faults = "; ".join(latest["faults"]) if latest and latest["faults"] else "none"
-            self.detail_title.object = (f"**{(latest or {}).get('callsign') or self.selected}** ({self.selected}): "
-                                        f"{len(track)} states buffered, alerts: {alerts}, data faults: {faults}")
+            if self.history_mode:
+                flagged = sorted({a for r in track for a in r["alerts"]} | {x for r in track for x in r["faults"]})
+                name = next((r["callsign"] for r in track if r["callsign"]), "") or self.selected
+                self.detail_title.object = (f"**{name.strip()}** ({self.selected}): {len(track)} states in the range, "
+                                            f"flags: {'; '.join(flagged) or 'none'}")
+            else:
+                self.detail_title.object = (f"**{(latest or {}).get('callsign') or self.selected}** "
+                                            f"({self.selected}): {len(track)} states buffered, alerts: {alerts}, "
+                                            f"data faults: {faults}")
 
     # ---- layout --------------------------------------------------------------------------------
     def layout(self) -> pn.template.BootstrapTemplate:
@@ -431,8 +532,8 @@ class Dashboard:
                                   pn.pane.Markdown("### Last windows"), self.windows_table,
                                   sizing_mode="stretch_width"),
         }
-        sidebar = [self.refresh, self.auto, self.broker, self.broker_msg, self.max_events,
-                   self.max_windows, pn.pane.Markdown("**Filters**"), self.country, self.callsign,
+        sidebar = [self.mode, self.history_controls, self.refresh, self.auto, self.broker, self.broker_msg,
+                   self.max_events, self.max_windows, pn.pane.Markdown("**Filters**"), self.country, self.callsign,
                    self.anomalies_only, self.altitude, self.threshold, pn.pane.Markdown("**Sections**"), self.sections,
                    pn.pane.Markdown(f"<small>Map: {self.basemap}</small>")]
         kpis = pn.FlexBox(*self.kpis.values(), sizing_mode="stretch_width")
