@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from faust.utils import json as faust_json
 
+from bench.pipeline import BenchError
 from flights_app.history.layout import FileName, hour_dir, hour_of
 from flights_app.history.query import History, respond
 from flights_app.history.rows import SCHEMAS
@@ -176,8 +177,11 @@ async def writer_rate(broker_url: str, prefix: str, root: Path, datadir: Path, t
     while any(writer.committed.get(tp, 0) < end for tp, end in ends.items() if end):
         if loop.time() > deadline or task.done():
             stop.set()
-            await asyncio.gather(task, return_exceptions=True)
-            raise RuntimeError(f"history bench: the writer did not commit {records:,} records in {timeout_s:.0f} s")
+            (failure,) = await asyncio.gather(task, return_exceptions=True)
+            behind = {f"{tp.topic}[{tp.partition}]": (writer.committed.get(tp), end) for tp, end in ends.items()
+                      if writer.committed.get(tp, 0) < end}
+            raise BenchError(f"history bench: the writer did not commit {records:,} records in {timeout_s:.0f} s "
+                               f"(committed, end) {behind}; the writer: {failure!r}")
         await asyncio.sleep(0.05)
     seconds = time.monotonic() - started
     stop.set()

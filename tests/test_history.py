@@ -259,3 +259,16 @@ def test_a_track_reads_only_the_partition_its_key_hashes_to_on_a_topic_of_one_re
     HistoryStore(root).note_partitions(PROCESSED, 6)  # partitions were added to the topic: keys moved
     assert HistoryStore(root).partitions() == {} and len(track()) == 6
     assert len(History(root, {"another-topic": 4}).aircraft("a1b2c3", T0, T0 + 200).rows) == 6
+
+
+def test_retention_counts_back_from_the_newest_hour_held_so_a_replay_of_old_data_keeps_its_days(tmp_path):
+    writer = HistoryWriter(load_settings({"FLIGHTS_HISTORY_DIR": str(tmp_path / "history"),
+                                          "FLIGHTS_HISTORY_DAYS": "2"}))
+    feed(writer, TP(PROCESSED, 0), [scored("c00002", T0 - 86400 * 3), scored("c00002", T0 - 86400),
+                                    scored("c00002", T0)])
+    writer.chores(now=T0 + 400 * 86400)  # a year later: the recording's newest day is what counts
+    kept = sorted(p.parent.parent.name for p in (tmp_path / "history").rglob("*.parquet"))
+    assert kept == ["date=2025-12-05", "date=2025-12-06"] and writer.stats.expired_hours == 1
+    feed(writer, TP(PROCESSED, 0), [scored("c00002", T0 + 400 * 86400)], first=3)  # live data arrives
+    writer.chores(now=T0 + 400 * 86400)
+    assert [p.parent.parent.name for p in (tmp_path / "history").rglob("*.parquet")] == ["date=2027-01-10"]

@@ -11,6 +11,7 @@ import time
 import urllib.request
 
 import pyarrow.parquet as pq
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from flights_app.history.layout import FileName
@@ -18,7 +19,16 @@ from flights_app.history.query import History
 from flights_app.history.store import HistoryStore
 from flights_app.topic_admin import ensure_topics
 from flights_app.topic_names import AGGREGATED, ALERTS, PROCESSED
-from tests.harness import PYTHON, Proc, TestApp, free_port, group_offsets, wait_until
+from tests.harness import (
+    PYTHON,
+    FakeOpenSky,
+    Proc,
+    TestApp,
+    free_port,
+    group_offsets,
+    read_topic,
+    wait_until,
+)
 from tests.monitoring import missing_from
 from tests.test_history import scored, window
 
@@ -136,3 +146,69 @@ def test_a_killed_writer_loses_and_repeats_nothing(kafka, tmp_path, cleanup):
     assert samples['flights_history_rows_total{kind="states"}'] >= STATES // 3 and samples[
         "flights_history_commits_total"] >= 1, samples
     assert not missing_from(metrics_page(writers[-1].port), "history-writer"), "named in monitoring/, not declared"
+
+
+@pytest.mark.recordings
+def test_a_replay_through_the_stack_is_kept_once_across_a_killed_writer(kafka, tmp_path, cleanup, shared_data):
+    """make run's stack (the fake OpenSky replaying a real recording, a worker, the history writer), the
+    writer killed with a range written and not committed a third of the way in: the history holds each
+    distinct state on flight-processed-data once, and each window's newest record on
+    flight-aggregated-data (its final one where the window closed), once."""
+    recording = shared_data / "real_traffic_france_2021-10-07_5s.zip"
+    fake = FakeOpenSky(tmp_path, "--replay", str(recording), "--pace", "request")
+    cleanup.append(fake)
+    app = TestApp(tmp_path, kafka.url, OPENSKY_URL=fake.api_url, FLIGHTS_POLL_INTERVAL="0.05",
+                  FLIGHTS_AGGREGATE_FLUSH="0.5", FLIGHTS_HISTORY_DIR=str(tmp_path / "history"),
+                  FLIGHTS_HISTORY_FLUSH="0.5", FLIGHTS_HISTORY_COMMIT_DELAY="1",
+                  FLIGHTS_HISTORY_DAYS="3650")  # 2021's states: kept (retention counts back from them)
+    cleanup.append(app)
+    app.start_worker()
+    writers = [start_writer(app, 0)]
+    cleanup.extend(writers)
+    group = f"{app.env['FLIGHTS_APP_ID']}-history"
+    processed, aggregated = app.topic(PROCESSED), app.topic(AGGREGATED)
+    polls = fake.stats()["replay"]["polls"]
+    wait_until(lambda: app.check_workers() or fake.stats()["requests"] >= polls // 3, 180, "a third of the replay")
+    kill_between_write_and_commit(writers[-1], lambda: uncommitted_files(app, group, processed))
+    writers.append(start_writer(app, 1))
+    cleanup.append(writers[-1])
+    wait_until(lambda: app.check_workers() or fake.stats()["exhausted"], 300, "the whole replay served")
+
+    def settled() -> bool:  # everything the worker published is committed by the writer, twice in a row
+        assert writers[-1].alive(), writers[-1].tail()
+        app.check_workers()
+        ends = [(c or 0, end) for t in (processed, aggregated)
+                for c, end in asyncio.run(group_offsets(app.bootstrap, group, t)).values()]
+        now = (all(c == end for c, end in ends), [end for _, end in ends])
+        settled.seen, before = now, getattr(settled, "seen", None)
+        return now[0] and before == now
+
+    wait_until(settled, 240, "the writer to commit every record the worker published", interval_s=5)
+    published = {(v["state"]["icao24"], v["state"]["time_position"] if v["state"].get("time_position") is not None
+                  else v["state"]["last_contact"]) for _, v in read_topic(app.bootstrap, processed, timeout_s=120)}
+    first, last = min(t for _, t in published), max(t for _, t in published)
+    kept = History(tmp_path / "history").states(first, last, limit=10**6)
+    assert not kept.truncated
+    rows = [(r["icao24"], r["event_time"]) for r in kept.as_dicts()]
+    assert len(rows) == len(set(rows)) and set(rows) == published, \
+        f"{len(published):,} distinct states published, {len(rows):,} kept ({len(set(rows) ^ published)} differ)"
+    assert len(published) > 20_000  # the recording's distinct states (57,644 rows, OpenSky repeats)
+
+    newest: dict[tuple, dict] = {}
+    for _, record in read_topic(app.bootstrap, aggregated, timeout_s=120):
+        key = (record["dimension"], record["name"], record["window_start"])
+        if key not in newest or (record["final"], record["emitted_at"]) >= (newest[key]["final"],
+                                                                              newest[key]["emitted_at"]):
+            newest[key] = record
+    history = History(tmp_path / "history")
+    held = {}
+    for dimension in {k[0] for k in newest}:
+        starts = [k[2] for k in newest if k[0] == dimension]
+        for row in history.windows(dimension, min(starts), max(starts)).as_dicts():
+            key = (dimension, row["name"], row["window_start"])
+            assert key not in held, f"window {key} kept twice"
+            held[key] = (row["events"], row["final"])
+    assert held == {k: (r["events"], r["final"]) for k, r in newest.items()}
+    assert sum(final for _, final in held.values()) > 10  # 3 hours of 10-minute windows: most closed
+    deleted = [line for line in writers[1].log_text().splitlines() if "never committed" in line]
+    assert deleted, "the restarted writer found the range its predecessor wrote and never committed"

@@ -150,6 +150,11 @@ class HistoryStore:
                 done.append(path)
         return done
 
+    def newest_hour(self) -> datetime | None:
+        """The newest hour any kind of the history holds (None: empty)."""
+        hours = [hour_dirs(self.root, kind)[-1][0] for kind in SCHEMAS if hour_dirs(self.root, kind)]
+        return max(hours, default=None)
+
     def expire(self, before: datetime) -> int:
         """Delete every hour directory older than ``before`` (all kinds); how many."""
         removed = 0

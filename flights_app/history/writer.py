@@ -117,13 +117,17 @@ class HistoryWriter:
         return pending.last + 1
 
     def chores(self, now: float | None = None) -> None:
-        """Compaction of closed hours (a few at a time) and retention."""
+        """Compaction of closed hours (a few at a time) and retention: the hours more than
+        FLIGHTS_HISTORY_DAYS before now, or before the newest hour the history holds if that is earlier
+        (a replay of an old recording keeps its days; a live feed's newest hour is now)."""
         wall = datetime.now(UTC) if now is None else datetime.fromtimestamp(now, UTC)
         closed_before = hour_of((wall - timedelta(seconds=COMPACT_AFTER_S)).timestamp())
         for kind in self.kind_of.values():
             self.stats.inc("compacted", len(self.store.compact(kind, closed_before, most=4)), kind)
+        newest = self.store.newest_hour()
+        reference = wall if newest is None else min(wall, newest + timedelta(hours=1))
         self.stats.inc("expired_hours", self.store.expire(hour_of(
-            (wall - timedelta(days=self.settings.history_days)).timestamp())))
+            (reference - timedelta(days=self.settings.history_days)).timestamp())))
 
     def note_lag(self) -> None:
         """Per topic, the records of the assigned partitions beyond the last commit (read or not)."""
