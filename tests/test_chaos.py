@@ -65,7 +65,7 @@ def test_the_prometheus_it_runs_has_the_shipped_rules_and_finds_workers_in_a_fil
     assert (tmp_path / "alerts.yml").read_text() == (promtool_dir() / "alerts.yml").read_text()
     result = promtool("check", "config", "prometheus.yml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "7 rules found" in result.stdout + result.stderr
+    assert "9 rules found" in result.stdout + result.stderr
 
 
 def promtool_dir():

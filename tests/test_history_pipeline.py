@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from flights_app.history.layout import FileName
 from flights_app.history.query import History
 from flights_app.history.store import HistoryStore
+from flights_app.history.writer import COMMIT_DELAY_SAYS
 from flights_app.topic_admin import ensure_topics
 from flights_app.topic_names import AGGREGATED, ALERTS, PROCESSED
 from tests.harness import (
@@ -63,14 +64,17 @@ def uncommitted_files(app: TestApp, group: str, topic: str) -> bool:
 
 
 def kill_between_write_and_commit(writer: Proc, uncommitted) -> None:
-    """SIGKILL ``writer`` while it holds a written range it has not committed. Seen racing, the check
-    (a consumer of its own, about a second on a slow machine) and the kill can straddle the commit;
-    so the writer is stopped (SIGSTOP) when the check first holds, the check made again on the frozen
-    state, and only then killed (else it goes on and the wait starts again)."""
+    """SIGKILL ``writer`` while it holds a written range it has not committed. The writer says when it
+    has written ranges and begins FLIGHTS_HISTORY_COMMIT_DELAY's wait before committing them; it is
+    frozen (SIGSTOP) as soon as it says so, so no commit can be on its way, and killed if a range of
+    ``uncommitted`` is among them (else let go, and the next wait is watched). Judging the moment by
+    the committed offsets alone raced: the check takes about a second on a slow machine, and a commit
+    sent just before the freeze could land after it."""
     deadline = time.monotonic() + 120
     while True:
-        wait_until(lambda: uncommitted() or not writer.alive(), max(1.0, deadline - time.monotonic()),
-                   "a written range not yet committed")
+        said = writer.log_text().count(COMMIT_DELAY_SAYS)
+        wait_until(lambda said=said: writer.log_text().count(COMMIT_DELAY_SAYS) > said or not writer.alive(),
+                   max(1.0, deadline - time.monotonic()), "the writer to write ranges", interval_s=0.02)
         assert writer.alive(), writer.tail()
         os.killpg(writer.process.pid, signal.SIGSTOP)
         if uncommitted():
@@ -81,7 +85,7 @@ def kill_between_write_and_commit(writer: Proc, uncommitted) -> None:
 
 def test_a_killed_writer_loses_and_repeats_nothing(kafka, tmp_path, cleanup):
     app = TestApp(tmp_path, kafka.url, FLIGHTS_HISTORY_DIR=str(tmp_path / "history"), FLIGHTS_HISTORY_FLUSH="0.2",
-                  FLIGHTS_HISTORY_COMMIT_DELAY="1")
+                  FLIGHTS_HISTORY_COMMIT_DELAY="2")
     topics = [app.topic(t) for t in (PROCESSED, AGGREGATED, ALERTS)]
     asyncio.run(ensure_topics(app.bootstrap, topics, partitions=app.partitions, replication=1,
                               retention_s=3600))

@@ -33,6 +33,8 @@ RANGE_RECORDS = 20_000
 #: An hour is compacted once it ended this long ago (late records still arrive for a while).
 COMPACT_AFTER_S = 900
 CHORES_EVERY_S = 30.0
+#: What the writer logs before FLIGHTS_HISTORY_COMMIT_DELAY's wait (crash tests kill it then).
+COMMIT_DELAY_SAYS = "History (FLIGHTS_HISTORY_COMMIT_DELAY)"
 
 KIND_OF_BASE = {PROCESSED: "states", AGGREGATED: "windows", ALERTS: "alerts"}
 
@@ -213,6 +215,8 @@ class HistoryWriter:
             else:
                 self.pending.pop(tp, None)
         if offsets and self.settings.history_commit_delay_s:
+            log.info("%s: %d range(s) written, committing in %.1f s", COMMIT_DELAY_SAYS, len(offsets),
+                     self.settings.history_commit_delay_s)
             await asyncio.sleep(self.settings.history_commit_delay_s)
         if offsets:
             from aiokafka.errors import CommitFailedError, IllegalStateError
