@@ -18,7 +18,7 @@ from aiosmtpd.smtp import AuthResult
 from flights_app.dev_secrets import tls_pair
 from flights_app.notify import AlertChannel, WebhookDelivery, alert_channels
 from flights_app.settings import SettingsError, load_settings
-from tests.harness import free_port
+from tests.harness import async_wait_until, free_port
 
 ALERT = {"icao24": "3c6444", "callsign": "DLH4AB  ", "event_time": 1765000805, "last_contact": 1765000806,
          "latitude": 48.9, "longitude": 2.4, "reasons": ["emergency squawk 7700"], "ml_anomaly_score": 0.93,
@@ -40,13 +40,6 @@ async def _receiver(answers: list[int], received: list[dict]) -> TestServer:
     return server
 
 
-async def _until(condition, timeout_s: float = 10.0) -> None:
-    async def wait():
-        while not condition():
-            await asyncio.sleep(0.01)
-    await asyncio.wait_for(wait(), timeout_s)
-
-
 def test_alerts_are_retried_rate_limited_per_aircraft_and_never_block():
     received = []
 
@@ -62,7 +55,8 @@ def test_alerts_are_retried_rate_limited_per_aircraft_and_never_block():
         assert channel.offer("aaaaaa", {"icao24": "aaaaaa", "n": 3})
         assert channel.offer("bbbbbb", {"icao24": "bbbbbb", "n": 4})
         offered_full = [channel.offer(f"c{i:05d}", {"n": 10 + i}) for i in range(10)]  # a queue of 3
-        await _until(lambda: channel.stats.sent == 3 + offered_full.count(True))
+        await async_wait_until(lambda: channel.stats.sent == 3 + offered_full.count(True), 10,
+                               "every queued alert delivered")
         sender.cancel()
         await channel.deliver.close()
         await server.close()
@@ -87,7 +81,7 @@ def test_a_refusal_is_counted_at_once_and_slack_gets_its_message_format(tmp_path
         sender = asyncio.create_task(channel.run())
         channel.offer("aaaaaa", {**ALERT, "icao24": "aaaaaa"})
         channel.offer(ALERT["icao24"], ALERT)
-        await _until(lambda: channel.stats.sent + channel.stats.failed == 2)
+        await async_wait_until(lambda: channel.stats.sent + channel.stats.failed == 2, 10, "both alerts settled")
         sender.cancel()
         await channel.deliver.close()
         await server.close()
@@ -158,7 +152,8 @@ def _mail(settings, alerts) -> AlertChannel:
         sender = asyncio.create_task(channel.run())
         for alert in alerts:
             channel.offer(alert["icao24"], alert)
-        await _until(lambda: channel.stats.sent + channel.stats.failed == len(alerts), 30)
+        await async_wait_until(lambda: channel.stats.sent + channel.stats.failed == len(alerts), 30,
+                               "every alert mailed or refused")
         sender.cancel()
         return channel
     return asyncio.run(scenario())
