@@ -152,8 +152,7 @@ class HistoryStore:
 
     def newest_hour(self) -> datetime | None:
         """The newest hour any kind of the history holds (None: empty)."""
-        hours = [hour_dirs(self.root, kind)[-1][0] for kind in SCHEMAS if hour_dirs(self.root, kind)]
-        return max(hours, default=None)
+        return max((hour for kind in SCHEMAS for hour, _ in hour_dirs(self.root, kind)[-1:]), default=None)
 
     def expire(self, before: datetime) -> int:
         """Delete every hour directory older than ``before`` (all kinds); how many."""
