@@ -220,6 +220,23 @@ def test_one_place_turns_given_parameters_into_a_checked_question(writer, tmp_pa
         ask(history, "tracks", {}, **limits)
 
 
+def test_one_history_answers_questions_from_several_threads_at_once(writer, tmp_path):
+    """The endpoints ask one ``History`` from a pool of threads: each query reads its own files (a view
+    shared between the threads' cursors would let one query read another's files)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    feed(writer, TP(PROCESSED, 0), [scored("f00001", T0 + i) for i in range(5)])
+    feed(writer, TP(AGGREGATED, 0), [window("France", T0, 7, True, T0 + 700.0)])
+    history = History(tmp_path / "history")
+    questions = [("track", lambda: [r["event_time"] for r in history.aircraft("f00001", T0, T0 + 60).as_dicts()]),
+                 ("windows", lambda: [r["events"] for r in history.windows("country", T0, T0 + 60).as_dicts()])]
+    with ThreadPoolExecutor(4) as pool:
+        answers = [(name, pool.submit(ask_)) for _ in range(40) for name, ask_ in questions]
+        got = [(name, future.result()) for name, future in answers]
+    assert {name: answer for name, answer in got} == {"track": [T0 + i for i in range(5)], "windows": [7]}
+    assert all(answer == {"track": [T0 + i for i in range(5)], "windows": [7]}[name] for name, answer in got)
+
+
 def test_the_lag_is_what_the_assigned_partitions_hold_beyond_their_last_commit(writer):
     """/metrics's flights_history_lag: written and committed records are not behind; read and pending are."""
     class Consumer:

@@ -106,22 +106,21 @@ def cmd_history(settings, args: argparse.Namespace, fail) -> None:
             out = csv.writer(handle)
             out.writerow(answer.columns)
             out.writerows(answer.rows)
-        print(f"flights-app: {len(answer.rows)} rows written to {args.csv}")
+        print(f"flights-app: {answer.count} rows written to {args.csv}")
     if args.parquet:
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        pq.write_table(pa.Table.from_pylist(answer.as_dicts()), args.parquet)
-        print(f"flights-app: {len(answer.rows)} rows written to {args.parquet}")
+        pq.write_table(answer.table, args.parquet)
+        print(f"flights-app: {answer.count} rows written to {args.parquet}")
     if not args.csv and not args.parquet:
         print_table(answer)
     if answer.truncated:
-        print(f"flights-app: only the first {len(answer.rows)} rows (a narrower range or box gives all)",
+        print(f"flights-app: only the first {answer.count} rows (a narrower range or box gives all)",
               file=sys.stderr)
 
 
 def print_table(answer, most: int = 200) -> None:
-    if not answer.rows:
+    if not answer.count:
         print("(no rows)")
         return
     shown = [[("" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)) for v in row]
@@ -130,5 +129,5 @@ def print_table(answer, most: int = 200) -> None:
     print("  ".join(c[:w].ljust(w) for c, w in zip(answer.columns, widths, strict=True)))
     for row in shown:
         print("  ".join(v[:w].ljust(w) for v, w in zip(row, widths, strict=True)))
-    if len(answer.rows) > most:
-        print(f"... {len(answer.rows) - most} more rows (--csv or --parquet writes them all)", file=sys.stderr)
+    if answer.count > most:
+        print(f"... {answer.count - most} more rows (--csv or --parquet writes them all)", file=sys.stderr)
