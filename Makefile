@@ -9,7 +9,7 @@ KAFKA_LIB := .kafka/lib
 POM    := flights_app/embedded/pom.xml
 PYTEST_ARGS ?=
 
-.PHONY: install chromium-check compose-check run test bench lint soak model evaluate secrets clean distclean
+.PHONY: install chromium-check compose-check run test bench bench-dashboard lint soak model evaluate secrets clean distclean
 
 MAPS   := .maps/land-110m.json
 PROMTOOL := $(BIN)/promtool
@@ -82,6 +82,12 @@ test: install
 BENCH_ARGS ?=
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The dashboard in headless Chromium for 90 s at 12,000 and 20,000 aircraft (flights-app up --source sim)
+# and 40,000 (a prepared feed, no worker); DASHBOARD_BENCH_ARGS="--plan 12000:prepared --seconds 30" for one size.
+DASHBOARD_BENCH_ARGS ?=
+bench-dashboard: install
+	$(BIN)/python -m bench.dashboard $(DASHBOARD_BENCH_ARGS)
 
 # 30 minutes at 1,000 states/s with a worker restart every 5 minutes (alternately kill -9 and SIGTERM),
 # the topics' retention 6 minutes so the broker's disk must level off;

@@ -537,6 +537,10 @@ class Settings:
     dashboard_origins: tuple[str, ...] = setting(
         "FLIGHTS_DASHBOARD_ORIGINS", Custom(_origins),
         "more `host[:port]` (comma-separated) a browser may open the dashboard as, e.g. behind a proxy")
+    dashboard_render: str = setting(
+        "FLIGHTS_DASHBOARD_RENDER", Choice("canvas", ("canvas", "webgl")),
+        "how the browser draws the map and the scatter charts: canvas, or webgl (faster with a GPU; slower "
+        "without one, where Chromium renders WebGL in software: docs/performance.md)")
     worker_url: str = setting("FLIGHTS_WORKER_URL", Custom(_worker_url, "this machine's worker"),
                               "the worker web server the dashboard asks for health and window stats (any worker "
                               "answers for all)")

@@ -115,3 +115,83 @@ def test_feed_goes_offline_when_its_broker_stops_and_resumes_when_it_returns(tmp
         asyncio.run(scenario())
     finally:
         broker.stop()
+
+
+def test_the_kpis_over_a_simulated_hour_equal_the_worker_s_window_totals(kafka, tmp_path, cleanup):
+    """An hour of simulated traffic (60 aircraft every 10 s, every 7th poll sent twice) through a real
+    worker; the dashboard's feed then reads flight-processed-data. The dashboard's totals over each
+    window, and over the hour, equal the worker's window totals: states, per country, anomalies."""
+    from bench.pipeline import raw_records
+    from bench.workload import simulate
+    from flights_app.topic_names import RAW
+    from tests.harness import TestApp, http_json, wait_until
+    from tests.replay import WINDOW_S, latest_records
+
+    workload = simulate(60, 360, poll_s=10.0, repeat_every=7)
+    expected = workload.distinct_per_window(WINDOW_S)
+    # The hour is published at once: a grace of two hours keeps every state in its window (the worker
+    # counts a state that comes after its window closed as late, the dashboard counts every state).
+    app = TestApp(tmp_path, kafka.url, FLIGHTS_AGGREGATE_FLUSH="0.5", OPENSKY_URL="http://127.0.0.1:9/api",
+                  FLIGHTS_DAILY_CREDITS="0", FLIGHTS_WINDOW_GRACE="7200", FLIGHTS_WINDOW_EXPIRY="14400")
+    cleanup.append(app)
+    worker = app.start_worker()
+    wait_until(lambda: app.check_workers() or http_json(f"http://127.0.0.1:{worker.web_port}/health",
+                                                        timeout_s=2).get("status") == "ok", 120, "the worker")
+
+    async def publish() -> None:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=app.bootstrap, linger_ms=5)
+        await producer.start()
+        try:
+            for i in range(0, len(workload), workload.aircraft):
+                for partition, key, value in raw_records(workload.states[i:i + workload.aircraft], 0.0,
+                                                         app.partitions, batched=True):
+                    await producer.send(app.topic(RAW), key=key, value=value, partition=partition)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    asyncio.run(publish())
+
+    seen: dict = {}
+
+    def worker_totals():
+        app.check_workers()
+        latest, _ = latest_records(app)
+        seen["totals"] = {k: r["events"] for k, r in latest.items()}
+        return seen["totals"] == expected and latest
+    try:
+        windows = wait_until(worker_totals, 240, "the worker's window totals to equal the distinct states published",
+                             interval_s=2)
+    except AssertionError as error:
+        differ = {k: (seen.get("totals", {}).get(k), n) for k, n in expected.items()
+                  if seen.get("totals", {}).get(k) != n}
+        raise AssertionError(f"{error}; (worker, published) where they differ: {differ}") from None
+
+    traffic = Traffic()
+
+    async def read_all() -> None:
+        topics = {"processed": app.topic("flight-processed-data")}
+        feed = Feed(app.bootstrap, topics, traffic, backfill=10**9)
+        task = asyncio.create_task(feed.run())
+        try:
+            await async_wait_until(lambda: traffic.totals.period(None, 0.6).events >= sum(expected.values()), 120,
+                                   "the dashboard to read every processed record")
+        finally:
+            feed.stop()
+            await asyncio.wait_for(task, 15)
+    asyncio.run(read_all())
+
+    starts = sorted({start for _, start in expected})
+    for start in starts:
+        shown = traffic.totals.between(start, start + WINDOW_S, threshold=0.6)
+        mine = {name: r for (name, s), r in windows.items() if s == start}
+        assert shown.events == sum(r["events"] for r in mine.values()), start
+        assert shown.counts("countries") == {name: r["events"] for name, r in mine.items()}, start
+        assert shown.kpis()["model_anomalies"] == sum(r["anomalies"] for r in mine.values()), start
+    hour = [s for s in starts if s >= starts[1]][:6]  # six whole windows: an hour inside the traffic
+    assert len(hour) == 6
+    kpis = traffic.totals.between(hour[0], hour[0] + 3600, threshold=0.6).kpis()
+    assert kpis["events"] == sum(n for (_, s), n in expected.items() if s in hour) > 0
+    assert traffic.totals.repeats >= workload.duplicates > 0  # the polls sent twice: read, not counted again

@@ -3,21 +3,17 @@
 import pytest
 
 from web.dashboard.model import (
-    COMPASS,
     Filters,
     Traffic,
     alerts,
-    compass_counts,
-    compass_sector,
     completeness,
     dimensions_seen,
-    histogram,
-    kpis,
     newest_window_groups,
-    top,
+    top_counts,
     valid_bootstrap,
     window_series,
 )
+from web.dashboard.totals import COMPASS, FeedTotals, compass_sector
 
 
 def scored(icao24="a0b1c2", t=1000, *, country="Germany", callsign="DLH4AB", velocity=200.0, altitude=10000.0,
@@ -68,18 +64,36 @@ def test_filters_and_the_threshold_reclassify_live():
     assert [r["icao24"] for r in alerts(rows + rows, Filters(threshold=0.6))] == ["cccccc", "bbbbbb"]  # once each
 
 
-def test_kpis_and_chart_figures():
-    traffic = Traffic()
+def test_kpis_and_charts_count_every_distinct_state_read_not_a_buffer():
+    traffic = Traffic(max_events=3)  # a buffer far smaller than the traffic: the totals do not depend on it
     rows = [traffic.add_processed(scored(icao24=f"{i % 3:06x}", t=1000 + i, velocity=100.0 + i, heading=i * 45.0,
                                          score=0.9 if i == 0 else 0.1, processed=2000 + i)) for i in range(8)]
-    k = kpis(rows, tracked=len(traffic.tracked(now=1007)), filters=Filters(), invalid=2, lag=0)
-    assert (k["events"], k["anomalies"], k["aircraft"]) == (8, 1, 3)
+    traffic.add_processed(scored(icao24="000000", t=1000, velocity=100.0, heading=0.0, score=0.9))  # a repeat
+    summary = traffic.totals.period(3600, threshold=0.6)
+    k = summary.kpis()
+    assert (k["events"], k["anomalies"], k["model_anomalies"], traffic.totals.repeats) == (8, 1, 1, 1)
     assert k["anomaly_rate"] == pytest.approx(1 / 8) and k["mean_velocity"] == pytest.approx(103.5)
-    assert k["events_per_s"] == pytest.approx(1.0) and k["invalid_rate"] == pytest.approx(0.2)
-    assert top(rows, "icao24", 2) == [("000000", 3), ("000001", 3)]
-    assert compass_counts(rows) == {s: 1 for s in COMPASS}
-    assert histogram([0, 49, 50, 99, 500, -3], bins=2, lo=0, hi=100) == [3, 3]
+    assert k["events_per_s"] == pytest.approx(8 / 7)  # 8 states over 7 s of event time
+    assert summary.kpis()["mean_altitude"] == pytest.approx(10000.0)
+    assert traffic.totals.period(3600, threshold=0.05).kpis()["anomalies"] == 8  # the threshold stays live
+    assert top_counts(traffic.totals.per_aircraft, 2) == [("000000", 3), ("000001", 3)]
+    assert summary.compass() == {s: 1 for s in COMPASS}
+    assert summary.velocity_hist()[9] == 8  # 100-107 m/s: the 10th bin of 11 m/s
+    assert summary.counts("phases") == {"cruise": 8} and summary.counts("countries") == {"Germany": 8}
+    assert [m["events"] for m in summary.series()] == [8] and summary.series()[0]["minute"] == 960
     assert completeness(rows)["callsign"] == 1.0 and completeness(rows)["geo_altitude"] == 0.0
+
+
+def test_a_period_is_the_sum_of_its_minutes_and_old_minutes_are_let_go():
+    totals = FeedTotals(keep_minutes=10)
+    flat = Traffic()
+    for minute in range(30):
+        for k in range(minute % 4 + 1):
+            totals.add(flat.add_processed(scored(icao24=f"{k:06x}", t=minute * 60 + k)))
+    assert totals.between(20 * 60, 30 * 60, 0.6).events == sum(m % 4 + 1 for m in range(20, 30))
+    assert totals.period(5 * 60, 0.6).events == sum(m % 4 + 1 for m in range(25, 30))
+    assert min(totals.minutes) >= (29 - 10) * 60 and len(totals.minutes) <= 11
+    assert FeedTotals().period(600, 0.6).start is None
 
 
 def test_window_series_sums_names_per_window():
@@ -120,3 +134,20 @@ def test_the_window_view_takes_any_dimension_and_lists_its_newest_window_biggest
     assert newest_window_groups(traffic, "airline", 2) == (1200, [("BAW", 5), ("DLH", 5)])
     assert newest_window_groups(traffic, "category", 12) == (1200, [("Heavy", 2)])
     assert newest_window_groups(traffic, "runway", 12) == (None, [])
+
+
+def test_a_state_repeated_minutes_later_is_still_a_repeat_within_the_horizon():
+    """A stale position re-reported 4 minutes later is the same state (the worker's windows count it
+    once); a time older than the horizon before the newest cannot be told apart and counts."""
+    from web.dashboard.totals import DEDUP_HORIZON_S
+
+    traffic = Traffic()
+    for t in range(1000, 1300, 10):
+        traffic.add_processed(scored(icao24="abcdef", t=t))
+    assert not traffic.totals.add(traffic.events[3])  # 1030, 27 states back
+    assert traffic.totals.add({**traffic.events[0], "event_time": 990})  # earlier, not seen: counted
+    assert not traffic.totals.add({**traffic.events[0], "event_time": 990})
+    late = 1290 + DEDUP_HORIZON_S + 5  # the newest moves on past the horizon: 990 let go
+    assert traffic.totals.add({**traffic.events[0], "event_time": late})
+    assert traffic.totals.add({**traffic.events[0], "event_time": 990})  # beyond the horizon: counted
+    assert traffic.totals.repeats == 2

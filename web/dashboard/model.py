@@ -8,13 +8,14 @@ evicted), each aircraft's trail by length, the window buffer by count.
 
 from __future__ import annotations
 
-import math
+import heapq
 import re
 from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-COMPASS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
+from web.dashboard.totals import FeedTotals
+
 #: Fields whose completeness the data-quality chart shows (share of events where present).
 QUALITY_FIELDS = ("callsign", "time_position", "baro_altitude", "geo_altitude", "true_track",
                   "vertical_rate", "squawk")
@@ -41,13 +42,6 @@ def flatten(scored: dict) -> dict:
         "faults": list(scored.get("data_faults") or []),
         "present": {f: s.get(f) is not None for f in QUALITY_FIELDS},
     }
-
-
-def compass_sector(heading: float | None) -> str | None:
-    """The 45-degree compass sector of a track angle (N is 337.5..22.5)."""
-    if heading is None or not math.isfinite(heading):
-        return None
-    return COMPASS[int(((heading % 360) + 22.5) // 45) % 8]
 
 
 def valid_bootstrap(text: str) -> bool:
@@ -89,7 +83,7 @@ class Traffic:
     """The dashboard's memory of the processed topic: recent events, aircraft, trails, windows."""
 
     max_events: int = 5000
-    max_aircraft: int = 20000
+    max_aircraft: int = 60000
     trail_length: int = 20
     max_windows: int = 500
     events: deque = field(init=False)
@@ -99,6 +93,7 @@ class Traffic:
     total_events: int = 0
     invalid_by_reason: Counter = field(default_factory=Counter)
     duplicates_dropped: int = 0
+    totals: FeedTotals = field(default_factory=FeedTotals)  # every distinct state read, per minute
 
     def __post_init__(self) -> None:
         self.events = deque(maxlen=self.max_events)
@@ -114,6 +109,7 @@ class Traffic:
         row = flatten(scored)
         self.events.append(row)
         self.total_events += 1
+        self.totals.add(row)
         icao24 = row["icao24"]
         current = self.aircraft.get(icao24)
         if current is None or row["event_time"] >= current["event_time"]:
@@ -144,46 +140,9 @@ class Traffic:
         return max((r["event_time"] for r in self.aircraft.values()), default=None)
 
 
-def kpis(rows: list[dict], tracked: int, filters: Filters, *, invalid: int = 0, lag: int | None = None) -> dict:
-    """The KPI cards over the buffered rows (after filters)."""
-    n = len(rows)
-    anomalies = sum(filters.is_anomaly(r) for r in rows)
-    altitudes = [r["altitude"] for r in rows if r["altitude"] is not None]
-    times = sorted(r["processed_time"] for r in rows if r["processed_time"] is not None)
-    span = times[-1] - times[0] if len(times) > 1 else 0.0
-    return {
-        "events": n, "anomalies": anomalies, "anomaly_rate": anomalies / n if n else 0.0,
-        "aircraft": tracked,
-        "mean_velocity": sum(r["velocity"] for r in rows) / n if n else None,
-        "mean_altitude": sum(altitudes) / len(altitudes) if altitudes else None,
-        "events_per_s": (len(times) - 1) / span if span > 0 else None,
-        "invalid_rate": invalid / (invalid + n) if invalid + n else 0.0,
-        "lag": lag,
-    }
-
-
-def top(rows: list[dict], key: str, n: int) -> list[tuple[str, int]]:
-    """The ``n`` most frequent values of ``key`` (ties by name), e.g. aircraft by events."""
-    counts = Counter(r[key] or "?" for r in rows)
-    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
-
-
-def counts_by(rows: list[dict], key: str) -> dict[str, int]:
-    return dict(Counter(r[key] for r in rows))
-
-
-def compass_counts(rows: list[dict]) -> dict[str, int]:
-    counts = Counter(compass_sector(r["heading"]) for r in rows)
-    return {sector: counts.get(sector, 0) for sector in COMPASS}
-
-
-def histogram(values: list[float], bins: int, lo: float, hi: float) -> list[int]:
-    """Counts in ``bins`` equal bins over [lo, hi]; values outside go to the end bins."""
-    counts = [0] * bins
-    width = (hi - lo) / bins
-    for v in values:
-        counts[min(bins - 1, max(0, int((v - lo) // width)))] += 1
-    return counts
+def top_counts(counts: Counter, n: int) -> list[tuple[str, int]]:
+    """The ``n`` biggest counts, biggest first (ties by name); without sorting them all (40,000 aircraft)."""
+    return heapq.nsmallest(n, counts.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 def completeness(rows: list[dict]) -> dict[str, float]:
