@@ -85,7 +85,9 @@ def newest_scored(scored: list[ScoredState], encoded: list[bytes],
                   stored: dict[str, AircraftEntry]) -> dict[str, dict | orjson.Fragment | None]:
     """Per aircraft, its newest scored state (by event time) of the batch (as its encoded record,
     ``encoded[i]`` of ``scored[i]``) or of the table: what ``/aircraft/{icao24}/`` shows. A replayed
-    older state does not replace a newer one."""
+    older state does not replace a newer one, nor does a repeat of the newest (OpenSky repeats a state
+    in later polls; a replay or a retry sends it again): the first copy stays, scored when it was new,
+    so the answer does not depend on how the copies fell into batches or how far a replay has got."""
     newest: dict[str, dict | orjson.Fragment | None] = {}
     newest_time: dict[str, int | None] = {}
     for icao24, entry in stored.items():
@@ -94,7 +96,7 @@ def newest_scored(scored: list[ScoredState], encoded: list[bytes],
     for item, record in zip(scored, encoded, strict=True):
         icao24, when = item.state.icao24, item.state.event_time
         current = newest_time.get(icao24)
-        if current is None or when >= current:
+        if current is None or when > current:
             newest[icao24], newest_time[icao24] = orjson.Fragment(record), when
     return newest
 

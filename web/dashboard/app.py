@@ -32,8 +32,9 @@ from web.dashboard.playback import SPEEDS, Playback
 from web.dashboard.totals import COMPASS
 
 PHASES = ("ground", "takeoff", "climb", "cruise", "level", "descent", "approach", "landing", "unknown")
-#: The charts over minutes and the tables are redrawn every this many refreshes (the KPIs, the map and
-#: the followed aircraft at each): each redraw costs the browser's main thread (docs/performance.md).
+#: The charts over minutes and the tables are redrawn every this many refreshes, a part of them at a
+#: time (the KPIs, the map and the followed aircraft at each): each redraw costs the browser's main
+#: thread (docs/performance.md).
 CHARTS_EVERY = 5
 #: The raw-data table's rows: the newest events held (the browser redraws it at each refresh).
 TABLE_EVENTS = 100
@@ -310,7 +311,8 @@ class Dashboard:
                     self.h_play.value = False
             return
         self._ticks += 1
-        self.update(full=self._ticks % CHARTS_EVERY == 0)
+        part = self._ticks % CHARTS_EVERY  # parts 0-3 on four refreshes of five: none redraws everything
+        self.update(parts=frozenset({part}) if part < 4 else frozenset())
 
     def _traffic(self) -> Traffic:
         if self.history_mode:
@@ -564,91 +566,97 @@ class Dashboard:
         return f"{clock(summary.start)}-{clock(summary.end)} UTC ({minutes:,} min)"
 
     def _update_charts(self, t: Traffic, f: Filters, rows: list[dict], summary, worker: dict | None,
-                       invalid: int) -> None:
-        """The charts and tables that change slowly (aggregates over minutes, window records, the
-        buffer's scatter and table): redrawn every CHARTS_EVERY refreshes, and at once when a filter,
-        the period or the mode changes."""
+                       invalid: int, parts: frozenset = frozenset(range(4))) -> None:
+        """The charts and tables that change slowly, in four parts: 0 the timelines and the top lists,
+        1 the distributions, 2 the windows and the data quality, 3 the buffer's scatter charts and the
+        tables. A refresh redraws one part (each every CHARTS_EVERY refreshes), so no refresh redraws them
+        all at once; a filter, the period or the mode redraws them all."""
         s = self.src
-        self._update_points(rows, f)
-        series = summary.series()
-        s["velocity_timeline"].data = dict(t=[_ts(m["minute"]) for m in series],
-                                           velocity=[m["velocity_mean"] for m in series],
-                                           vmin=[m["velocity_min"] for m in series],
-                                           vmax=[m["velocity_max"] for m in series])
-        s["altitude_timeline"].data = dict(t=[_ts(m["minute"]) for m in series],
-                                           altitude=[m["altitude_mean"] for m in series],
-                                           events=[m["events"] for m in series])
-        first = t.totals.first_read
-        since = f"since {clock(first)} UTC" if first is not None else "since the dashboard started"
-        top_aircraft = [(f"{(t.aircraft.get(i) or {}).get('callsign') or '?'} ({i})", c)
-                        for i, c in model.top_counts(t.totals.per_aircraft, 15)]
-        top_countries = model.top_counts(summary.counts("countries"), 12)
-        for key, fig, pairs in (("top_aircraft", self.top_aircraft, top_aircraft),
-                                ("top_countries", self.top_countries, top_countries)):
-            pairs = pairs[::-1]
-            fig.y_range.factors = [p[0] for p in pairs]
-            s[key].data = dict(name=[p[0] for p in pairs], count=[p[1] for p in pairs])
-        phases = summary.counts("phases")
-        s["phases"].data = dict(name=list(PHASES), count=[phases.get(p, 0) for p in PHASES])
-        s["velocity_hist"].data = dict(left=[i * 11 for i in range(30)], right=[(i + 1) * 11 for i in range(30)],
-                                       count=summary.velocity_hist())
-        compass = summary.compass()
-        biggest = max(compass.values()) or 1
-        s["compass"].data = dict(
-            start=[math.pi / 2 - i * math.pi / 4 - math.pi / 8 for i in range(8)],
-            end=[math.pi / 2 - i * math.pi / 4 + math.pi / 8 for i in range(8)],
-            radius=[0.05 + 0.95 * compass[c] / biggest for c in COMPASS], sector=list(COMPASS))
-        ground = summary.on_ground()
-        s["ground_air"].data = dict(name=["on ground", "in the air"], count=[ground, summary.events - ground])
-        for fig, title in ((self.velocity_timeline, "Velocity per minute"), (self.altitude_timeline,
-                           "Mean altitude per minute"), (self.top_countries, "Top 12 countries by states"),
-                           (self.phases, "Flight phases"), (self.velocity_hist, "Velocity histogram (m/s)"),
-                           (self.compass, "Direction (compass rose)"), (self.ground_air, "On ground vs in the air")):
-            fig.title.text = f"{title}, {self.period.value}"  # a changing title re-lays the chart out
-        self.top_aircraft.title.text = f"Top 15 aircraft by states, {since}"
-        for fig, title in ((self.anomaly_scatter, "Anomaly score: velocity vs altitude"),
-                           (self.climb_scatter, "Climb / descent: vertical rate vs altitude"),
-                           (self.completeness, "Completeness per field")):
-            fig.title.text = f"{title}, newest {len(rows):,} events held"
+        if 0 in parts:
+            series = summary.series()
+            s["velocity_timeline"].data = dict(t=[_ts(m["minute"]) for m in series],
+                                               velocity=[m["velocity_mean"] for m in series],
+                                               vmin=[m["velocity_min"] for m in series],
+                                               vmax=[m["velocity_max"] for m in series])
+            s["altitude_timeline"].data = dict(t=[_ts(m["minute"]) for m in series],
+                                               altitude=[m["altitude_mean"] for m in series],
+                                               events=[m["events"] for m in series])
+            top_aircraft = [(f"{(t.aircraft.get(i) or {}).get('callsign') or '?'} ({i})", c)
+                            for i, c in model.top_counts(t.totals.per_aircraft, 15)]
+            top_countries = model.top_counts(summary.counts("countries"), 12)
+            for key, fig, pairs in (("top_aircraft", self.top_aircraft, top_aircraft),
+                                    ("top_countries", self.top_countries, top_countries)):
+                pairs = pairs[::-1]
+                fig.y_range.factors = [p[0] for p in pairs]
+                s[key].data = dict(name=[p[0] for p in pairs], count=[p[1] for p in pairs])
+        if 1 in parts:
+            first = t.totals.first_read
+            since = f"since {clock(first)} UTC" if first is not None else "since the dashboard started"
+            phases = summary.counts("phases")
+            s["phases"].data = dict(name=list(PHASES), count=[phases.get(p, 0) for p in PHASES])
+            s["velocity_hist"].data = dict(left=[i * 11 for i in range(30)], right=[(i + 1) * 11 for i in range(30)],
+                                           count=summary.velocity_hist())
+            compass = summary.compass()
+            biggest = max(compass.values()) or 1
+            s["compass"].data = dict(
+                start=[math.pi / 2 - i * math.pi / 4 - math.pi / 8 for i in range(8)],
+                end=[math.pi / 2 - i * math.pi / 4 + math.pi / 8 for i in range(8)],
+                radius=[0.05 + 0.95 * compass[c] / biggest for c in COMPASS], sector=list(COMPASS))
+            ground = summary.on_ground()
+            s["ground_air"].data = dict(name=["on ground", "in the air"], count=[ground, summary.events - ground])
+            for fig, title in ((self.velocity_timeline, "Velocity per minute"), (self.altitude_timeline,
+                               "Mean altitude per minute"), (self.top_countries, "Top 12 countries by states"),
+                               (self.phases, "Flight phases"), (self.velocity_hist, "Velocity histogram (m/s)"),
+                               (self.compass, "Direction (compass rose)"),
+                               (self.ground_air, "On ground vs in the air")):
+                fig.title.text = f"{title}, {self.period.value}"  # a changing title re-lays the chart out
+            self.top_aircraft.title.text = f"Top 15 aircraft by states, {since}"
+            for fig, title in ((self.anomaly_scatter, "Anomaly score: velocity vs altitude"),
+                               (self.climb_scatter, "Climb / descent: vertical rate vs altitude"),
+                               (self.completeness, "Completeness per field")):
+                fig.title.text = f"{title}, newest {len(rows):,} events held"
+        if 2 in parts:
+            self.window_dimension.options = model.dimensions_seen(t) or ["country"]
+            dimension = self.window_dimension.value
+            series = model.window_series(t, dimension, f.country or None if dimension == "country" else None)
+            newest, groups = model.newest_window_groups(t, dimension, 12)
+            self.window_groups.y_range.factors = [name for name, _ in groups[::-1]]
+            s["window_groups"].data = dict(name=[name for name, _ in groups[::-1]], count=[n for _, n in groups[::-1]])
+            # the title last: when it says the dimension, the bars are there
+            self.window_groups.title.text = (f"Events per {dimension}, window from {clock(newest)}"
+                                             if newest is not None else "Events per group, newest window")
+            s["window_velocity"].data = dict(t=[_ts(w["window_start"]) for w in series],
+                                             vmin=[w["velocity_min"] for w in series],
+                                             vmean=[w["velocity_mean"] for w in series],
+                                             vmax=[w["velocity_max"] for w in series])
+            s["window_anomalies"].data = dict(t=[_ts(w["window_start"]) for w in series],
+                                              anomalies=[w["anomalies"] for w in series])
+            comp = model.completeness(rows)
+            self.completeness.y_range.factors = list(comp)
+            s["completeness"].data = dict(name=list(comp), count=list(comp.values()))
+            reasons = sorted(t.invalid_by_reason.items(), key=lambda kv: kv[1])
+            self.invalid_reasons.y_range.factors = [r for r, _ in reasons]
+            s["invalid_reasons"].data = dict(name=[r for r, _ in reasons], count=[n for _, n in reasons])
+            duplicates = f"{worker['duplicates_dropped']:,}" if worker else "unknown (worker not answering)"
+            self.duplicates.object = (f"**Duplicates dropped:** {duplicates} &middot; **invalid records:** {invalid:,} "
+                                      f"&middot; **late events** (in windows seen): "
+                                      f"{sum(w.get('late_events', 0) for w in t.windows.values()):,}")
+        if 3 in parts:
+            self._update_points(rows, f)
 
-        self.window_dimension.options = model.dimensions_seen(t) or ["country"]
-        dimension = self.window_dimension.value
-        series = model.window_series(t, dimension, f.country or None if dimension == "country" else None)
-        newest, groups = model.newest_window_groups(t, dimension, 12)
-        self.window_groups.y_range.factors = [name for name, _ in groups[::-1]]
-        s["window_groups"].data = dict(name=[name for name, _ in groups[::-1]], count=[n for _, n in groups[::-1]])
-        self.window_groups.title.text = (f"Events per {dimension}, window from {clock(newest)}" if newest is not None
-                                         else "Events per group, newest window")  # last: the bars are there
-        s["window_velocity"].data = dict(t=[_ts(w["window_start"]) for w in series],
-                                         vmin=[w["velocity_min"] for w in series],
-                                         vmean=[w["velocity_mean"] for w in series],
-                                         vmax=[w["velocity_max"] for w in series])
-        s["window_anomalies"].data = dict(t=[_ts(w["window_start"]) for w in series],
-                                          anomalies=[w["anomalies"] for w in series])
-        comp = model.completeness(rows)
-        self.completeness.y_range.factors = list(comp)
-        s["completeness"].data = dict(name=list(comp), count=list(comp.values()))
-        reasons = sorted(t.invalid_by_reason.items(), key=lambda kv: kv[1])
-        self.invalid_reasons.y_range.factors = [r for r, _ in reasons]
-        s["invalid_reasons"].data = dict(name=[r for r, _ in reasons], count=[n for _, n in reasons])
-        duplicates = f"{worker['duplicates_dropped']:,}" if worker else "unknown (worker not answering)"
-        self.duplicates.object = (f"**Duplicates dropped:** {duplicates} &middot; **invalid records:** {invalid:,} "
-                                  f"&middot; **late events** (in windows seen): "
-                                  f"{sum(w.get('late_events', 0) for w in t.windows.values()):,}")
+            self.events_table.value = _frame(EVENT_COLUMNS, [{
+                "time": clock(r["event_time"]), "icao24": r["icao24"], "callsign": r["callsign"],
+                "country": r["country"], "altitude": r["altitude"], "velocity": r["velocity"], "phase": r["phase"],
+                "score": round(r["score"], 3), "squawk": r["squawk"]} for r in rows[-TABLE_EVENTS:][::-1]])
+            newest_window = (len(t.windows), max((w.get("emitted_at") or 0 for w in t.windows.values()), default=0),
+                             id(t))
+            if newest_window != self._windows_shown:  # a table redrawn costs the browser: only when a record came
+                self._windows_shown = newest_window
+                self.windows_table.value = _frame(WINDOW_COLUMNS, [{**{k: w.get(k) for k in WINDOW_COLUMNS},
+                                                                    "window_start": clock(w["window_start"])}
+                                                                   for w in list(t.windows.values())[::-1]])
 
-        self.events_table.value = _frame(EVENT_COLUMNS, [{
-            "time": clock(r["event_time"]), "icao24": r["icao24"], "callsign": r["callsign"],
-            "country": r["country"], "altitude": r["altitude"], "velocity": r["velocity"], "phase": r["phase"],
-            "score": round(r["score"], 3), "squawk": r["squawk"]} for r in rows[-TABLE_EVENTS:][::-1]])
-        newest_window = (len(t.windows), max((w.get("emitted_at") or 0 for w in t.windows.values()), default=0), id(t))
-        if newest_window != self._windows_shown:  # a table redrawn costs the browser: only when a record came
-            self._windows_shown = newest_window
-            self.windows_table.value = _frame(WINDOW_COLUMNS, [{**{k: w.get(k) for k in WINDOW_COLUMNS},
-                                                                "window_start": clock(w["window_start"])}
-                                                               for w in list(t.windows.values())[::-1]])
-
-
-    def update(self, full: bool = True) -> None:
+    def update(self, parts: frozenset = frozenset(range(4))) -> None:
         t = self._traffic()
         f = self._filters()
         rows = f.apply(list(t.events))
@@ -691,8 +699,8 @@ class Dashboard:
         trails = [[mercator(lon, lat) for lon, lat in t.trails.get(i, ())] for i in trail_ids]
         s["trails"].data = dict(xs=[[p[0] for p in tr] for tr in trails], ys=[[p[1] for p in tr] for tr in trails])
 
-        if full:
-            self._update_charts(t, f, rows, summary, worker, invalid)
+        if parts:
+            self._update_charts(t, f, rows, summary, worker, invalid, parts)
         flagged = model.alerts(rows, f)
         shown_alerts = [(r["icao24"], r["event_time"], model.why(r, f)) for r in flagged]
         if shown_alerts != self._alerts_shown:  # the table redrawn only when what it lists changed
