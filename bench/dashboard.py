@@ -39,10 +39,10 @@ import numpy as np
 import orjson
 
 from bench.pipeline import BenchError, cpu_s, rss_mb
-from flights_app.embedded.broker import EmbeddedBroker
+from flights_app.embedded.broker import EmbeddedBroker, accepts_connections
 from flights_app.topic_names import AGGREGATED, INVALID, PROCESSED
 from tests.conftest import KAFKA_LIB
-from tests.harness import PYTHON, Proc, free_port, free_port_pair
+from tests.harness import PYTHON, Proc, free_port, free_port_pair, make_topics
 
 CHROMIUM = os.environ.get("FLIGHTS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 BURST_GAP_S = 1.0
@@ -127,9 +127,9 @@ class Sky:
                 for c, name in enumerate(COUNTRIES)]
 
 
-async def publish(bootstrap: str, prefix: str, sky: Sky, stop: threading.Event, backfill_s: int = 300) -> None:
-    """The sky's last ``backfill_s`` seconds at once (the dashboard shows the 5 minutes before the
-    newest state), then each second's states as the second comes."""
+async def publish(bootstrap: str, prefix: str, sky: Sky, stop: threading.Event) -> None:
+    """Every aircraft's state once at once (the last REPORT_EVERY_S seconds), then each second's states
+    as the second comes."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20,
@@ -239,7 +239,7 @@ def run_prepared(n: int, seconds: float, tmp: Path, say, code: Path | None = Non
     stop, dashboard = threading.Event(), None
     prefix = f"d{uuid.uuid4().hex[:6]}-"
     try:
-        asyncio.run(_topics(broker.bootstrap, [prefix + t for t in (PROCESSED, AGGREGATED, INVALID)]))
+        asyncio.run(make_topics(broker.bootstrap, [prefix + t for t in (PROCESSED, AGGREGATED, INVALID)], 4))
         sky = Sky(n)
         feeder = threading.Thread(target=lambda: asyncio.run(publish(broker.bootstrap, prefix, sky, stop)),
                                   daemon=True)
@@ -273,7 +273,7 @@ def run_stack(n: int, seconds: float, tmp: Path, say, code: Path | None = None) 
         pid = None
         while time.monotonic() < deadline and up.poll() is None:
             pid = pid or _dashboard_pid(up.pid)
-            if pid and _listening(port):
+            if pid and accepts_connections("127.0.0.1", port):
                 break
             time.sleep(0.5)
         else:
@@ -289,28 +289,9 @@ def run_stack(n: int, seconds: float, tmp: Path, say, code: Path | None = None) 
         log.close()
 
 
-async def _topics(bootstrap: str, names: list[str]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, 4, 1) for name in names])
-    finally:
-        await admin.close()
-
-
-def _listening(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 def _wait_listening(proc: Proc, port: int, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
-    while not _listening(port):
+    while not accepts_connections("127.0.0.1", port):
         if not proc.alive() or time.monotonic() > deadline:
             raise BenchError(f"the dashboard did not start:\n{proc.tail()}")
         time.sleep(0.2)

@@ -16,14 +16,13 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.workload import Workload, encode, shifted
 from flights_app.batches import pack
 from flights_app.embedded.broker import EmbeddedBroker
 from flights_app.records import event_time_of
 from flights_app.topic_names import AGGREGATED, PROCESSED, RAW
-from tests.harness import PYTHON, Proc, free_port, free_port_pair, http_json
+from tests.harness import PYTHON, Proc, free_port, free_port_pair, http_json, make_topics
 
 KAFKA_LIB = Path(__file__).resolve().parent.parent / ".kafka" / "lib"
 WINDOW_S = 600
@@ -125,12 +124,7 @@ class Bench:
         self.workers.clear()
 
     async def create_topics(self, names: list[str], partitions: int) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
-        finally:
-            await admin.close()
+        await make_topics(self.bootstrap, names, partitions)
 
     def producer(self) -> AIOKafkaProducer:
         # As the source agent's producer: acks from all replicas, small linger, large batches.

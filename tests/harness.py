@@ -362,3 +362,15 @@ def committed_lags(bootstrap: str, group: str, topic: str) -> dict[int, int]:
 def committed_lag(bootstrap: str, group: str, topic: str) -> int:
     """How many records of ``topic`` the consumer group ``group`` has not committed (all partitions)."""
     return sum(committed_lags(bootstrap, group, topic).values())
+
+
+async def make_topics(bootstrap: str, names: list[str], partitions: int = 2) -> None:
+    """Topics ``names`` on the broker at ``bootstrap``, ``partitions`` each, replication 1."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names])
+    finally:
+        await admin.close()

@@ -15,8 +15,17 @@ import pytest
 
 from flights_app.embedded.broker import EmbeddedBroker
 from tests.conftest import KAFKA_LIB
-from tests.harness import PYTHON, FakeOpenSky, Proc, TestApp, free_port, free_port_pair, http_get, wait_until
-from tests.test_dashboard_feed import make_topics
+from tests.harness import (
+    PYTHON,
+    FakeOpenSky,
+    Proc,
+    TestApp,
+    free_port,
+    free_port_pair,
+    http_get,
+    make_topics,
+    wait_until,
+)
 
 pytestmark = pytest.mark.kafka
 

@@ -9,23 +9,12 @@ import uuid
 
 import pytest
 
-from tests.harness import async_wait_until, free_port
+from tests.harness import async_wait_until, free_port, make_topics
 from tests.test_dashboard_model import scored
 from web.dashboard.feed import Feed
 from web.dashboard.model import Traffic
 
 pytestmark = pytest.mark.kafka
-
-
-async def make_topics(bootstrap: str, names: list[str]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(n, num_partitions=2, replication_factor=1) for n in names])
-    finally:
-        await admin.close()
 
 
 async def produce(bootstrap: str, records: list[tuple[str, bytes]]) -> None:

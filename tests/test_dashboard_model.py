@@ -8,6 +8,7 @@ from web.dashboard.model import (
     alerts,
     completeness,
     dimensions_seen,
+    flatten,
     newest_window_groups,
     top_counts,
     valid_bootstrap,
@@ -86,10 +87,9 @@ def test_kpis_and_charts_count_every_distinct_state_read_not_a_buffer():
 
 def test_a_period_is_the_sum_of_its_minutes_and_old_minutes_are_let_go():
     totals = FeedTotals(keep_minutes=10)
-    flat = Traffic()
     for minute in range(30):
         for k in range(minute % 4 + 1):
-            totals.add(flat.add_processed(scored(icao24=f"{k:06x}", t=minute * 60 + k)))
+            totals.add(flatten(scored(icao24=f"{k:06x}", t=minute * 60 + k)))
     assert totals.between(20 * 60, 30 * 60, 0.6).events == sum(m % 4 + 1 for m in range(20, 30))
     assert totals.period(5 * 60, 0.6).events == sum(m % 4 + 1 for m in range(25, 30))
     assert min(totals.minutes) >= (29 - 10) * 60 and len(totals.minutes) <= 11

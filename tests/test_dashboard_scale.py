@@ -15,9 +15,8 @@ import pytest
 
 from bench.dashboard import Sky, publish
 from flights_app.topic_names import AGGREGATED, INVALID, PROCESSED
-from tests.harness import PYTHON, Proc, free_port, wait_until
+from tests.harness import PYTHON, Proc, free_port, make_topics, wait_until
 from tests.test_dashboard_browser import CHROMIUM
-from tests.test_dashboard_feed import make_topics
 
 pytestmark = pytest.mark.kafka
 

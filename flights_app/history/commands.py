@@ -124,7 +124,7 @@ def print_table(answer, most: int = 200) -> None:
         print("(no rows)")
         return
     shown = [[("" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)) for v in row]
-             for row in answer.rows[:most]]
+             for row in answer.head(most)]
     widths = [min(24, max(len(c), *(len(r[i]) for r in shown))) for i, c in enumerate(answer.columns)]
     print("  ".join(c[:w].ljust(w) for c, w in zip(answer.columns, widths, strict=True)))
     for row in shown:

@@ -117,7 +117,11 @@ class Answer:
 
     @property
     def rows(self) -> list[tuple]:
-        return list(zip(*(column.to_pylist() for column in self.table.columns), strict=True))
+        return self.head(self.count)
+
+    def head(self, n: int) -> list[tuple]:
+        """The first ``n`` rows as tuples (only those made into Python values)."""
+        return list(zip(*(column.to_pylist() for column in self.table.slice(0, n).columns), strict=True))
 
     def as_dicts(self) -> list[dict]:
         """A dict per row. The cyclic collector is held off while they are made: a day's track is

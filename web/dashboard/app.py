@@ -510,8 +510,7 @@ class Dashboard:
         """The map's markers (only what changed is sent) and density for the aircraft in view; the rows
         drawn as markers are returned."""
         if tracked is None:
-            newest = t.newest_event_time()
-            tracked = [r for r in (t.tracked(newest) if newest else []) if f.keep(r)]
+            tracked = [r for r in t.tracked_now() if f.keep(r)]
         x, y = mapview.to_mercator(np.fromiter((r["longitude"] for r in tracked), float, len(tracked)),
                                    np.fromiter((r["latitude"] for r in tracked), float, len(tracked)))
         entries = self.watchlist.entries
@@ -660,8 +659,7 @@ class Dashboard:
         t = self._traffic()
         f = self._filters()
         rows = f.apply(list(t.events))
-        newest = t.newest_event_time()
-        everyone = t.tracked(newest) if newest else []
+        everyone = t.tracked_now()
         tracked = [r for r in everyone if f.keep(r)]
         if not self.history_mode:
             self._tell_watchers(everyone)

@@ -83,9 +83,11 @@ class WatchList:
     def changes(self, rows: Iterable[dict], flags_of) -> list[tuple[str, str]]:
         """(kind, message) for each watched aircraft in ``rows`` that appeared ("info") or shows a flag it
         had not shown ("warning"); ``flags_of(row)`` lists a row's flags (alerts, faults, the model's verdict)."""
-        told = []
+        told: list[tuple[str, str]] = []
+        if not self.entries:
+            return told  # nobody watched: the 40,000 rows of the peak are not looked at
         for row in rows:
-            if not self.entries or not watched(row, self.entries):
+            if not watched(row, self.entries):
                 continue
             flags = set(flags_of(row))
             known = self.seen.get(row["icao24"])

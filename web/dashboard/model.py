@@ -136,6 +136,11 @@ class Traffic:
         """Aircraft whose newest state is less than ``within_s`` old (by ``now``, event time)."""
         return [r for r in self.aircraft.values() if now - r["event_time"] <= within_s]
 
+    def tracked_now(self) -> list[dict]:
+        """The aircraft tracked as of the newest state held (``tracked`` by its event time)."""
+        newest = self.newest_event_time()
+        return self.tracked(newest) if newest is not None else []
+
     def newest_event_time(self) -> float | None:
         return max((r["event_time"] for r in self.aircraft.values()), default=None)
 
