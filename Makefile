@@ -7,7 +7,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 KAFKA_LIB := .kafka/lib
 POM    := flights_app/embedded/pom.xml
-PYTEST_ARGS ?=
+# Two test processes (pytest-xdist), each with its own broker: the tests wait on brokers, workers and
+# browsers much of the time, so two share the 2 cores well; the tests that start a whole stack or a
+# browser run one at a time in one of them (tests/conftest.py). PYTEST_ARGS= runs them in one process.
+PYTEST_ARGS ?= -n 2 --dist loadgroup
 
 .PHONY: install chromium-check compose-check run test bench bench-dashboard lint soak model evaluate secrets clean distclean
 

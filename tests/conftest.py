@@ -14,6 +14,19 @@ from tests.harness import SHARED_DATA, free_port_pair
 KAFKA_LIB = Path(os.environ.get("FLIGHTS_KAFKA_LIB", PROJECT_ROOT / ".kafka" / "lib"))
 
 
+#: Files whose tests start a whole stack (`flights-app up`, several brokers) or a browser with 12,000
+#: aircraft: with ``-n 2 --dist loadgroup`` (make test) they run one at a time in one test process, so
+#: two such tests never share the 2 cores (together they starved a dashboard's first page past a minute).
+ONE_AT_A_TIME = {"test_cli.py", "test_deploy.py", "test_dashboard_browser.py", "test_dashboard_scale.py",
+                 "test_dashboard_history.py"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if item.path.name in ONE_AT_A_TIME:
+            item.add_marker(pytest.mark.xdist_group("one-at-a-time"))
+
+
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory) -> EmbeddedBroker:
     """A real single-node Kafka for the whole session; every test uses its own topics."""

@@ -161,7 +161,7 @@ def test_a_replay_through_the_stack_is_kept_once_across_a_killed_writer(kafka, t
     recording = shared_data / "real_traffic_france_2021-10-07_5s.zip"
     fake = FakeOpenSky(tmp_path, "--replay", str(recording), "--pace", "request")
     cleanup.append(fake)
-    app = TestApp(tmp_path, kafka.url, OPENSKY_URL=fake.api_url, FLIGHTS_POLL_INTERVAL="0.05",
+    app = TestApp(tmp_path, kafka.url, OPENSKY_URL=fake.api_url, FLIGHTS_POLL_INTERVAL="0.01",
                   FLIGHTS_AGGREGATE_FLUSH="0.5", FLIGHTS_HISTORY_DIR=str(tmp_path / "history"),
                   FLIGHTS_HISTORY_FLUSH="0.5", FLIGHTS_HISTORY_COMMIT_DELAY="1",
                   FLIGHTS_HISTORY_DAYS="3650")  # 2021's states: kept (retention counts back from them)

@@ -58,7 +58,7 @@ def test_a_worker_logged_in_processes_a_replay_exactly_and_strangers_are_refused
     expected, _ = expected_counts(recording)
     fake = FakeOpenSky(tmp_path, "--replay", str(recording), "--pace", "request")
     cleanup.append(fake)
-    app = TestApp(tmp_path, broker.url, OPENSKY_URL=fake.api_url, FLIGHTS_POLL_INTERVAL="0.05",
+    app = TestApp(tmp_path, broker.url, OPENSKY_URL=fake.api_url, FLIGHTS_POLL_INTERVAL="0.01",
                   FLIGHTS_AGGREGATE_FLUSH="0.5", FLIGHTS_LOG_LEVEL="debug")
     cleanup.append(app)
 

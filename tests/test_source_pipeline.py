@@ -89,7 +89,7 @@ def test_a_real_recording_replays_every_state_exactly_once(kafka, tmp_path, clea
     recording = shared_data / "opensky_dulles_2023-03-14_450polls.zip"
     fake = FakeOpenSky(tmp_path, "--replay", str(recording), "--pace", "request")
     cleanup.append(fake)
-    app = TestApp(tmp_path, kafka.url, OPENSKY_URL=fake.api_url, FLIGHTS_POLL_INTERVAL="0.05")
+    app = TestApp(tmp_path, kafka.url, OPENSKY_URL=fake.api_url, FLIGHTS_POLL_INTERVAL="0.01")
     cleanup.append(app)
     worker = app.start_worker()
 
@@ -180,7 +180,7 @@ def test_a_leader_killed_mid_replay_is_followed_by_one_that_publishes_the_polls_
                        "--client-secret", "s3cret-catch-up")
     cleanup.append(fake)
     app = TestApp(tmp_path, kafka.url, OPENSKY_URL=fake.api_url, OPENSKY_TOKEN_URL=fake.token_url,
-                  OPENSKY_CLIENT_ID="me", OPENSKY_CLIENT_SECRET="s3cret-catch-up", FLIGHTS_POLL_INTERVAL="0.05",
+                  OPENSKY_CLIENT_ID="me", OPENSKY_CLIENT_SECRET="s3cret-catch-up", FLIGHTS_POLL_INTERVAL="0.01",
                   FLIGHTS_CATCH_UP_MAX="720")
     cleanup.append(app)
     worker = app.start_worker()

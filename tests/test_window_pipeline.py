@@ -49,7 +49,7 @@ def test_replayed_recording_gives_exact_distinct_counts_per_country_and_window(k
     assert sum(expected.values()) == 2124  # of 4,237 rows: OpenSky repeats snapshots
     fake = FakeOpenSky(tmp_path, "--replay", str(recording), "--pace", "request")
     cleanup.append(fake)
-    app = TestApp(tmp_path, kafka.url, OPENSKY_URL=fake.api_url, FLIGHTS_POLL_INTERVAL="0.05",
+    app = TestApp(tmp_path, kafka.url, OPENSKY_URL=fake.api_url, FLIGHTS_POLL_INTERVAL="0.01",
                   FLIGHTS_WINDOW=str(WINDOW_S), FLIGHTS_WINDOW_GRACE=str(GRACE_S), FLIGHTS_AGGREGATE_FLUSH="0.5")
     cleanup.append(app)
     worker = app.start_worker()

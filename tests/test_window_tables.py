@@ -115,7 +115,12 @@ def test_expired_windows_leave_rocksdb_and_their_changelogs(kafka, tmp_path, cle
         return [k for k, v in changelog(app, "group-windows").items()
                 if v is not None and int(k.split("@")[1]) + keep_s
                 <= marks.get(str(partition_for(k.encode(), app.partitions)), float("-inf"))]
-    wait_until(lambda: not live_expired_groups(), 60, "no live group window past the expiry in the changelog")
+    try:
+        wait_until(lambda: not live_expired_groups(), 60, "no live group window past the expiry in the changelog")
+    except AssertionError as timeout:
+        left = live_expired_groups()
+        raise AssertionError(f"{timeout}: {len(left)} left, e.g. {left[:6]}; the worker's counters "
+                             f"{http_get(f'{base}/stats/windows/')[2]}") from None
     # Every entry the worker counts as expired is a tombstone in a changelog (and no other is): read
     # again, as the partitions' watermarks may still have moved since the reads above.
     def expired_count_is_the_tombstones() -> bool:
