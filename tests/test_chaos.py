@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import collections
 
-from bench.chaos import Expected, schedule
+from bench.chaos import Expected, passed, schedule
 from bench.prometheus import write_config
 from tests.test_monitoring import promtool
 
@@ -72,3 +72,18 @@ def promtool_dir():
     from bench.prometheus import SHIPPED
 
     return SHIPPED
+
+
+def test_the_verdict_wants_flightsworkerdown_where_an_outage_took_place_and_only_there():
+    def report(actions: list[str], alerts: list[dict]) -> dict:
+        return {"lost": 0, "wrong_windows": {}, "windows_checked": 10, "outage_s": 180,
+                "recording_rows_missing_from_the_source": None,
+                "steps": [{"t_s": 60 * k, "action": a, "slot": 0} for k, a in enumerate(actions)],
+                "resumption": {"per_step": [{"resume_s": 5.0} for _ in actions]}, "prometheus": {"alerts": alerts}}
+
+    down = [{"alert": "FlightsWorkerDown", "fired_at_s": 390, "resolved": True}]
+    short = ["scale-up", "kill", "kill-wipe", "kill", "scale-down"]  # 8 minutes: no room for the outage
+    assert passed(report(short, [])) and passed(report(short, down))
+    assert not passed(report(["scale-up", "kill", "kill-wipe", "outage", "restart", "scale-down"], []))
+    assert passed(report(["scale-up", "kill", "kill-wipe", "outage", "restart", "scale-down"], down))
+    assert not passed(report(short, [{**down[0], "resolved": False}]))  # an alert left firing
