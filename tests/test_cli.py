@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from flights_app.embedded.broker import BrokerError, EmbeddedBroker
-from flights_app.history.layout import TMP_PREFIX
+from flights_app.history.store import HistoryStore
 from tests.conftest import KAFKA_LIB
 from tests.harness import ROOT, Proc, free_port, free_port_pair, wait_until
 
@@ -166,7 +166,8 @@ def test_up_on_embedded_defaults_shows_states_and_ctrl_c_stops_everything(tmp_pa
         assert "does not answer" in text and "starting the bundled fake OpenSky server in simulator mode" in text
         assert len(processes_with_marker(marker)) >= 5  # up, the fake server, the worker, the dashboard, the
         # history writer (+ Kafka); the scored states reach the history
-        wait_until(lambda: _kept_files(tmp_path / "var" / "history"), 90, "a history file of scored states")
+        wait_until(lambda: HistoryStore(tmp_path / "var" / "history").files("states"), 90,
+                   "a history file of scored states")
         icao24, when = _a_state_in_the_history(tmp_path / "var" / "history")
         track = _web_json(f"http://127.0.0.1:{web_port}/history/aircraft/{icao24}/?from={when - 1}&to={when + 1}")
         assert track[0] == 200 and when in [row["event_time"] for row in track[1]["rows"]], track
@@ -192,16 +193,11 @@ def test_up_on_embedded_defaults_shows_states_and_ctrl_c_stops_everything(tmp_pa
             os.kill(pid, signal.SIGKILL)
 
 
-def _kept_files(root) -> list:
-    """The history's finished files of states (not the writer's ``.tmp-`` files, renamed once written)."""
-    return [path for path in (root / "states").rglob("*.parquet") if not path.name.startswith(TMP_PREFIX)]
-
-
 def _a_state_in_the_history(root) -> tuple[str, float]:
     """The (icao24, event time) of one state the history writer has kept."""
     import pyarrow.parquet as pq
 
-    table = pq.read_table(_kept_files(root)[0], columns=["icao24", "event_time"])
+    table = pq.read_table(HistoryStore(root).files("states")[0], columns=["icao24", "event_time"])
     return table["icao24"][0].as_py(), table["event_time"][0].as_py()
 
 
