@@ -588,9 +588,13 @@ class Dashboard:
                 pairs = pairs[::-1]
                 fig.y_range.factors = [p[0] for p in pairs]
                 s[key].data = dict(name=[p[0] for p in pairs], count=[p[1] for p in pairs])
-        if 1 in parts:
+            self._title_period((self.velocity_timeline, "Velocity per minute"),
+                               (self.altitude_timeline, "Mean altitude per minute"),
+                               (self.top_countries, "Top 12 countries by states"))
             first = t.totals.first_read
             since = f"since {clock(first)} UTC" if first is not None else "since the dashboard started"
+            self.top_aircraft.title.text = f"Top 15 aircraft by states, {since}"
+        if 1 in parts:
             phases = summary.counts("phases")
             s["phases"].data = dict(name=list(PHASES), count=[phases.get(p, 0) for p in PHASES])
             s["velocity_hist"].data = dict(left=[i * 11 for i in range(30)], right=[(i + 1) * 11 for i in range(30)],
@@ -603,17 +607,8 @@ class Dashboard:
                 radius=[0.05 + 0.95 * compass[c] / biggest for c in COMPASS], sector=list(COMPASS))
             ground = summary.on_ground()
             s["ground_air"].data = dict(name=["on ground", "in the air"], count=[ground, summary.events - ground])
-            for fig, title in ((self.velocity_timeline, "Velocity per minute"), (self.altitude_timeline,
-                               "Mean altitude per minute"), (self.top_countries, "Top 12 countries by states"),
-                               (self.phases, "Flight phases"), (self.velocity_hist, "Velocity histogram (m/s)"),
-                               (self.compass, "Direction (compass rose)"),
-                               (self.ground_air, "On ground vs in the air")):
-                fig.title.text = f"{title}, {self.period.value}"  # a changing title re-lays the chart out
-            self.top_aircraft.title.text = f"Top 15 aircraft by states, {since}"
-            for fig, title in ((self.anomaly_scatter, "Anomaly score: velocity vs altitude"),
-                               (self.climb_scatter, "Climb / descent: vertical rate vs altitude"),
-                               (self.completeness, "Completeness per field")):
-                fig.title.text = f"{title}, newest {len(rows):,} events held"
+            self._title_period((self.phases, "Flight phases"), (self.velocity_hist, "Velocity histogram (m/s)"),
+                               (self.compass, "Direction (compass rose)"), (self.ground_air, "On ground vs in the air"))
         if 2 in parts:
             self.window_dimension.options = model.dimensions_seen(t) or ["country"]
             dimension = self.window_dimension.value
@@ -633,6 +628,7 @@ class Dashboard:
             comp = model.completeness(rows)
             self.completeness.y_range.factors = list(comp)
             s["completeness"].data = dict(name=list(comp), count=list(comp.values()))
+            self.completeness.title.text = f"Completeness per field, newest {len(rows):,} events held"
             reasons = sorted(t.invalid_by_reason.items(), key=lambda kv: kv[1])
             self.invalid_reasons.y_range.factors = [r for r, _ in reasons]
             s["invalid_reasons"].data = dict(name=[r for r, _ in reasons], count=[n for _, n in reasons])
@@ -642,6 +638,9 @@ class Dashboard:
                                       f"{sum(w.get('late_events', 0) for w in t.windows.values()):,}")
         if 3 in parts:
             self._update_points(rows, f)
+            for fig, title in ((self.anomaly_scatter, "Anomaly score: velocity vs altitude"),
+                               (self.climb_scatter, "Climb / descent: vertical rate vs altitude")):
+                fig.title.text = f"{title}, newest {len(rows):,} events held"
 
             self.events_table.value = _frame(EVENT_COLUMNS, [{
                 "time": clock(r["event_time"]), "icao24": r["icao24"], "callsign": r["callsign"],
@@ -654,6 +653,12 @@ class Dashboard:
                 self.windows_table.value = _frame(WINDOW_COLUMNS, [{**{k: w.get(k) for k in WINDOW_COLUMNS},
                                                                     "window_start": clock(w["window_start"])}
                                                                    for w in list(t.windows.values())[::-1]])
+
+    def _title_period(self, *charts: tuple) -> None:
+        """Each (figure, title) titled with the period its chart covers (a changing title re-lays the
+        chart out: only the period changes it)."""
+        for fig, title in charts:
+            fig.title.text = f"{title}, {self.period.value}"
 
     def update(self, parts: frozenset = frozenset(range(4))) -> None:
         t = self._traffic()
